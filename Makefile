@@ -1,0 +1,45 @@
+# The two commands a fresh machine needs: `make run` and `make test`.
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+# Keep the embedded default's data inside the checkout unless told otherwise.
+export SWITCHBOARD_HOME ?= $(CURDIR)/.switchboard
+
+.PHONY: run test install lint typecheck bench clean postgres
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (Python 3.11+) on PATH"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip 2>&1 | grep -v "is ignored" || true
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e ".[dev]" 2>&1 | grep -v "is ignored" || true
+	$(BIN)/python -c "import switchboard, prefect" 
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/switchboard validate examples/branching.yaml
+	$(BIN)/switchboard run examples/branching.yaml -i count=7
+
+postgres:
+	@bash scripts/ensure-postgres.sh
+
+test: $(STAMP) postgres
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.compile
+	$(BIN)/python -m bench.overhead
+
+clean:
+	rm -rf $(VENV) .switchboard .pytest_cache .mypy_cache .ruff_cache

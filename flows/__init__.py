@@ -1,0 +1,1 @@
+"""Definitions -> validated plan -> the runner (one Prefect flow, one task per node)."""

@@ -1,0 +1,60 @@
+"""The markdown run summary left as a Prefect artifact, and output previews.
+
+Previews are trimmed and redacted: values under keys that look like secrets are replaced.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from flows.results import RunResult
+
+PREVIEW_CHARS = 80
+_SECRET_KEY = re.compile(r"(pass(word)?|secret|token|api[_-]?key|authorization|cookie|credential)", re.I)
+REDACTED = "[redacted]"
+
+
+def redact(value: Any) -> Any:
+    """A copy of ``value`` with secret-looking keys' values replaced."""
+    if isinstance(value, dict):
+        return {k: REDACTED if _SECRET_KEY.search(str(k)) else redact(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact(v) for v in value]
+    return value
+
+
+def preview(value: Any, limit: int = PREVIEW_CHARS) -> str:
+    """A one-line, redacted, trimmed rendering of a node output."""
+    if value is None:
+        return ""
+    text = json.dumps(redact(value), ensure_ascii=False, default=str, separators=(", ", ": "))
+    text = text.replace("\n", " ")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def run_markdown(result: RunResult) -> str:
+    """The node table of a run as markdown."""
+    version = f"v{result.version}" if result.version is not None else "draft"
+    lines = [
+        f"# {result.workflow} {version}: {result.status}",
+        "",
+        f"Run `{result.run_id}`" + (f", resumed from `{result.resumed_from}`" if result.resumed_from else ""),
+        "",
+        "| node | status | attempts | duration | output |",
+        "|---|---|---|---|---|",
+    ]
+    for node_id, node in result.nodes.items():
+        status = node.status + (" (cached)" if node.cached else "")
+        shown = node.error if node.error and node.status != "completed" else preview(node.output)
+        lines.append(
+            f"| {_cell(node_id)} | {status} | {node.attempts} | {node.duration_ms:.0f} ms | {_cell(shown or '')} |"
+        )
+    if result.error:
+        lines += ["", f"**Error:** {_cell(result.error)}"]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,303 @@
+"""Template expressions: Jinja2 in an immutable sandbox with strict undefined.
+
+A string containing ``{{`` or ``{%`` is a template. A value that is exactly one ``{{ ... }}``
+keeps its native type (int, list, dict, ...); mixed text renders to a string. The names in
+scope are ``inputs``, ``nodes`` (``nodes.<id>.output`` / ``.status``), ``item``, ``index``,
+``run`` and ``env`` (an operator-chosen allow-list). Secrets are never in scope.
+
+Templates are checked twice: statically when a workflow is planned (syntax, unknown names,
+any attribute or key starting with ``_``), and by the sandbox while rendering. Rendering is
+bounded in output size, in the size of values built with ``*`` and ``**``, and in time.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import time
+from collections.abc import Iterator, Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any
+
+from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError, nodes
+from jinja2.exceptions import SecurityError, TemplateError
+from jinja2.lexer import TOKEN_BLOCK_BEGIN, TOKEN_DATA, TOKEN_VARIABLE_BEGIN
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+#: The names a template may read; anything else is an error at validation time.
+SCOPE_NAMES = frozenset({"inputs", "nodes", "item", "index", "run", "env"})
+_BUILTIN_NAMES = frozenset({"range", "loop", "caller", "varargs", "kwargs"})
+
+MAX_OUTPUT_CHARS = 1_000_000
+MAX_SEQUENCE_ITEMS = 1_000_000
+MAX_EXPONENT = 256
+RENDER_TIMEOUT_SECONDS = 2.0
+
+_deadline: ContextVar[float] = ContextVar("switchboard_render_deadline", default=math.inf)
+
+
+class ExpressionError(ValueError):
+    """A template is invalid, unsafe, or failed to render."""
+
+
+def is_template(value: object) -> bool:
+    return isinstance(value, str) and ("{{" in value or "{%" in value)
+
+
+def _check_deadline() -> None:
+    if time.monotonic() > _deadline.get():
+        raise ExpressionError(f"template took longer than {RENDER_TIMEOUT_SECONDS:g}s to render")
+
+
+def _bounded_range(*args: int) -> Iterator[int]:
+    span = range(*args)
+    if len(span) > MAX_SEQUENCE_ITEMS:
+        raise ExpressionError(f"range() of {len(span)} items exceeds {MAX_SEQUENCE_ITEMS}")
+    for i, value in enumerate(span):
+        if i % 256 == 0:
+            _check_deadline()
+        yield value
+
+
+def _tojson(value: Any, indent: int | None = None) -> str:
+    return json.dumps(value, ensure_ascii=False, indent=indent, default=str)
+
+
+def _fromjson(value: str) -> Any:
+    if len(value) > MAX_OUTPUT_CHARS:
+        raise ExpressionError(f"fromjson input longer than {MAX_OUTPUT_CHARS} characters")
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise ExpressionError(f"fromjson: not valid JSON: {exc}") from exc
+
+
+def _size(value: Any) -> int | None:
+    return len(value) if isinstance(value, str | bytes | list | tuple) else None
+
+
+class _Environment(ImmutableSandboxedEnvironment):
+    """The sandbox, with size and time bounds on the operations that can blow up."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**":
+            if isinstance(right, int | float) and abs(right) > MAX_EXPONENT:
+                raise ExpressionError(f"exponent {right} is larger than {MAX_EXPONENT}")
+            return left**right
+        for seq, times in ((left, right), (right, left)):
+            size = _size(seq)
+            if size is not None and isinstance(times, int) and size * times > MAX_SEQUENCE_ITEMS:
+                raise ExpressionError(f"repeating a value {times} times exceeds {MAX_SEQUENCE_ITEMS} items")
+        return left * right
+
+    def call(self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        _check_deadline()
+        return super().call(__context, __obj, *args, **kwargs)
+
+
+def _make_env() -> _Environment:
+    env = _Environment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+    # Drop the default globals (cycler, joiner, lipsum, namespace, dict): none is needed and
+    # each is surface. range stays, bounded.
+    env.globals.clear()
+    env.globals["range"] = _bounded_range
+    env.filters["tojson"] = _tojson
+    env.filters["fromjson"] = _fromjson
+    return env
+
+
+ENV = _make_env()
+
+
+@dataclass(frozen=True)
+class Template:
+    """One parsed template string: what it references and whether it renders natively."""
+
+    source: str
+    native: bool
+    refs: frozenset[str]
+    expression: str | None = None
+    #: The scope names (inputs, nodes, item, ...) the template reads.
+    names: frozenset[str] = frozenset()
+    #: The workflow inputs read as ``inputs.<name>``.
+    inputs: frozenset[str] = frozenset()
+
+    def render(self, context: Mapping[str, Any]) -> Any:
+        """Render against ``context`` (bounded in time and size)."""
+        token = _deadline.set(time.monotonic() + RENDER_TIMEOUT_SECONDS)
+        try:
+            if self.native:
+                assert self.expression is not None
+                value = _compile_expression(self.expression)(**context)
+                if isinstance(value, StrictUndefined):
+                    str(value)  # raises UndefinedError with the missing name
+                return value
+            out: list[str] = []
+            total = 0
+            for chunk in _compile_template(self.source).generate(**context):
+                total += len(chunk)
+                if total > MAX_OUTPUT_CHARS:
+                    raise ExpressionError(f"rendered text is longer than {MAX_OUTPUT_CHARS} characters")
+                out.append(chunk)
+                _check_deadline()
+            return "".join(out)
+        except ExpressionError:
+            raise
+        except UndefinedError as exc:
+            raise ExpressionError(f"{exc} (in {self.source!r})") from exc
+        except SecurityError as exc:
+            raise ExpressionError(f"unsafe expression refused: {exc}") from exc
+        except TemplateError as exc:
+            raise ExpressionError(f"{exc} (in {self.source!r})") from exc
+        except (TypeError, ValueError, ArithmeticError, LookupError) as exc:
+            raise ExpressionError(f"{type(exc).__name__}: {exc} (in {self.source!r})") from exc
+        finally:
+            _deadline.reset(token)
+
+
+@functools.lru_cache(maxsize=4096)
+def _compile_template(source: str) -> Any:
+    return ENV.from_string(source)
+
+
+@functools.lru_cache(maxsize=4096)
+def _compile_expression(expression: str) -> Any:
+    return ENV.compile_expression(expression, undefined_to_none=False)
+
+
+def _native_expression(source: str) -> str | None:
+    """The inner expression if ``source`` is exactly one ``{{ ... }}``, else None."""
+    stripped = source.strip()
+    if not (stripped.startswith("{{") and stripped.endswith("}}")):
+        return None
+    begins = 0
+    for _, kind, value in ENV.lex(stripped):
+        if kind == TOKEN_VARIABLE_BEGIN:
+            begins += 1
+            if begins > 1:
+                return None
+        elif kind == TOKEN_BLOCK_BEGIN or (kind == TOKEN_DATA and value.strip()):
+            return None
+    return stripped[2:-2].strip()
+
+
+def _check_ast(ast: nodes.Template, source: str) -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
+    """Refuse unknown names and private attributes.
+
+    Returns the node ids referenced, the scope names read and the inputs read.
+    """
+    stored = {n.name for n in ast.find_all(nodes.Name) if n.ctx in ("store", "param")}
+    for macro in ast.find_all(nodes.Macro):
+        stored.update(arg.name for arg in macro.args)
+    refs: set[str] = set()
+    names: set[str] = set()
+    inputs: set[str] = set()
+    for n in ast.find_all((nodes.Name, nodes.Getattr, nodes.Getitem)):
+        if isinstance(n, nodes.Name):
+            if n.ctx == "load" and n.name in SCOPE_NAMES and n.name not in stored:
+                names.add(n.name)
+            if n.ctx == "load" and n.name not in SCOPE_NAMES | _BUILTIN_NAMES and n.name not in stored:
+                raise ExpressionError(
+                    f"name {n.name!r} is not available in expressions "
+                    f"(use {', '.join(sorted(SCOPE_NAMES))}) in {source!r}"
+                )
+        elif isinstance(n, nodes.Getattr):
+            if n.attr.startswith("_"):
+                raise ExpressionError(f"attribute {n.attr!r} is not allowed in {source!r}")
+            if isinstance(n.node, nodes.Name) and n.node.name == "nodes":
+                refs.add(n.attr)
+            elif isinstance(n.node, nodes.Name) and n.node.name == "inputs" and "inputs" not in stored:
+                inputs.add(n.attr)
+        elif isinstance(n, nodes.Getitem):
+            arg = n.arg
+            if isinstance(arg, nodes.Const) and isinstance(arg.value, str):
+                if arg.value.startswith("_"):
+                    raise ExpressionError(f"key {arg.value!r} is not allowed in {source!r}")
+                if isinstance(n.node, nodes.Name) and n.node.name == "nodes":
+                    refs.add(arg.value)
+            elif isinstance(n.node, nodes.Name) and n.node.name == "nodes":
+                raise ExpressionError(f"nodes[...] needs a literal node id so the dependency is known, in {source!r}")
+    return frozenset(refs), frozenset(names), frozenset(inputs)
+
+
+@functools.lru_cache(maxsize=16384)
+def parse(source: str) -> Template:
+    """Parse and check one template string (cached: identical strings parse once)."""
+    try:
+        ast = ENV.parse(source)
+    except TemplateSyntaxError as exc:
+        raise ExpressionError(f"template syntax error: {exc.message} (line {exc.lineno}) in {source!r}") from exc
+    refs, names, inputs = _check_ast(ast, source)
+    expression = _native_expression(source)
+    return Template(
+        source=source, native=expression is not None, refs=refs, expression=expression, names=names, inputs=inputs
+    )
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """A param value with its templates parsed: render it to get the concrete value."""
+
+    value: Any
+    refs: frozenset[str]
+    templated: bool
+    names: frozenset[str] = frozenset()
+    inputs: frozenset[str] = frozenset()
+
+    def render(self, context: Mapping[str, Any]) -> Any:
+        return _render(self.value, context) if self.templated else self.value
+
+
+def _render(value: Any, context: Mapping[str, Any]) -> Any:
+    if isinstance(value, Template):
+        return value.render(context)
+    if isinstance(value, dict):
+        return {k: _render(v, context) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_render(v, context) for v in value]
+    return value
+
+
+def compile_value(value: Any, path: str = "") -> Compiled:
+    """Parse every template inside ``value`` (strings, nested in dicts and lists).
+
+    Raises :class:`ExpressionError` whose message starts with the path of the bad string.
+    """
+    refs: set[str] = set()
+    names: set[str] = set()
+    inputs: set[str] = set()
+    templated = False
+
+    def walk(v: Any, where: str) -> Any:
+        nonlocal templated
+        if isinstance(v, str):
+            if not is_template(v):
+                return v
+            try:
+                template = parse(v)
+            except ExpressionError as exc:
+                raise ExpressionError(f"{where}: {exc}" if where else str(exc)) from exc
+            templated = True
+            refs.update(template.refs)
+            names.update(template.names)
+            inputs.update(template.inputs)
+            return template
+        if isinstance(v, dict):
+            return {k: walk(item, f"{where}.{k}" if where else str(k)) for k, item in v.items()}
+        if isinstance(v, list):
+            return [walk(item, f"{where}[{i}]") for i, item in enumerate(v)]
+        return v
+
+    compiled = walk(value, path)
+    return Compiled(
+        value=compiled, refs=frozenset(refs), templated=templated, names=frozenset(names), inputs=frozenset(inputs)
+    )
+
+
+def render_value(value: Any, context: Mapping[str, Any]) -> Any:
+    """Parse and render ``value`` in one step (for ad-hoc use; the runner pre-parses)."""
+    return compile_value(value).render(context)

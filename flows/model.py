@@ -1,0 +1,306 @@
+"""Workflow definitions: the pydantic models for workflow files, and loading them.
+
+A definition comes from YAML, JSON or a dict. Structural mistakes are reported all at once as
+:class:`Problem` rows naming the node id and field; semantic checks (node types, params,
+references, cycles) are the planner's job (:mod:`flows.plan`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+NAME_PATTERN = r"^[a-z0-9][a-z0-9-]*$"
+NODE_ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+InputType = Literal["string", "integer", "number", "boolean", "object", "array"]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a definition or with run inputs."""
+
+    message: str
+    node: str | None = None
+    field: str | None = None
+
+    def __str__(self) -> str:
+        where = []
+        if self.node:
+            where.append(f"node '{self.node}'")
+        if self.field:
+            where.append(self.field)
+        return f"{': '.join(where)}: {self.message}" if where else self.message
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"node": self.node, "field": self.field, "message": self.message}
+
+
+class DefinitionError(ValueError):
+    """A workflow definition (or run inputs) has problems; ``problems`` lists every one."""
+
+    def __init__(self, problems: list[Problem], *, source: str | None = None) -> None:
+        self.problems = problems
+        self.source = source
+        head = f"{source}: " if source else ""
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"{head}{len(problems)} problem(s)\n{lines}")
+
+
+class InputError(DefinitionError):
+    """Run inputs do not match the workflow's declared inputs."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class InputSpec(_Strict):
+    """One typed workflow input."""
+
+    type: InputType = "string"
+    required: bool = False
+    default: Any = None
+    enum: list[Any] | None = None
+    description: str | None = None
+
+
+class ExponentialBackoff(_Strict):
+    """``{exponential: 2, max: 60, jitter: 0.2}``: delays base·2^n seconds, capped, jittered."""
+
+    exponential: float = Field(gt=0, description="Base delay in seconds (doubles each attempt).")
+    max: float | None = Field(default=None, gt=0)
+    jitter: float = Field(default=0.0, ge=0, le=1)
+
+    def delays(self, retries: int) -> list[float]:
+        cap = self.max if self.max is not None else math.inf
+        return [min(cap, self.exponential * 2**n) for n in range(max(retries, 1))]
+
+
+class CacheSpec(_Strict):
+    """Reuse a node's output: ``ttl`` seconds; ``key`` a template (default: type+params)."""
+
+    ttl: float | None = Field(default=None, gt=0)
+    key: str | None = None
+
+
+class NodeDef(_Strict):
+    """One node of a workflow."""
+
+    id: Annotated[str, Field(pattern=NODE_ID_PATTERN, max_length=64)]
+    type: str
+    type_version: int | None = Field(default=None, ge=1, alias="version")
+    name: str | None = None
+    description: str | None = None
+    credential: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    needs: list[str] = Field(default_factory=list)
+    retries: int = Field(default=0, ge=0, le=50)
+    retry_delay: float | list[float] | ExponentialBackoff | None = None
+    timeout: float | None = Field(default=None, gt=0)
+    cache: CacheSpec | None = None
+    on_error: Literal["fail", "continue"] = "fail"
+    for_each: Any = None
+    concurrency: int | None = Field(default=None, ge=1, le=1000)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("retry_delay")
+    @classmethod
+    def _non_negative(cls, value: Any) -> Any:
+        values = value if isinstance(value, list) else [value] if isinstance(value, int | float) else []
+        if any(v < 0 for v in values):
+            raise ValueError("retry delays must be >= 0 seconds")
+        return value
+
+    @model_validator(mode="after")
+    def _for_each_options(self) -> NodeDef:
+        if self.concurrency is not None and self.for_each is None:
+            raise ValueError("`concurrency` only applies to a node with `for_each`")
+        return self
+
+    def retry_delays(self) -> tuple[list[float] | float, float | None]:
+        """Prefect's ``retry_delay_seconds`` and ``retry_jitter_factor`` for this node."""
+        delay = self.retry_delay
+        if isinstance(delay, ExponentialBackoff):
+            return delay.delays(self.retries), delay.jitter or None
+        if delay is None:
+            return 0.0, None
+        return delay, None
+
+
+class Schedule(_Strict):
+    cron: str | None = None
+    interval: float | None = Field(default=None, gt=0)
+    timezone: str = "UTC"
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    paused: bool = False
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Schedule:
+        if (self.cron is None) == (self.interval is None):
+            raise ValueError("a schedule needs exactly one of `cron` or `interval`")
+        return self
+
+
+class Permissions(_Strict):
+    run: list[str] = Field(default_factory=list)
+    approve: list[str] = Field(default_factory=list)
+
+
+class Notify(_Strict):
+    channel: str
+
+
+class Workflow(_Strict):
+    """A whole workflow definition."""
+
+    name: Annotated[str, Field(pattern=NAME_PATTERN, max_length=100)]
+    description: str | None = None
+    inputs: dict[str, InputSpec] = Field(default_factory=dict)
+    schedule: Schedule | None = None
+    permissions: Permissions | None = None
+    notify: Notify | None = None
+    on_failure: str | None = None
+    tags: list[str] = Field(default_factory=list)
+    nodes: list[NodeDef] = Field(min_length=1)
+
+    def node(self, node_id: str) -> NodeDef:
+        for n in self.nodes:
+            if n.id == node_id:
+                return n
+        raise KeyError(node_id)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The definition as plain data (round-trips through :func:`load_definition`)."""
+        return self.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+
+    def resolve_inputs(self, given: Mapping[str, Any], *, from_text: bool = False) -> dict[str, Any]:
+        """Validate ``given`` against the declared inputs; fill defaults.
+
+        With ``from_text`` every value is a string to parse by its declared type (CLI, Slack).
+        Raises :class:`InputError` listing every problem.
+        """
+        problems: list[Problem] = []
+        resolved: dict[str, Any] = {}
+        for key in given:
+            if key not in self.inputs:
+                known = ", ".join(sorted(self.inputs)) or "none"
+                problems.append(Problem(f"unknown input (declared inputs: {known})", field=f"inputs.{key}"))
+        for key, spec in self.inputs.items():
+            if key not in given or given[key] is None:
+                if spec.default is not None:
+                    resolved[key] = spec.default
+                elif spec.required:
+                    problems.append(Problem(f"required {spec.type} input is missing", field=f"inputs.{key}"))
+                else:
+                    resolved[key] = None
+                continue
+            try:
+                value = _coerce(given[key], spec.type, from_text)
+            except ValueError as exc:
+                problems.append(Problem(str(exc), field=f"inputs.{key}"))
+                continue
+            if spec.enum is not None and value not in spec.enum:
+                problems.append(Problem(f"{value!r} is not one of {spec.enum}", field=f"inputs.{key}"))
+                continue
+            resolved[key] = value
+        if problems:
+            raise InputError(problems, source=f"inputs of workflow '{self.name}'")
+        return resolved
+
+
+_TEXT_TRUE = {"true", "yes", "on", "1"}
+_TEXT_FALSE = {"false", "no", "off", "0"}
+
+
+def _coerce(value: Any, type_: InputType, from_text: bool) -> Any:
+    if from_text and isinstance(value, str):
+        text = value.strip()
+        try:
+            if type_ == "integer":
+                return int(text)
+            if type_ == "number":
+                return float(text) if any(c in text for c in ".eE") else int(text)
+            if type_ == "boolean":
+                if text.lower() in _TEXT_TRUE:
+                    return True
+                if text.lower() in _TEXT_FALSE:
+                    return False
+                raise ValueError
+            if type_ in ("object", "array"):
+                value = json.loads(text)
+        except ValueError:
+            raise ValueError(f"expected {type_}, got {value!r}") from None
+    checks: dict[str, Any] = {
+        "string": lambda v: isinstance(v, str),
+        "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+        "number": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+        "boolean": lambda v: isinstance(v, bool),
+        "object": lambda v: isinstance(v, dict),
+        "array": lambda v: isinstance(v, list),
+    }
+    if not checks[type_](value):
+        raise ValueError(f"expected {type_}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _loc_to_problem(raw: Mapping[str, Any], loc: tuple[Any, ...], message: str) -> Problem:
+    nodes = raw.get("nodes")
+    if len(loc) >= 2 and loc[0] == "nodes" and isinstance(loc[1], int) and isinstance(nodes, list):
+        index = loc[1]
+        entry = nodes[index] if index < len(nodes) else None
+        node_id = entry.get("id") if isinstance(entry, dict) else None
+        field = ".".join(str(part) for part in loc[2:]) or None
+        return Problem(message, node=str(node_id) if node_id else f"#{index + 1}", field=field)
+    return Problem(message, field=".".join(str(part) for part in loc) or None)
+
+
+def parse_definition(raw: Any, *, source: str | None = None) -> Workflow:
+    """Validate a definition given as plain data; raises :class:`DefinitionError`."""
+    if not isinstance(raw, Mapping):
+        raise DefinitionError([Problem(f"a workflow must be a mapping, got {type(raw).__name__}")], source=source)
+    try:
+        return Workflow.model_validate(raw)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors(include_url=False):
+            loc = tuple(part for part in err["loc"] if not (isinstance(part, str) and part.startswith("function-")))
+            # Unions report one error per member; keep messages readable and unique.
+            loc = tuple(p for p in loc if p not in ("float", "list[float]", "ExponentialBackoff", "constrained-float"))
+            problems.append(_loc_to_problem(raw, loc, err["msg"]))
+        unique = list(dict.fromkeys(problems))
+        raise DefinitionError(unique, source=source) from exc
+
+
+def load_definition(source: str | Path | Mapping[str, Any] | Workflow) -> Workflow:
+    """Load a workflow from a YAML/JSON file path, a YAML/JSON string, a dict, or a Workflow."""
+    if isinstance(source, Workflow):
+        return source
+    if isinstance(source, Mapping):
+        return parse_definition(source)
+    path = Path(source)
+    if isinstance(source, Path) or (
+        len(str(source)) < 4096 and "\n" not in str(source) and path.suffix in (".yaml", ".yml", ".json")
+    ):
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise DefinitionError([Problem(f"cannot read workflow file: {exc.strerror}")], source=str(path)) from exc
+        label = str(path)
+    else:
+        text, label = str(source), "<string>"
+    try:
+        raw = json.loads(text) if label.endswith(".json") else yaml.safe_load(text)
+    except (yaml.YAMLError, json.JSONDecodeError) as exc:
+        raise DefinitionError(
+            [Problem(f"not valid {'JSON' if label.endswith('.json') else 'YAML'}: {exc}")], source=label
+        ) from exc
+    return parse_definition(raw, source=label)

@@ -1,0 +1,440 @@
+"""The runner: one Prefect flow that executes a planned workflow, one Prefect task per node.
+
+The flow walks the plan itself with asyncio: each node waits for its upstream nodes, decides
+whether it runs (branch ports, skips, upstream failures), renders its params from the
+upstream outputs and then awaits its Prefect task directly. Passing resolved outputs instead
+of chains of futures keeps Prefect's per-task cost flat, and deciding skips and the final
+status here avoids Prefect's "downstream of a failure stays Pending" behaviour (see
+``PREFECT-NOTES.md``).
+
+Every node task persists its result under an explicit cache key:
+
+* with ``cache:`` — the key is a hash of node type, version and resolved params (or the
+  rendered ``cache.key``) with the node's ``ttl``: hits across runs and processes;
+* otherwise — a key bound to the run's *resume root* (the first run of a retry chain), the
+  node (and item) and its resolved params. A fresh run never hits it; a retry of a failed run
+  reuses every node that completed, so completed side effects are not repeated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Literal
+
+import httpx
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import acreate_markdown_artifact
+from prefect.client.schemas.objects import TaskRun
+from prefect.context import TaskRunContext
+from prefect.runtime import flow_run as runtime_flow_run
+from prefect.states import State
+from pydantic import ValidationError
+
+from flows.artifact import run_markdown
+from flows.expressions import ExpressionError
+from flows.model import NodeDef
+from flows.plan import Plan, PlannedNode, build_plan
+from flows.results import NodeResult, RunResult
+from nodes.context import CredentialResolver, NodeContext, RunInfo
+from nodes.errors import NodeConfigError, TransientError
+from nodes.http_guard import AllowList, GuardedTransport
+
+logger = logging.getLogger("switchboard.runner")
+
+#: Longest Retry-After we honour by waiting; longer ones fall back to the node's own delay.
+MAX_RETRY_AFTER_SECONDS = 300.0
+
+EventKind = Literal["started", "retrying", "finished"]
+
+
+@dataclass(frozen=True)
+class NodeEvent:
+    """Progress of one node, delivered to run listeners (CLI progress, Slack threads)."""
+
+    run_id: str
+    node_id: str
+    kind: EventKind
+    label: str
+    attempt: int = 0
+    result: NodeResult | None = None
+
+
+Listener = Callable[[NodeEvent], None]
+
+
+@dataclass
+class RunServices:
+    """Process-local things a run needs that cannot travel as flow parameters."""
+
+    allow_hosts: AllowList = field(default_factory=AllowList)
+    credential_resolver: CredentialResolver | None = None
+    listeners: list[Listener] = field(default_factory=list)
+    template_env: dict[str, str] = field(default_factory=dict)
+    #: A plan already built by the caller (saves planning twice in-process).
+    plan: Plan | None = None
+
+
+@dataclass
+class _RunState:
+    services: RunServices
+    plan: Plan
+    run: RunInfo
+    http: httpx.AsyncClient
+    attempts: dict[str, int] = field(default_factory=dict)
+    result: RunResult | None = None
+
+    def emit(self, event: NodeEvent) -> None:
+        for listener in self.services.listeners:
+            try:
+                listener(event)
+            except Exception:
+                logger.exception("run listener failed on %s", event)
+
+
+_SERVICES: dict[str, RunServices] = {}
+_RUNS: dict[str, _RunState] = {}
+
+
+def register_services(run_id: str, services: RunServices) -> None:
+    """Attach process-local services to a run about to start in this process."""
+    _SERVICES[run_id] = services
+
+
+def take_result(run_id: str) -> RunResult | None:
+    """The result of a run that ran in this process (once)."""
+    state = _RUNS.pop(run_id, None)
+    _SERVICES.pop(run_id, None)
+    return state.result if state else None
+
+
+class WorkflowFailed(Exception):
+    """Raised at the end of a flow whose workflow failed, so Prefect marks the run Failed."""
+
+
+def _digest(*parts: Any) -> str:
+    blob = json.dumps(parts, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:40]
+
+
+def _cache_key_fn(context: TaskRunContext, parameters: dict[str, Any]) -> str:
+    return str(parameters["cache_key"])
+
+
+def _retry_only_transient(task: Any, task_run: TaskRun, state: State[Any]) -> bool:
+    """Retry transient provider failures and node timeouts; never permanent errors."""
+    return isinstance(state.data, TransientError | TimeoutError)
+
+
+@task(
+    name="node",
+    persist_result=True,
+    cache_key_fn=_cache_key_fn,
+    retry_condition_fn=_retry_only_transient,
+    task_run_name="{label}",
+)
+async def node_task(
+    label: str,
+    run_id: str,
+    node_id: str,
+    params: dict[str, Any],
+    upstream: dict[str, Any],
+    cache_key: str,
+) -> Any:
+    """Execute one node (or one ``for_each`` item) with its rendered params."""
+    state = _RUNS[run_id]
+    planned = state.plan.nodes[node_id]
+    spec = planned.spec
+    attempt = state.attempts.get(label, 0) + 1
+    state.attempts[label] = attempt
+    state.emit(NodeEvent(run_id, node_id, "started" if attempt == 1 else "retrying", label, attempt))
+    try:
+        model = spec.params_model.model_validate(params)
+    except ValidationError as exc:
+        raise NodeConfigError(_params_message(exc), node_id=node_id) from exc
+    ctx = NodeContext(
+        node_id=node_id,
+        run=state.run,
+        http=state.http,
+        logger=get_run_logger(),
+        attempt=attempt,
+        credential_name=planned.definition.credential,
+        upstream=upstream,
+        credential_resolver=state.services.credential_resolver,
+        credential_kind=spec.credential,
+    )
+    try:
+        return await spec.invoke(ctx, model)
+    except TransientError as exc:
+        await _honour_retry_after(exc, planned.definition, attempt)
+        raise
+
+
+def _params_message(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors(include_url=False):
+        path = ".".join(str(p) for p in err["loc"])
+        parts.append(f"params.{path}: {err['msg']}" if path else f"params: {err['msg']}")
+    return "; ".join(parts)
+
+
+async def _honour_retry_after(exc: TransientError, node: NodeDef, attempt: int) -> None:
+    """Wait out the part of a Retry-After the node's own retry delay does not cover."""
+    if exc.retry_after is None or attempt > node.retries:
+        return
+    delays, _ = node.retry_delays()
+    if isinstance(delays, list):
+        configured = delays[min(attempt - 1, len(delays) - 1)] if delays else 0.0
+    else:
+        configured = float(delays)
+    extra = min(exc.retry_after, MAX_RETRY_AFTER_SECONDS) - configured
+    if extra > 0:
+        await asyncio.sleep(extra)
+
+
+def _task_for(planned: PlannedNode) -> Any:
+    node = planned.definition
+    delays, jitter = node.retry_delays()
+    options: dict[str, Any] = {
+        "name": node.id,
+        "retries": node.retries,
+        "retry_delay_seconds": delays,
+        "retry_jitter_factor": jitter,
+        "timeout_seconds": node.timeout,
+    }
+    if node.cache and node.cache.ttl:
+        options["cache_expiration"] = timedelta(seconds=node.cache.ttl)
+    return node_task.with_options(**options)
+
+
+def _flow_run_name() -> str:
+    parameters = runtime_flow_run.parameters
+    definition = parameters.get("definition") or {}
+    version = parameters.get("version")
+    label = f"v{version}" if version is not None else "draft"
+    return f"{definition.get('name', 'workflow')} {label} · {parameters.get('trigger', 'api')}"
+
+
+class _Executor:
+    """Walks one plan: decides, renders and runs every node exactly once."""
+
+    def __init__(self, state: _RunState, inputs: dict[str, Any], resume_root: str) -> None:
+        self.state = state
+        self.plan = state.plan
+        self.inputs = inputs
+        self.resume_root = resume_root
+        self.results: dict[str, NodeResult] = {}
+        self.nodes_scope: dict[str, dict[str, Any]] = {}
+        self.tasks: dict[str, asyncio.Task[None]] = {}
+        self.prefect_tasks = {node_id: _task_for(p) for node_id, p in self.plan.nodes.items()}
+        self.scope = {
+            "inputs": inputs,
+            "nodes": self.nodes_scope,
+            "run": state.run.as_template_value(),
+            "env": state.services.template_env,
+            "item": None,
+            "index": None,
+        }
+
+    async def run(self) -> dict[str, NodeResult]:
+        for node_id in self.plan.order:
+            self.tasks[node_id] = asyncio.ensure_future(self._node(self.plan.nodes[node_id]))
+        await asyncio.gather(*self.tasks.values())
+        return {node_id: self.results[node_id] for node_id in self.plan.order}
+
+    def _finish(self, planned: PlannedNode, result: NodeResult) -> None:
+        self.results[planned.id] = result
+        self.nodes_scope[planned.id] = {"output": result.output, "status": result.status}
+        self.state.emit(NodeEvent(self.state.run.id, planned.id, "finished", planned.id, result.attempts, result))
+
+    def _blocked(self, planned: PlannedNode) -> NodeResult | None:
+        """A skip result if the node must not run, else None."""
+        upstream = self.results
+        for source in planned.upstream:
+            r = upstream[source]
+            if r.status == "failed" and not r.continued:
+                return NodeResult("skipped", error=f"upstream node '{source}' failed", skip_reason="failure")
+            if r.status == "skipped" and r.skip_reason == "failure":
+                return NodeResult("skipped", error=r.error, skip_reason="failure")
+        taken = [
+            upstream[e.source].status != "skipped" and (e.port is None or upstream[e.source].port == e.port)
+            for e in planned.edges
+        ]
+        is_any_join = planned.spec.type == "core.merge" and planned.definition.params.get("mode") == "any"
+        runs = any(taken) or not taken if is_any_join else all(taken)
+        return None if runs else NodeResult("skipped", skip_reason="branch")
+
+    async def _node(self, planned: PlannedNode) -> None:
+        if planned.edges:
+            await asyncio.gather(*(self.tasks[s] for s in planned.upstream))
+        blocked = self._blocked(planned)
+        if blocked is not None:
+            self._finish(planned, blocked)
+            return
+        started = time.perf_counter()
+        upstream = (
+            {s: self.results[s].output for s in planned.upstream if self.results[s].status != "skipped"}
+            if planned.spec.wants_upstream
+            else {}
+        )
+        try:
+            if planned.for_each is None:
+                result = await self._call(planned, planned.id, self.scope, upstream, None)
+            else:
+                result = await self._for_each(planned, upstream)
+        except (ExpressionError, NodeConfigError) as exc:
+            result = NodeResult("failed", error=str(exc))
+        result.duration_ms = (time.perf_counter() - started) * 1000
+        if result.status == "failed" and planned.definition.on_error == "continue":
+            result.continued = True
+            if result.output is None:
+                result.output = {"error": result.error}
+        self._finish(planned, result)
+
+    async def _for_each(self, planned: PlannedNode, upstream: dict[str, Any]) -> NodeResult:
+        assert planned.for_each is not None
+        try:
+            items = planned.for_each.render(self.scope)
+        except ExpressionError as exc:
+            raise ExpressionError(f"for_each: {exc}") from exc
+        if not isinstance(items, list | tuple):
+            raise NodeConfigError(f"for_each rendered to {type(items).__name__}, expected a list")
+        limit = asyncio.Semaphore(planned.definition.concurrency or len(items) or 1)
+
+        async def one(index: int, item: Any) -> NodeResult:
+            async with limit:
+                scope = {**self.scope, "item": item, "index": index}
+                try:
+                    return await self._call(planned, f"{planned.id}[{index}]", scope, upstream, index)
+                except (ExpressionError, NodeConfigError) as exc:
+                    return NodeResult("failed", error=f"item {index}: {exc}")
+
+        parts = await asyncio.gather(*(one(i, item) for i, item in enumerate(items)))
+        failed = [p for p in parts if p.status == "failed"]
+        continue_on_error = planned.definition.on_error == "continue"
+        return NodeResult(
+            "failed" if failed else "completed",
+            attempts=max((p.attempts for p in parts), default=0),
+            cached=bool(parts) and all(p.cached for p in parts),
+            output=[p.output if p.status == "completed" else {"error": p.error} for p in parts]
+            if continue_on_error or not failed
+            else None,
+            error=failed[0].error if failed else None,
+        )
+
+    def _cache_key(self, planned: PlannedNode, label: str, params: Any, scope: Mapping[str, Any]) -> str:
+        node = planned.definition
+        spec = planned.spec
+        if node.cache is not None:
+            if planned.cache_key is not None:
+                try:
+                    rendered = planned.cache_key.render(scope)
+                except ExpressionError as exc:
+                    raise ExpressionError(f"cache.key: {exc}") from exc
+                return "cache-" + _digest(spec.type, spec.version, rendered)
+            return "cache-" + _digest(spec.type, spec.version, params)
+        return "run-" + _digest(self.resume_root, label, spec.type, spec.version, params)
+
+    async def _call(
+        self,
+        planned: PlannedNode,
+        label: str,
+        scope: Mapping[str, Any],
+        upstream: dict[str, Any],
+        index: int | None,
+    ) -> NodeResult:
+        try:
+            params = planned.params.render(scope)
+        except ExpressionError as exc:
+            raise ExpressionError(f"params: {exc}") from exc
+        cache_key = self._cache_key(planned, label, params, scope)
+        state = await self.prefect_tasks[planned.id](
+            label=label,
+            run_id=self.state.run.id,
+            node_id=planned.id,
+            params=params,
+            upstream=upstream,
+            cache_key=cache_key,
+            return_state=True,
+        )
+        attempts = self.state.attempts.get(label, 0)
+        if state.is_completed():
+            output = await state.aresult()
+            port = planned.spec.port_of(output) if planned.spec.port_of else None
+            return NodeResult("completed", attempts=attempts, cached=state.name == "Cached", output=output, port=port)
+        error = await state.aresult(raise_on_failure=False)
+        return NodeResult("failed", attempts=attempts, error=_error_text(error, state))
+
+
+def _error_text(exc: Any, state: State[Any]) -> str:
+    if isinstance(exc, TimeoutError) and state.message:
+        return state.message
+    if isinstance(exc, BaseException):
+        text = str(exc)
+        if isinstance(exc, NodeConfigError | TransientError) or type(exc).__module__.startswith("nodes"):
+            return text
+        return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return state.message or "failed"
+
+
+def _run_status(plan: Plan, results: dict[str, NodeResult]) -> tuple[Literal["completed", "failed"], str | None]:
+    for node_id in plan.order:
+        r = results[node_id]
+        if r.status == "failed" and not r.continued:
+            return "failed", f"node '{node_id}' failed: {r.error}"
+    return "completed", None
+
+
+@flow(
+    name="switchboard-workflow",
+    flow_run_name=_flow_run_name,
+    validate_parameters=False,
+    persist_result=False,
+    log_prints=False,
+)
+async def run_workflow(
+    definition: dict[str, Any],
+    inputs: dict[str, Any],
+    run_id: str,
+    version: int | None = None,
+    trigger: str = "api",
+    resume_of: str | None = None,
+    resume_root: str | None = None,
+) -> dict[str, Any]:
+    """Run one workflow: plan it, execute every node as a Prefect task, report the result."""
+    services = _SERVICES.get(run_id) or RunServices()
+    plan = services.plan or build_plan(definition)
+    resolved_inputs = plan.workflow.resolve_inputs(inputs)
+    flow_run_id = runtime_flow_run.id
+    run = RunInfo(id=run_id, workflow=plan.workflow.name, version=version, trigger=trigger, flow_run_id=flow_run_id)
+    async with httpx.AsyncClient(transport=GuardedTransport(services.allow_hosts), timeout=30.0) as http:
+        state = _RunState(services=services, plan=plan, run=run, http=http)
+        _RUNS[run_id] = state
+        results = await _Executor(state, resolved_inputs, resume_root or run_id).run()
+    status, error = _run_status(plan, results)
+    result = RunResult(
+        run_id=run_id,
+        workflow=plan.workflow.name,
+        version=version,
+        status=status,
+        inputs=resolved_inputs,
+        nodes=results,
+        flow_run_id=flow_run_id,
+        error=error,
+        resumed_from=resume_of,
+    )
+    state.result = result
+    await acreate_markdown_artifact(
+        markdown=run_markdown(result),
+        key=f"workflow-{plan.workflow.name}",
+        description=f"Switchboard run {run_id}: {status}",
+    )
+    if status == "failed":
+        raise WorkflowFailed(error)
+    return result.to_dict()

@@ -1,0 +1,69 @@
+"""What a running node can reach: run info, a shared HTTP client, a logger, credentials.
+
+Node code never reads settings or environment variables; everything it may use arrives here.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from nodes.errors import NodeConfigError
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """The run a node belongs to (also the ``run`` name in templates)."""
+
+    id: str
+    workflow: str
+    version: int | None
+    trigger: str
+    flow_run_id: str | None = None
+
+    def as_template_value(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "workflow": self.workflow,
+            "version": self.version,
+            "trigger": self.trigger,
+        }
+
+
+#: Resolves a credential name to its secret material for a provider kind.
+CredentialResolver = Callable[[str, str | None], Awaitable[Mapping[str, Any]]]
+
+
+@dataclass
+class NodeContext:
+    """Handed to every node call by the runner."""
+
+    node_id: str
+    run: RunInfo
+    http: httpx.AsyncClient
+    logger: logging.Logger | logging.LoggerAdapter[Any]
+    attempt: int = 1
+    credential_name: str | None = None
+    #: Outputs of the upstream nodes that were not skipped (only for join nodes).
+    upstream: Mapping[str, Any] = field(default_factory=dict)
+    credential_resolver: CredentialResolver | None = None
+    credential_kind: str | None = None
+
+    async def credential(self) -> Mapping[str, Any]:
+        """The decrypted credential named by the node's ``credential`` field."""
+        if not self.credential_name:
+            raise NodeConfigError(
+                f"node '{self.node_id}' needs a credential: set `credential:` to a stored "
+                f"{self.credential_kind or ''} credential name".replace("  ", " "),
+                node_id=self.node_id,
+            )
+        if self.credential_resolver is None:
+            raise NodeConfigError(
+                f"node '{self.node_id}' uses credential '{self.credential_name}', but this run has no credential store",
+                node_id=self.node_id,
+            )
+        return await self.credential_resolver(self.credential_name, self.credential_kind)

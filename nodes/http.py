@@ -1,0 +1,105 @@
+"""HTTP node: call any HTTP API (through the SSRF guard on ``ctx.http``)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field
+
+from nodes.context import NodeContext
+from nodes.errors import NodeConfigError, ProviderError, TransientError, parse_retry_after
+from nodes.http_guard import BlockedAddressError
+from nodes.registry import node
+
+PROVIDER = "http"
+_ERROR_PREVIEW = 500
+
+
+class RequestParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"] = Field(
+        default="GET", description="HTTP method."
+    )
+    url: str = Field(description="Absolute http(s) URL.")
+    headers: dict[str, str] = Field(default_factory=dict, description="Request headers.")
+    query: dict[str, Any] = Field(default_factory=dict, description="Query-string parameters.")
+    json_body: Any = Field(default=None, alias="json", description="A JSON body (sets Content-Type: application/json).")
+    body: str | None = Field(default=None, description="A raw text body (instead of `json`).")
+    timeout: float = Field(default=30.0, gt=0, le=600, description="Seconds before giving up.")
+    ok_status: list[int] | None = Field(
+        default=None,
+        description="Statuses that count as success (default: any 2xx).",
+    )
+
+
+class RequestOutput(BaseModel):
+    status: int = Field(description="The response status code.")
+    headers: dict[str, str] = Field(description="Response headers (lower-case names).")
+    json_body: Any = Field(default=None, alias="json", description="The parsed JSON body, if any.")
+    text: str = Field(description="The body as text.")
+
+    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
+
+
+def _is_ok(status: int, ok_status: list[int] | None) -> bool:
+    return status in ok_status if ok_status else 200 <= status < 300
+
+
+def _parse_json(response: httpx.Response) -> Any:
+    if "json" not in response.headers.get("content-type", ""):
+        return None
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+@node("http.request")
+async def request(ctx: NodeContext, params: RequestParams) -> RequestOutput:
+    """Send an HTTP request and return status, headers, JSON and text.
+
+    429, 5xx, timeouts and connection errors are transient (retried when the node has
+    `retries`, honouring Retry-After); other unexpected statuses fail at once. Private,
+    loopback and link-local addresses are refused unless allowed by the operator.
+    """
+    if params.json_body is not None and params.body is not None:
+        raise NodeConfigError("give either `json` or `body`, not both")
+    url = httpx.URL(params.url)
+    if url.scheme not in ("http", "https") or not url.host:
+        raise NodeConfigError(f"url {params.url!r} must be an absolute http(s) URL")
+    try:
+        response = await ctx.http.request(
+            params.method,
+            url,
+            headers=params.headers,
+            params={k: v if isinstance(v, str | list) else str(v) for k, v in params.query.items()},
+            json=params.json_body,
+            content=params.body,
+            timeout=params.timeout,
+            follow_redirects=True,
+        )
+    except BlockedAddressError as exc:
+        raise NodeConfigError(str(exc)) from exc
+    except httpx.TimeoutException as exc:
+        raise TransientError(f"timed out after {params.timeout}s calling {url.host}", provider=PROVIDER) from exc
+    except httpx.TransportError as exc:
+        raise TransientError(f"connection to {url.host} failed: {exc}", provider=PROVIDER) from exc
+    status = response.status_code
+    if not _is_ok(status, params.ok_status):
+        preview = response.text[:_ERROR_PREVIEW]
+        message = f"{params.method} {url.copy_with(query=None)} answered {status}: {preview}".rstrip(": ")
+        if status == 429 or status >= 500:
+            raise TransientError(
+                message,
+                provider=PROVIDER,
+                status=status,
+                retry_after=parse_retry_after(response.headers.get("retry-after")),
+            )
+        raise ProviderError(message, provider=PROVIDER, status=status)
+    return RequestOutput(
+        status=status,
+        headers={k.lower(): v for k, v in response.headers.items()},
+        json=_parse_json(response),
+        text=response.text,
+    )

@@ -1,0 +1,193 @@
+"""The Python API: load, validate, run and retry workflows.
+
+The CLI and (later) the Slack bot call only these functions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from prefect import tags
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
+from prefect.client.schemas.sorting import FlowRunSort
+
+from flows.model import DefinitionError, Problem, Workflow, load_definition
+from flows.plan import Plan, build_plan
+from flows.results import RunResult, RunStatus
+from flows.runner import Listener, RunServices, register_services, run_workflow, take_result
+from nodes.context import CredentialResolver
+from nodes.http_guard import AllowList
+from switchboard.settings import Settings
+
+WorkflowSource = str | Path | Mapping[str, Any] | Workflow
+
+
+class RunNotFoundError(LookupError):
+    """No run with that id is known to Prefect."""
+
+
+class NotRetryableError(ValueError):
+    """The run cannot be retried (it did not fail)."""
+
+
+def load(source: WorkflowSource) -> Workflow:
+    """Load a workflow from a YAML/JSON path, YAML/JSON text, a dict, or a Workflow.
+
+    Raises :class:`flows.model.DefinitionError` listing every structural problem.
+    """
+    return load_definition(source)
+
+
+def validate(source: WorkflowSource) -> Plan:
+    """Load and fully validate a workflow (types, params, references, cycles).
+
+    Returns the plan; raises :class:`DefinitionError` listing every problem.
+    """
+    return build_plan(source)
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def _run_tag(run_id: str) -> str:
+    return f"switchboard-run:{run_id}"
+
+
+async def arun(
+    workflow: WorkflowSource,
+    inputs: Mapping[str, Any] | None = None,
+    *,
+    trigger: str = "api",
+    version: int | None = None,
+    inputs_are_text: bool = False,
+    listeners: Iterable[Listener] = (),
+    allow_hosts: str | Iterable[str] | None = None,
+    credential_resolver: CredentialResolver | None = None,
+    run_id: str | None = None,
+    resume_of: str | None = None,
+    resume_root: str | None = None,
+) -> RunResult:
+    """Run a workflow in this process and return its :class:`RunResult`.
+
+    Invalid definitions raise :class:`DefinitionError`; invalid inputs raise
+    :class:`flows.model.InputError` — both before anything runs. A workflow that fails
+    returns a result with ``status == "failed"``; it does not raise.
+    """
+    plan = build_plan(workflow)
+    resolved = plan.workflow.resolve_inputs(inputs or {}, from_text=inputs_are_text)
+    settings = Settings()
+    run_id = run_id or new_run_id()
+    services = RunServices(
+        allow_hosts=AllowList.parse(settings.http_allow_hosts if allow_hosts is None else allow_hosts),
+        credential_resolver=credential_resolver,
+        listeners=list(listeners),
+        template_env=settings.template_env_values(),
+        plan=plan,
+    )
+    register_services(run_id, services)
+    run_tags = [
+        f"workflow:{plan.workflow.name}",
+        f"version:{version if version is not None else 'draft'}",
+        f"trigger:{trigger}",
+        _run_tag(run_id),
+        *plan.workflow.tags,
+    ]
+    with tags(*run_tags):
+        state = await run_workflow(
+            definition=plan.workflow.to_dict(),
+            inputs=resolved,
+            run_id=run_id,
+            version=version,
+            trigger=trigger,
+            resume_of=resume_of,
+            resume_root=resume_root,
+            return_state=True,
+        )
+    result = take_result(run_id)
+    if result is None:  # the flow ended before it could report (crash, cancellation)
+        status: RunStatus = "cancelled" if state.is_cancelled() else "failed"
+        result = RunResult(
+            run_id=run_id,
+            workflow=plan.workflow.name,
+            version=version,
+            status=status,
+            inputs=resolved,
+            flow_run_id=str(state.state_details.flow_run_id) if state.state_details.flow_run_id else None,
+            error=state.message or f"flow run ended {state.name}",
+            resumed_from=resume_of,
+        )
+    return result
+
+
+def run(workflow: WorkflowSource, inputs: Mapping[str, Any] | None = None, **options: Any) -> RunResult:
+    """Synchronous :func:`arun` (not from inside a running event loop: use ``await arun``)."""
+    _refuse_inside_loop("run")
+    return asyncio.run(arun(workflow, inputs, **options))
+
+
+async def aretry(run_id: str, *, listeners: Iterable[Listener] = (), **options: Any) -> RunResult:
+    """Resume a failed run: same definition and inputs; completed nodes are not re-executed.
+
+    Completed nodes reuse their persisted outputs and are reported ``cached: true``; failed,
+    failure-skipped and downstream nodes run.
+    """
+    async with get_client() as client:
+        runs = await client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[_run_tag(run_id)])),
+            sort=FlowRunSort.START_TIME_DESC,
+            limit=1,
+        )
+    if not runs:
+        raise RunNotFoundError(f"no run with id {run_id!r} (see the Prefect UI or `switchboard runs`)")
+    flow_run = runs[0]
+    if flow_run.state is not None and flow_run.state.is_completed():
+        raise NotRetryableError(f"run {run_id} completed; only failed runs can be retried")
+    if flow_run.state is not None and not flow_run.state.is_final():
+        raise NotRetryableError(f"run {run_id} is still {flow_run.state.name}; retry it once it has ended")
+    parameters = flow_run.parameters
+    definition = parameters.get("definition")
+    if not isinstance(definition, dict):
+        raise DefinitionError([Problem("the run's definition was not recorded")], source=f"run {run_id}")
+    return await arun(
+        definition,
+        parameters.get("inputs") or {},
+        trigger="retry",
+        version=parameters.get("version"),
+        listeners=listeners,
+        resume_of=run_id,
+        resume_root=parameters.get("resume_root") or run_id,
+        **options,
+    )
+
+
+def retry(run_id: str, **options: Any) -> RunResult:
+    """Synchronous :func:`aretry`."""
+    _refuse_inside_loop("retry")
+    return asyncio.run(aretry(run_id, **options))
+
+
+def _refuse_inside_loop(name: str) -> None:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    raise RuntimeError(f"switchboard.{name}() cannot run inside an event loop; use `await switchboard.a{name}(...)`")
+
+
+__all__ = [
+    "NotRetryableError",
+    "RunNotFoundError",
+    "aretry",
+    "arun",
+    "load",
+    "new_run_id",
+    "retry",
+    "run",
+    "validate",
+]

@@ -1,0 +1,38 @@
+"""Settings, read from ``SWITCHBOARD_*`` environment variables by entry points only."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Switchboard's configuration. Prefect's own settings (``PREFECT_*``) stay Prefect's."""
+
+    model_config = SettingsConfigDict(env_prefix="SWITCHBOARD_", extra="ignore")
+
+    home: Path = Field(default=Path("~/.switchboard"), description="Where the embedded default keeps its data.")
+    database_url: str | None = Field(default=None, description="SQLAlchemy URL; default: SQLite in home.")
+    http_allow_hosts: str = Field(
+        default="",
+        description="Comma-separated hosts or CIDRs that http nodes may reach although private.",
+    )
+    template_env: str = Field(
+        default="",
+        description="Comma-separated environment variable names exposed to templates as `env`.",
+    )
+
+    @property
+    def home_dir(self) -> Path:
+        return self.home.expanduser()
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite+aiosqlite:///{self.home_dir / 'switchboard.db'}"
+
+    def template_env_values(self) -> dict[str, str]:
+        names = [n.strip() for n in self.template_env.split(",") if n.strip()]
+        return {name: os.environ[name] for name in names if name in os.environ}
