@@ -94,6 +94,15 @@ class _Environment(ImmutableSandboxedEnvironment):
                 raise ExpressionError(f"repeating a value {times} times exceeds {MAX_SEQUENCE_ITEMS} items")
         return left * right
 
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        # Data first: `nodes.x.output.items` is the "items" key, not dict.items.
+        if isinstance(obj, dict):
+            try:
+                return obj[attribute]
+            except KeyError:
+                pass
+        return super().getattr(obj, attribute)
+
     def call(self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
         _check_deadline()
         return super().call(__context, __obj, *args, **kwargs)

@@ -6,15 +6,12 @@ import asyncio
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from nodes.context import NodeContext
 from nodes.errors import NodeConfigError, NodeError
+from nodes.params import Params
 from nodes.registry import node
-
-
-class Params(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class SetParams(Params):

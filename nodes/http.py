@@ -10,14 +10,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from nodes.context import NodeContext
 from nodes.errors import NodeConfigError, ProviderError, TransientError, parse_retry_after
 from nodes.http_guard import BlockedAddressError
+from nodes.params import Params
 from nodes.registry import node
 
 PROVIDER = "http"
 _ERROR_PREVIEW = 500
 
 
-class RequestParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class RequestParams(Params):
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"] = Field(
         default="GET", description="HTTP method."
     )

@@ -6,15 +6,15 @@ from typing import Any
 
 import jmespath
 import jmespath.exceptions
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from nodes.context import NodeContext
 from nodes.errors import NodeConfigError
+from nodes.params import Params
 from nodes.registry import node
 
 
-class QueryParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class QueryParams(Params):
     data: Any = Field(description="The JSON data to query (usually an earlier node's output).")
     expression: str = Field(description="A JMESPath expression, e.g. `items[?state=='open'].id`.")
 

@@ -16,9 +16,10 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, TypeAdapter, create_model
+from pydantic import BaseModel, TypeAdapter, create_model
 
 from nodes.context import NodeContext
+from nodes.params import Params
 
 NodeFn = Callable[..., Awaitable[Any]]
 F = TypeVar("F", bound=NodeFn)
@@ -137,10 +138,6 @@ class Registry:
 REGISTRY = Registry()
 
 
-class _StrictParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
 def _build_spec(
     fn: NodeFn,
     type_: str,
@@ -174,7 +171,7 @@ def _build_spec(
             default = ... if p.default is inspect.Parameter.empty else p.default
             fields[p.name] = (annotation, default)
         model_name = "".join(part.title() for part in type_.replace("-", "_").replace(".", "_").split("_"))
-        params_model = create_model(f"{model_name}Params", __base__=_StrictParams, **fields)
+        params_model = create_model(f"{model_name}Params", __base__=Params, **fields)
     output_type = hints.get("return", Any)
     adapter: TypeAdapter[Any] = TypeAdapter(output_type)
     try:

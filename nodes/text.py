@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import re
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from nodes.context import NodeContext
 from nodes.errors import NodeConfigError
+from nodes.params import Params
 from nodes.registry import node
 
 
-class TemplateParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class TemplateParams(Params):
     template: str = Field(description="Text with {{ }} expressions, rendered before the node runs.")
 
 
@@ -26,8 +26,7 @@ async def template(ctx: NodeContext, params: TemplateParams) -> TemplateOutput:
     return TemplateOutput(text=params.template)
 
 
-class RegexParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class RegexParams(Params):
     text: str = Field(description="The text to search.")
     pattern: str = Field(description="A Python regular expression.")
     all: bool = Field(default=False, description="Return every match instead of the first.")

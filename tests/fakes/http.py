@@ -1,0 +1,128 @@
+"""A scriptable HTTP server on 127.0.0.1 that records every request (real sockets, no mocks).
+
+>>> fake = FakeHTTP().start()
+>>> fake.script("GET", "/flaky", Reply(503), Reply(200, {"ok": True}))
+>>> fake.url("/flaky")
+'http://127.0.0.1:PORT/flaky'
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One scripted response."""
+
+    status: int = 200
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+
+    def encode(self) -> tuple[bytes, str]:
+        if self.body is None:
+            return b"", "text/plain"
+        if isinstance(self.body, str):
+            return self.body.encode(), "text/plain; charset=utf-8"
+        return json.dumps(self.body).encode(), "application/json"
+
+
+@dataclass(frozen=True)
+class Recorded:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+    body: bytes
+    at: float
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class FakeHTTP:
+    """Routes ``(method, path)`` to a script of replies; the last reply repeats."""
+
+    def __init__(self) -> None:
+        self.requests: list[Recorded] = []
+        self._scripts: dict[tuple[str, str], deque[Reply]] = {}
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+
+    def start(self) -> FakeHTTP:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+            def _handle(self) -> None:
+                length = int(self.headers.get("content-length") or 0)
+                body = self.rfile.read(length) if length else b""
+                parts = urlsplit(self.path)
+                reply = fake._record_and_pick(
+                    Recorded(
+                        method=self.command,
+                        path=parts.path,
+                        query=parse_qs(parts.query),
+                        headers={k.lower(): v for k, v in self.headers.items()},
+                        body=body,
+                        at=time.monotonic(),
+                    )
+                )
+                if reply.delay:
+                    time.sleep(reply.delay)
+                payload, content_type = reply.encode()
+                self.send_response(reply.status)
+                self.send_header("content-type", content_type)
+                self.send_header("content-length", str(len(payload)))
+                for key, value in reply.headers.items():
+                    self.send_header(key, value)
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(payload)
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _handle
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+    @property
+    def base_url(self) -> str:
+        assert self._server is not None
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def url(self, path: str) -> str:
+        return self.base_url + path
+
+    def script(self, method: str, path: str, *replies: Reply) -> None:
+        with self._lock:
+            self._scripts[(method.upper(), path)] = deque(replies)
+
+    def calls(self, path: str, method: str | None = None) -> list[Recorded]:
+        with self._lock:
+            return [r for r in self.requests if r.path == path and (method is None or r.method == method)]
+
+    def _record_and_pick(self, recorded: Recorded) -> Reply:
+        with self._lock:
+            self.requests.append(recorded)
+            script = self._scripts.get((recorded.method, recorded.path))
+            if not script:
+                return Reply(404, {"message": f"no route {recorded.method} {recorded.path}"})
+            return script.popleft() if len(script) > 1 else script[0]
