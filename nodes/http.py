@@ -88,7 +88,7 @@ async def request(ctx: NodeContext, params: RequestParams) -> RequestOutput:
     status = response.status_code
     if not _is_ok(status, params.ok_status):
         preview = response.text[:_ERROR_PREVIEW]
-        message = f"{params.method} {url.copy_with(query=None)} answered {status}: {preview}".rstrip(": ")
+        message = f"{params.method} {url.copy_with(query=None)}: {preview}".rstrip(": ")
         if status == 429 or status >= 500:
             raise TransientError(
                 message,
