@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -149,6 +150,15 @@ class Schedule(_Strict):
             raise ValueError("a schedule needs exactly one of `cron` or `interval`")
         return self
 
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown timezone {value!r} (use an IANA name such as Europe/Berlin)") from None
+        return value
+
 
 class Permissions(_Strict):
     run: list[str] = Field(default_factory=list)
@@ -275,7 +285,7 @@ def parse_definition(raw: Any, *, source: str | None = None) -> Workflow:
             loc = tuple(part for part in err["loc"] if not (isinstance(part, str) and part.startswith("function-")))
             # Unions report one error per member; keep messages readable and unique.
             loc = tuple(p for p in loc if p not in ("float", "list[float]", "ExponentialBackoff", "constrained-float"))
-            problems.append(_loc_to_problem(raw, loc, err["msg"]))
+            problems.append(_loc_to_problem(raw, loc, err["msg"].removeprefix("Value error, ")))
         unique = list(dict.fromkeys(problems))
         raise DefinitionError(unique, source=source) from exc
 

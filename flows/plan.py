@@ -219,10 +219,26 @@ def build_plan(source: Any, *, registry: Registry | None = None) -> Plan:
                     refs.add(ref)
                     p.edges.append(Edge(ref, None, explicit=False))
 
+    _check_schedule(workflow, problems)
     order = _topological_order(planned, problems)
     if problems:
         raise DefinitionError(problems, source=f"workflow '{workflow.name}'")
     return Plan(workflow=workflow, nodes={node_id: planned[node_id] for node_id in order}, order=order)
+
+
+def _check_schedule(workflow: Workflow, problems: list[Problem]) -> None:
+    schedule = workflow.schedule
+    if schedule is None or schedule.cron is None:
+        return
+    from prefect.client.schemas.schedules import CronSchedule  # only workflows with a cron pay the import
+
+    try:
+        CronSchedule(cron=schedule.cron, timezone=schedule.timezone)
+    except ValidationError:
+        problems.append(Problem(f"{schedule.cron!r} is not a valid cron expression", field="schedule.cron"))
+    unknown = sorted(schedule.inputs.keys() - workflow.inputs.keys())
+    if unknown:
+        problems.append(Problem(f"unknown inputs {unknown}", field="schedule.inputs"))
 
 
 def _topological_order(planned: dict[str, PlannedNode], problems: list[Problem]) -> list[str]:

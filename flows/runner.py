@@ -51,6 +51,9 @@ logger = logging.getLogger("switchboard.runner")
 #: Longest Retry-After we honour by waiting; longer ones fall back to the node's own delay.
 MAX_RETRY_AFTER_SECONDS = 300.0
 
+#: Default bound on node tasks running at once in one run.
+DEFAULT_MAX_PARALLEL = 64
+
 EventKind = Literal["started", "retrying", "finished"]
 
 
@@ -77,6 +80,8 @@ class RunServices:
     credential_resolver: CredentialResolver | None = None
     listeners: list[Listener] = field(default_factory=list)
     template_env: dict[str, str] = field(default_factory=dict)
+    #: At most this many node tasks run at once in one run (for_each items included).
+    max_parallel: int = DEFAULT_MAX_PARALLEL
     #: A plan already built by the caller (saves planning twice in-process).
     plan: Plan | None = None
 
@@ -88,7 +93,6 @@ class _RunState:
     run: RunInfo
     http: httpx.AsyncClient
     attempts: dict[str, int] = field(default_factory=dict)
-    result: RunResult | None = None
 
     def emit(self, event: NodeEvent) -> None:
         for listener in self.services.listeners:
@@ -98,8 +102,12 @@ class _RunState:
                 logger.exception("run listener failed on %s", event)
 
 
+#: Services registered by in-process callers, by run id (see :func:`register_services`).
 _SERVICES: dict[str, RunServices] = {}
+#: Runs executing in this process, by run id (node tasks find their run here).
 _RUNS: dict[str, _RunState] = {}
+#: Results waiting for the in-process caller that registered services for them.
+_RESULTS: dict[str, RunResult] = {}
 
 
 def register_services(run_id: str, services: RunServices) -> None:
@@ -108,10 +116,9 @@ def register_services(run_id: str, services: RunServices) -> None:
 
 
 def take_result(run_id: str) -> RunResult | None:
-    """The result of a run that ran in this process (once)."""
-    state = _RUNS.pop(run_id, None)
+    """The result of a run started in this process with :func:`register_services` (once)."""
     _SERVICES.pop(run_id, None)
-    return state.result if state else None
+    return _RESULTS.pop(run_id, None)
 
 
 class WorkflowFailed(Exception):
@@ -233,6 +240,7 @@ class _Executor:
         self.nodes_scope: dict[str, dict[str, Any]] = {}
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.prefect_tasks = {node_id: _task_for(p) for node_id, p in self.plan.nodes.items()}
+        self.slots = asyncio.Semaphore(state.services.max_parallel)
         self.scope = {
             "inputs": inputs,
             "nodes": self.nodes_scope,
@@ -354,15 +362,16 @@ class _Executor:
         except ExpressionError as exc:
             raise ExpressionError(f"params: {exc}") from exc
         cache_key = self._cache_key(planned, label, params, scope)
-        state = await self.prefect_tasks[planned.id](
-            label=label,
-            run_id=self.state.run.id,
-            node_id=planned.id,
-            params=params,
-            upstream=upstream,
-            cache_key=cache_key,
-            return_state=True,
-        )
+        async with self.slots:
+            state = await self.prefect_tasks[planned.id](
+                label=label,
+                run_id=self.state.run.id,
+                node_id=planned.id,
+                params=params,
+                upstream=upstream,
+                cache_key=cache_key,
+                return_state=True,
+            )
         attempts = self.state.attempts.get(label, 0)
         if state.is_completed():
             output = await state.aresult()
@@ -416,7 +425,10 @@ async def run_workflow(
     async with httpx.AsyncClient(transport=GuardedTransport(services.allow_hosts), timeout=30.0) as http:
         state = _RunState(services=services, plan=plan, run=run, http=http)
         _RUNS[run_id] = state
-        results = await _Executor(state, resolved_inputs, resume_root or run_id).run()
+        try:
+            results = await _Executor(state, resolved_inputs, resume_root or run_id).run()
+        finally:
+            del _RUNS[run_id]
     status, error = _run_status(plan, results)
     result = RunResult(
         run_id=run_id,
@@ -429,7 +441,8 @@ async def run_workflow(
         error=error,
         resumed_from=resume_of,
     )
-    state.result = result
+    if run_id in _SERVICES:
+        _RESULTS[run_id] = result
     await acreate_markdown_artifact(
         markdown=run_markdown(result),
         key=f"workflow-{plan.workflow.name}",

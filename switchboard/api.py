@@ -88,6 +88,7 @@ async def arun(
         credential_resolver=credential_resolver,
         listeners=list(listeners),
         template_env=settings.template_env_values(),
+        max_parallel=settings.max_parallel_nodes,
         plan=plan,
     )
     register_services(run_id, services)
@@ -98,18 +99,20 @@ async def arun(
         _run_tag(run_id),
         *plan.workflow.tags,
     ]
-    with tags(*run_tags):
-        state = await run_workflow(
-            definition=plan.workflow.to_dict(),
-            inputs=resolved,
-            run_id=run_id,
-            version=version,
-            trigger=trigger,
-            resume_of=resume_of,
-            resume_root=resume_root,
-            return_state=True,
-        )
-    result = take_result(run_id)
+    try:
+        with tags(*run_tags):
+            state = await run_workflow(
+                definition=plan.workflow.to_dict(),
+                inputs=resolved,
+                run_id=run_id,
+                version=version,
+                trigger=trigger,
+                resume_of=resume_of,
+                resume_root=resume_root,
+                return_state=True,
+            )
+    finally:
+        result = take_result(run_id)
     if result is None:  # the flow ended before it could report (crash, cancellation)
         status: RunStatus = "cancelled" if state.is_cancelled() else "failed"
         result = RunResult(

@@ -20,6 +20,9 @@ class Settings(BaseSettings):
         default="",
         description="Comma-separated hosts or CIDRs that http nodes may reach although private.",
     )
+    max_parallel_nodes: int = Field(
+        default=64, ge=1, le=10_000, description="Node tasks running at once in one run (for_each items included)."
+    )
     template_env: str = Field(
         default="",
         description="Comma-separated environment variable names exposed to templates as `env`.",
