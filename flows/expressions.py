@@ -33,13 +33,22 @@ _BUILTIN_NAMES = frozenset({"range", "loop", "caller", "varargs", "kwargs"})
 MAX_OUTPUT_CHARS = 1_000_000
 MAX_SEQUENCE_ITEMS = 1_000_000
 MAX_EXPONENT = 256
+MAX_INT_BITS = 65_536
 RENDER_TIMEOUT_SECONDS = 2.0
 
 _deadline: ContextVar[float] = ContextVar("switchboard_render_deadline", default=math.inf)
 
 
 class ExpressionError(ValueError):
-    """A template is invalid, unsafe, or failed to render."""
+    """A template is invalid, unsafe, or failed to render.
+
+    ``path`` names the string inside a value (``values.greeting``, ``[2]``) when known.
+    """
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        super().__init__(f"{path}: {message}" if path else message)
+        self.message = message
+        self.path = path
 
 
 def is_template(value: object) -> bool:
@@ -81,13 +90,20 @@ def _size(value: Any) -> int | None:
 class _Environment(ImmutableSandboxedEnvironment):
     """The sandbox, with size and time bounds on the operations that can blow up."""
 
-    intercepted_binops = frozenset({"*", "**"})
+    intercepted_binops = frozenset({"*", "**", "+"})
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
         if operator == "**":
             if isinstance(right, int | float) and abs(right) > MAX_EXPONENT:
                 raise ExpressionError(f"exponent {right} is larger than {MAX_EXPONENT}")
+            if isinstance(left, int) and isinstance(right, int) and left.bit_length() * right > MAX_INT_BITS:
+                raise ExpressionError(f"the result of {operator!r} would exceed {MAX_INT_BITS} bits")
             return left**right
+        if operator == "+":
+            sizes = (_size(left), _size(right))
+            if None not in sizes and sum(s for s in sizes if s is not None) > MAX_SEQUENCE_ITEMS:
+                raise ExpressionError(f"joining values longer than {MAX_SEQUENCE_ITEMS} items")
+            return left + right
         for seq, times in ((left, right), (right, left)):
             size = _size(seq)
             if size is not None and isinstance(times, int) and size * times > MAX_SEQUENCE_ITEMS:
@@ -144,6 +160,9 @@ class Template:
                 value = _compile_expression(self.expression)(**context)
                 if isinstance(value, StrictUndefined):
                     str(value)  # raises UndefinedError with the missing name
+                size = _size(value)
+                if size is not None and size > (MAX_OUTPUT_CHARS if isinstance(value, str) else MAX_SEQUENCE_ITEMS):
+                    raise ExpressionError(f"the value is larger than {MAX_OUTPUT_CHARS} characters or items")
                 return value
             out: list[str] = []
             total = 0
@@ -191,7 +210,13 @@ def _native_expression(source: str) -> str | None:
                 return None
         elif kind == TOKEN_BLOCK_BEGIN or (kind == TOKEN_DATA and value.strip()):
             return None
-    return stripped[2:-2].strip()
+    inner = stripped[2:-2]
+    # Whitespace-control markers ({{- ... -}}, {{+ ... +}}) are not part of the expression.
+    if inner[:1] in ("-", "+"):
+        inner = inner[1:]
+    if inner[-1:] in ("-", "+"):
+        inner = inner[:-1]
+    return inner.strip()
 
 
 def _check_ast(ast: nodes.Template, source: str) -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
@@ -228,8 +253,18 @@ def _check_ast(ast: nodes.Template, source: str) -> tuple[frozenset[str], frozen
                     raise ExpressionError(f"key {arg.value!r} is not allowed in {source!r}")
                 if isinstance(n.node, nodes.Name) and n.node.name == "nodes":
                     refs.add(arg.value)
+                elif isinstance(n.node, nodes.Name) and n.node.name == "inputs" and "inputs" not in stored:
+                    inputs.add(arg.value)
             elif isinstance(n.node, nodes.Name) and n.node.name == "nodes":
                 raise ExpressionError(f"nodes[...] needs a literal node id so the dependency is known, in {source!r}")
+    wrapped = {
+        id(n.node) for n in ast.find_all((nodes.Getattr, nodes.Getitem)) if isinstance(n, nodes.Getattr | nodes.Getitem)
+    }
+    for n in ast.find_all(nodes.Name):
+        if n.name == "nodes" and n.ctx == "load" and "nodes" not in stored and id(n) not in wrapped:
+            raise ExpressionError(
+                f"use nodes.<id> (a literal node id) so the dependency is known; bare `nodes` in {source!r}"
+            )
     return frozenset(refs), frozenset(names), frozenset(inputs)
 
 
@@ -289,7 +324,7 @@ def compile_value(value: Any, path: str = "") -> Compiled:
             try:
                 template = parse(v)
             except ExpressionError as exc:
-                raise ExpressionError(f"{where}: {exc}" if where else str(exc)) from exc
+                raise ExpressionError(exc.message, path=where or None) from exc
             templated = True
             refs.update(template.refs)
             names.update(template.names)

@@ -7,6 +7,7 @@ references, cycles) are the planner's job (:mod:`flows.plan`).
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 from collections.abc import Mapping
@@ -16,7 +17,15 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9-]*$"
 NODE_ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -72,6 +81,17 @@ class InputSpec(_Strict):
     enum: list[Any] | None = None
     description: str | None = None
 
+    @model_validator(mode="after")
+    def _default_fits(self) -> InputSpec:
+        if self.default is not None:
+            try:
+                _coerce(self.default, self.type, from_text=False)
+            except ValueError as exc:
+                raise ValueError(f"default: {exc}") from None
+            if self.enum is not None and self.default not in self.enum:
+                raise ValueError(f"default {self.default!r} is not one of {self.enum}")
+        return self
+
 
 class ExponentialBackoff(_Strict):
     """``{exponential: 2, max: 60, jitter: 0.2}``: delays base·2^n seconds, capped, jittered."""
@@ -121,11 +141,12 @@ class NodeDef(_Strict):
             raise ValueError("retry delays must be >= 0 seconds")
         return value
 
-    @model_validator(mode="after")
-    def _for_each_options(self) -> NodeDef:
-        if self.concurrency is not None and self.for_each is None:
+    @field_validator("concurrency")
+    @classmethod
+    def _only_with_for_each(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value is not None and info.data.get("for_each") is None:
             raise ValueError("`concurrency` only applies to a node with `for_each`")
-        return self
+        return value
 
     def retry_delays(self) -> tuple[list[float] | float, float | None]:
         """Prefect's ``retry_delay_seconds`` and ``retry_jitter_factor`` for this node."""
@@ -207,7 +228,7 @@ class Workflow(_Strict):
         for key, spec in self.inputs.items():
             if key not in given or given[key] is None:
                 if spec.default is not None:
-                    resolved[key] = spec.default
+                    resolved[key] = copy.deepcopy(spec.default)
                 elif spec.required:
                     problems.append(Problem(f"required {spec.type} input is missing", field=f"inputs.{key}"))
                 else:

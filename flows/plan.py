@@ -140,13 +140,7 @@ def build_plan(source: Any, *, registry: Registry | None = None) -> Plan:
             try:
                 compiled_fields[name] = compile_value(value, name)
             except ExpressionError as exc:
-                problems.append(
-                    Problem(
-                        str(exc).split(": ", 1)[1] if ": " in str(exc) else str(exc),
-                        node=n.id,
-                        field=str(exc).split(": ", 1)[0],
-                    )
-                )
+                problems.append(Problem(exc.message, node=n.id, field=exc.path or name))
                 ok = False
         if not ok:
             continue
@@ -155,9 +149,9 @@ def build_plan(source: Any, *, registry: Registry | None = None) -> Plan:
         for_each = compiled_fields["for_each"]
         if for_each is not None and not for_each.templated and not isinstance(n.for_each, list):
             problems.append(Problem("must be a list or a template that renders to one", node=n.id, field="for_each"))
-        used = params.names | (compiled_fields["cache.key"].names if compiled_fields["cache.key"] else frozenset())
-        if for_each is None and used & {"item", "index"}:
-            problems.append(Problem("uses `item`/`index` but the node has no `for_each`", node=n.id, field="params"))
+        for name, compiled in (("params", params), ("cache.key", compiled_fields["cache.key"])):
+            if for_each is None and compiled is not None and compiled.names & {"item", "index"}:
+                problems.append(Problem("uses `item`/`index` but the node has no `for_each`", node=n.id, field=name))
         for name, compiled in (("params", params), ("for_each", for_each), ("cache.key", compiled_fields["cache.key"])):
             for key in sorted(compiled.inputs - workflow.inputs.keys()) if compiled else ():
                 declared = ", ".join(sorted(workflow.inputs)) or "none"

@@ -239,6 +239,9 @@ class _Executor:
         self.results: dict[str, NodeResult] = {}
         self.nodes_scope: dict[str, dict[str, Any]] = {}
         self.tasks: dict[str, asyncio.Task[None]] = {}
+        #: Completed Prefect task states per node: handed to downstream tasks as `wait_for`
+        #: so the Prefect UI draws the workflow's edges.
+        self.completed_states: dict[str, list[State[Any]]] = {}
         self.prefect_tasks = {node_id: _task_for(p) for node_id, p in self.plan.nodes.items()}
         self.slots = asyncio.Semaphore(state.services.max_parallel)
         self.scope = {
@@ -362,6 +365,7 @@ class _Executor:
         except ExpressionError as exc:
             raise ExpressionError(f"params: {exc}") from exc
         cache_key = self._cache_key(planned, label, params, scope)
+        wait_for = [s for source in planned.upstream for s in self.completed_states.get(source, ())]
         async with self.slots:
             state = await self.prefect_tasks[planned.id](
                 label=label,
@@ -371,9 +375,11 @@ class _Executor:
                 upstream=upstream,
                 cache_key=cache_key,
                 return_state=True,
+                wait_for=wait_for or None,
             )
         attempts = self.state.attempts.get(label, 0)
         if state.is_completed():
+            self.completed_states.setdefault(planned.id, []).append(state)
             output = await state.aresult()
             port = planned.spec.port_of(output) if planned.spec.port_of else None
             return NodeResult("completed", attempts=attempts, cached=state.name == "Cached", output=output, port=port)

@@ -106,6 +106,10 @@ async def test_every_node_is_a_named_prefect_task_run_and_the_flow_run_is_named_
     runs = await task_runs_of(result.flow_run_id)
     assert sorted(r.name for r in runs) == ["each[0]", "each[1]", "each[2]", "first", "second"]
     assert all(r.state is not None and r.state.is_completed() for r in runs)
+    by_name = {r.name: r for r in runs}
+    # the workflow's edges are the Prefect task graph's edges
+    parents = {i.id for i in by_name["second"].task_inputs.get("wait_for", [])}
+    assert parents == {by_name["first"].id}
     async with get_client() as client:
         flow_run = await client.read_flow_run(result.flow_run_id)
         artifacts = await client.read_artifacts()
