@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import re
 import time
 from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
@@ -219,64 +220,142 @@ def _native_expression(source: str) -> str | None:
     return inner.strip()
 
 
+def _walk(root: nodes.Node) -> list[nodes.Node]:
+    """Every node of a template AST, in one pass."""
+    found: list[nodes.Node] = []
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        found.append(node)
+        stack.extend(node.iter_child_nodes())
+    return found
+
+
 def _check_ast(ast: nodes.Template, source: str) -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
     """Refuse unknown names and private attributes.
 
     Returns the node ids referenced, the scope names read and the inputs read.
     """
-    stored = {n.name for n in ast.find_all(nodes.Name) if n.ctx in ("store", "param")}
-    for macro in ast.find_all(nodes.Macro):
-        stored.update(arg.name for arg in macro.args)
+    everything = _walk(ast)
+    stored: set[str] = set()
+    wrapped: set[int] = set()  # Name nodes that are the target of an attribute or item lookup
+    for n in everything:
+        if isinstance(n, nodes.Name) and n.ctx in ("store", "param"):
+            stored.add(n.name)
+        elif isinstance(n, nodes.Macro):
+            stored.update(arg.name for arg in n.args)
+        elif isinstance(n, nodes.Getattr | nodes.Getitem):
+            wrapped.add(id(n.node))
     refs: set[str] = set()
     names: set[str] = set()
     inputs: set[str] = set()
-    for n in ast.find_all((nodes.Name, nodes.Getattr, nodes.Getitem)):
+    for n in everything:
         if isinstance(n, nodes.Name):
-            if n.ctx == "load" and n.name in SCOPE_NAMES and n.name not in stored:
-                names.add(n.name)
-            if n.ctx == "load" and n.name not in SCOPE_NAMES | _BUILTIN_NAMES and n.name not in stored:
+            if n.ctx != "load" or n.name in stored:
+                continue
+            if n.name not in SCOPE_NAMES | _BUILTIN_NAMES:
                 raise ExpressionError(
                     f"name {n.name!r} is not available in expressions "
                     f"(use {', '.join(sorted(SCOPE_NAMES))}) in {source!r}"
                 )
-        elif isinstance(n, nodes.Getattr):
-            if n.attr.startswith("_"):
-                raise ExpressionError(f"attribute {n.attr!r} is not allowed in {source!r}")
-            if isinstance(n.node, nodes.Name) and n.node.name == "nodes":
-                refs.add(n.attr)
-            elif isinstance(n.node, nodes.Name) and n.node.name == "inputs" and "inputs" not in stored:
-                inputs.add(n.attr)
-        elif isinstance(n, nodes.Getitem):
-            arg = n.arg
-            if isinstance(arg, nodes.Const) and isinstance(arg.value, str):
-                if arg.value.startswith("_"):
-                    raise ExpressionError(f"key {arg.value!r} is not allowed in {source!r}")
-                if isinstance(n.node, nodes.Name) and n.node.name == "nodes":
-                    refs.add(arg.value)
-                elif isinstance(n.node, nodes.Name) and n.node.name == "inputs" and "inputs" not in stored:
-                    inputs.add(arg.value)
-            elif isinstance(n.node, nodes.Name) and n.node.name == "nodes":
-                raise ExpressionError(f"nodes[...] needs a literal node id so the dependency is known, in {source!r}")
-    wrapped = {
-        id(n.node) for n in ast.find_all((nodes.Getattr, nodes.Getitem)) if isinstance(n, nodes.Getattr | nodes.Getitem)
-    }
-    for n in ast.find_all(nodes.Name):
-        if n.name == "nodes" and n.ctx == "load" and "nodes" not in stored and id(n) not in wrapped:
-            raise ExpressionError(
-                f"use nodes.<id> (a literal node id) so the dependency is known; bare `nodes` in {source!r}"
-            )
+            if n.name in SCOPE_NAMES:
+                names.add(n.name)
+            if n.name == "nodes" and id(n) not in wrapped:
+                raise ExpressionError(
+                    f"use nodes.<id> (a literal node id) so the dependency is known; bare `nodes` in {source!r}"
+                )
+        elif isinstance(n, nodes.Getattr | nodes.Getitem):
+            if isinstance(n, nodes.Getattr):
+                key: object = n.attr
+                if n.attr.startswith("_"):
+                    raise ExpressionError(f"attribute {n.attr!r} is not allowed in {source!r}")
+            else:
+                key = n.arg.value if isinstance(n.arg, nodes.Const) else None
+                if isinstance(key, str) and key.startswith("_"):
+                    raise ExpressionError(f"key {key!r} is not allowed in {source!r}")
+            target = n.node.name if isinstance(n.node, nodes.Name) and n.node.name not in stored else None
+            if target == "nodes":
+                if not isinstance(key, str):
+                    raise ExpressionError(
+                        f"nodes[...] needs a literal node id so the dependency is known, in {source!r}"
+                    )
+                refs.add(key)
+            elif target == "inputs" and isinstance(key, str):
+                inputs.add(key)
     return frozenset(refs), frozenset(names), frozenset(inputs)
+
+
+def _native_from_ast(ast: nodes.Template, source: str) -> str | None:
+    """The inner expression if the template is exactly one ``{{ ... }}`` (whitespace aside)."""
+    if len(ast.body) != 1 or not isinstance(ast.body[0], nodes.Output):
+        return None
+    parts = ast.body[0].nodes
+    expressions = [p for p in parts if not isinstance(p, nodes.TemplateData)]
+    if len(expressions) != 1 or any(isinstance(p, nodes.TemplateData) and p.data.strip() for p in parts):
+        return None
+    return _native_expression(source)
+
+
+# Most templates only substitute paths: `Hello {{ inputs.name }}`, `{{ nodes.fetch.output.items[0] }}`.
+# Those are recognised with one regex instead of Jinja's parser (the planner's hot path);
+# anything else — filters, operators, blocks, private names — takes the full parse below.
+_IDENT = r"[A-Za-z][A-Za-z0-9_]*"
+_PATH = rf"({_IDENT})((?:\.{_IDENT}|\[\d+\]|\['[A-Za-z0-9][A-Za-z0-9_ -]*'\])*)"
+_FILTERS = r"((?:\s*\|\s*[a-z_]+)*)"
+_SIMPLE_EXPR = re.compile(r"\{\{-?\s*" + _PATH + _FILTERS + r"\s*-?\}\}")
+_SEGMENT = re.compile(rf"\.({_IDENT})|\[(\d+)\]|\['([^']*)'\]")
+_JINJA_MARKERS = ("{{", "{%", "{#", "}}", "%}", "#}")
+
+
+def _parse_simple(source: str) -> Template | None:
+    """The Template for a path-substitution-only string, or None if it needs the full parser."""
+    refs: set[str] = set()
+    names: set[str] = set()
+    inputs: set[str] = set()
+    count = 0
+    for match in _SIMPLE_EXPR.finditer(source):
+        name, rest, filters = match.group(1), match.group(2), match.group(3)
+        if name not in SCOPE_NAMES:
+            return None
+        if filters and any(f.strip() not in ENV.filters for f in filters.split("|")[1:]):
+            return None
+        names.add(name)
+        first = _SEGMENT.match(rest)
+        key = (first.group(1) or first.group(3)) if first else None
+        if name == "nodes":
+            if key is None:
+                return None  # bare `nodes` or nodes[0]: let the full check explain
+            refs.add(key)
+        elif name == "inputs" and key is not None:
+            inputs.add(key)
+        count += 1
+    remainder = _SIMPLE_EXPR.sub("", source)
+    if count == 0 or any(marker in remainder for marker in _JINJA_MARKERS):
+        return None
+    match = _SIMPLE_EXPR.fullmatch(source.strip())
+    expression = match.group(1) + match.group(2) + match.group(3) if match else None
+    return Template(
+        source=source,
+        native=expression is not None,
+        refs=frozenset(refs),
+        expression=expression,
+        names=frozenset(names),
+        inputs=frozenset(inputs),
+    )
 
 
 @functools.lru_cache(maxsize=16384)
 def parse(source: str) -> Template:
     """Parse and check one template string (cached: identical strings parse once)."""
+    simple = _parse_simple(source)
+    if simple is not None:
+        return simple
     try:
         ast = ENV.parse(source)
     except TemplateSyntaxError as exc:
         raise ExpressionError(f"template syntax error: {exc.message} (line {exc.lineno}) in {source!r}") from exc
     refs, names, inputs = _check_ast(ast, source)
-    expression = _native_expression(source)
+    expression = _native_from_ast(ast, source)
     return Template(
         source=source, native=expression is not None, refs=refs, expression=expression, names=names, inputs=inputs
     )
