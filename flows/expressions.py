@@ -332,8 +332,8 @@ def _parse_simple(source: str) -> Template | None:
     remainder = _SIMPLE_EXPR.sub("", source)
     if count == 0 or any(marker in remainder for marker in _JINJA_MARKERS):
         return None
-    match = _SIMPLE_EXPR.fullmatch(source.strip())
-    expression = match.group(1) + match.group(2) + match.group(3) if match else None
+    whole = _SIMPLE_EXPR.fullmatch(source.strip())
+    expression = whole.group(1) + whole.group(2) + whole.group(3) if whole else None
     return Template(
         source=source,
         native=expression is not None,
