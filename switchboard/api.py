@@ -25,6 +25,8 @@ from nodes.http_guard import AllowList
 from switchboard.settings import Settings
 
 WorkflowSource = str | Path | Mapping[str, Any] | Workflow
+#: What the run functions accept: a source, or a plan already validated by :func:`validate`.
+Runnable = WorkflowSource | Plan
 
 
 class RunNotFoundError(LookupError):
@@ -60,7 +62,7 @@ def _run_tag(run_id: str) -> str:
 
 
 async def arun(
-    workflow: WorkflowSource,
+    workflow: Runnable,
     inputs: Mapping[str, Any] | None = None,
     *,
     trigger: str = "api",
@@ -79,7 +81,7 @@ async def arun(
     :class:`flows.model.InputError` — both before anything runs. A workflow that fails
     returns a result with ``status == "failed"``; it does not raise.
     """
-    plan = build_plan(workflow)
+    plan = workflow if isinstance(workflow, Plan) else build_plan(workflow)
     resolved = plan.workflow.resolve_inputs(inputs or {}, from_text=inputs_are_text)
     settings = Settings()
     run_id = run_id or new_run_id()
@@ -128,7 +130,7 @@ async def arun(
     return result
 
 
-def run(workflow: WorkflowSource, inputs: Mapping[str, Any] | None = None, **options: Any) -> RunResult:
+def run(workflow: Runnable, inputs: Mapping[str, Any] | None = None, **options: Any) -> RunResult:
     """Synchronous :func:`arun` (not from inside a running event loop: use ``await arun``)."""
     _refuse_inside_loop("run")
     return asyncio.run(arun(workflow, inputs, **options))

@@ -142,8 +142,8 @@ def run(
     """Run a workflow file in this process and show its nodes as they finish."""
     given = _parse_inputs(inputs or [])
     try:
-        workflow: Workflow = switchboard.load(file)
-        switchboard.validate(workflow)
+        plan = switchboard.validate(file)
+        workflow = plan.workflow
         workflow.resolve_inputs(given, from_text=True)
     except DefinitionError as exc:
         _print_problems(exc)
