@@ -13,10 +13,12 @@ _DEFAULTS = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     # The ephemeral server's first start migrates a fresh database: give it time on 2 cores.
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
-    # Write task-run rows promptly (measured: 0.5 s instead of ~11 s for 500 tasks).
+    # Write task-run rows promptly. The flush interval must be a whole number: Prefect 3.9
+    # sleeps int(interval) between flushes, so 0.5 busy-loops the server on SQLite (a full
+    # core, and constant writes that collide with API requests as "database is locked").
     "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE": "100",
     "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_READ_BATCH_SIZE": "100",
-    "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_FLUSH_INTERVAL": "0.5",
+    "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_FLUSH_INTERVAL": "1",
 }
 
 

@@ -108,7 +108,7 @@ async def test_every_node_is_a_named_prefect_task_run_and_the_flow_run_is_named_
     assert all(r.state is not None and r.state.is_completed() for r in runs)
     by_name = {r.name: r for r in runs}
     # the workflow's edges are the Prefect task graph's edges
-    parents = {i.id for i in by_name["second"].task_inputs.get("wait_for", [])}
+    parents = {i.id for i in by_name["second"].task_inputs.get("upstream", [])}
     assert parents == {by_name["first"].id}
     async with get_client() as client:
         flow_run = await client.read_flow_run(result.flow_run_id)
