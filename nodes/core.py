@@ -18,7 +18,7 @@ class SetParams(Params):
     values: dict[str, Any] = Field(description="Mapping of names to values (templates allowed).")
 
 
-@node("core.set")
+@node("core.set", pure=True)
 async def set_values(ctx: NodeContext, params: SetParams) -> dict[str, Any]:
     """Output a mapping of values, each rendered from templates.
 
@@ -57,6 +57,7 @@ def _as_bool(value: Any) -> bool:
 
 @node(
     "core.if",
+    pure=True,
     ports=lambda params: ["true", "false"],
     port_of=lambda output: "true" if output["result"] else "false",
 )
@@ -94,7 +95,7 @@ def _matches(value: Any, case: Any) -> bool:
     return str(value) == str(case)
 
 
-@node("core.switch", ports=_switch_ports, port_of=lambda output: output["port"])
+@node("core.switch", pure=True, ports=_switch_ports, port_of=lambda output: output["port"])
 async def switch(ctx: NodeContext, params: SwitchParams) -> SwitchOutput:
     """Route on a value: port `<case>` for the first matching case, else port `default`.
 
@@ -116,7 +117,7 @@ class MergeParams(Params):
     )
 
 
-@node("core.merge", wants_upstream=True)
+@node("core.merge", pure=True, wants_upstream=True)
 async def merge(ctx: NodeContext, params: MergeParams) -> dict[str, Any]:
     """Join branches: output a mapping of each upstream node id that ran to its output."""
     return dict(ctx.upstream)

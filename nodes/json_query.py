@@ -23,7 +23,7 @@ class QueryOutput(BaseModel):
     result: Any = Field(description="What the expression selected (null when nothing matched).")
 
 
-@node("json.query")
+@node("json.query", pure=True)
 async def query(ctx: NodeContext, params: QueryParams) -> QueryOutput:
     """Select and reshape JSON data with a JMESPath expression."""
     try:

@@ -58,6 +58,9 @@ class NodeSpec:
     port_of: PortOfFn | None = None
     #: The node receives its upstream outputs as ``ctx.upstream`` (joins such as core.merge).
     wants_upstream: bool = False
+    #: No I/O and no side effects: the output depends only on the params. The runner neither
+    #: persists nor caches pure nodes (unless asked); a resumed run recomputes them.
+    pure: bool = False
     #: Call ``fn(ctx, params_model)`` (True) or ``fn(ctx, **fields)`` (False).
     takes_model: bool = True
     field_names: tuple[str, ...] = field(default=())
@@ -146,6 +149,7 @@ def _build_spec(
     ports: PortsFn | None,
     port_of: PortOfFn | None,
     wants_upstream: bool,
+    pure: bool,
 ) -> NodeSpec:
     if not inspect.iscoroutinefunction(fn):
         raise TypeError(f"node {type_!r}: {fn.__qualname__} must be an async function")
@@ -190,6 +194,7 @@ def _build_spec(
         ports=ports,
         port_of=port_of,
         wants_upstream=wants_upstream,
+        pure=pure,
         takes_model=takes_model,
         field_names=tuple(params_model.model_fields),
     )
@@ -203,19 +208,21 @@ def node(
     ports: PortsFn | None = None,
     port_of: PortOfFn | None = None,
     wants_upstream: bool = False,
+    pure: bool = False,
     registry: Registry | None = None,
 ) -> Callable[[F], F]:
     """Register an async function as node type ``type`` at ``version``.
 
     ``Params`` come from the annotations: a single pydantic model after ``ctx``, or plain
     keyword parameters (with defaults for optional ones). ``Output`` is the return annotation.
-    ``credential`` names the provider kind whose credential the node needs.
+    ``credential`` names the provider kind whose credential the node needs. ``pure`` marks a
+    node without I/O or side effects (its output depends only on its params).
     """
     if not type or "." not in type:
         raise ValueError(f"node type {type!r} must look like 'family.operation'")
 
     def register(fn: F) -> F:
-        spec = _build_spec(fn, type, version, credential, ports, port_of, wants_upstream)
+        spec = _build_spec(fn, type, version, credential, ports, port_of, wants_upstream, pure)
         (registry or REGISTRY).add(spec)
         return fn
 

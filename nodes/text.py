@@ -20,7 +20,7 @@ class TemplateOutput(BaseModel):
     text: str = Field(description="The rendered text.")
 
 
-@node("text.template")
+@node("text.template", pure=True)
 async def template(ctx: NodeContext, params: TemplateParams) -> TemplateOutput:
     """Render a text template (Jinja2, sandboxed) from inputs and earlier nodes' outputs."""
     return TemplateOutput(text=params.template)
@@ -43,7 +43,7 @@ class RegexOutput(BaseModel):
     matches: list[RegexMatch] = Field(description="The matches (at most one unless `all`).")
 
 
-@node("text.regex")
+@node("text.regex", pure=True)
 async def regex(ctx: NodeContext, params: RegexParams) -> RegexOutput:
     """Find a regular expression in text: the first match, or all of them."""
     try:

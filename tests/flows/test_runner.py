@@ -301,6 +301,9 @@ async def test_resume_reuses_completed_nodes_and_reruns_the_rest(fake_http: Fake
     assert resumed.nodes["fetch"].cached is False
     assert resumed.nodes["report"].output == {"ok": True}
     assert resumed.nodes["never"].status == "skipped"
+    assert (resumed.nodes["branch"].status, resumed.nodes["branch"].cached) == ("completed", False), (
+        "pure nodes are recomputed, not read back"
+    )
     assert len(fake_http.calls("/side-effect")) == 1, "the completed side effect is not repeated"
     assert len(fake_http.calls("/unstable")) == 2
 
