@@ -40,17 +40,6 @@ class NodeResult:
             "error": self.error,
         }
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> NodeResult:
-        return cls(
-            status=data["status"],
-            attempts=data.get("attempts", 0),
-            duration_ms=data.get("duration_ms", 0.0),
-            cached=data.get("cached", False),
-            output=data.get("output"),
-            error=data.get("error"),
-        )
-
 
 @dataclass
 class RunResult:
@@ -83,17 +72,3 @@ class RunResult:
             "error": self.error,
             "resumed_from": self.resumed_from,
         }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> RunResult:
-        return cls(
-            run_id=data["run_id"],
-            flow_run_id=data.get("flow_run_id"),
-            workflow=data["workflow"],
-            version=data.get("version"),
-            status=data["status"],
-            inputs=data.get("inputs") or {},
-            nodes={k: NodeResult.from_dict(v) for k, v in (data.get("nodes") or {}).items()},
-            error=data.get("error"),
-            resumed_from=data.get("resumed_from"),
-        )
