@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from typing import Any
 
 import pytest
@@ -340,3 +341,23 @@ async def test_custom_nodes_from_the_decorator_run_like_builtins() -> None:
     )
     assert result.nodes["p"].output == {"value": {"nested": [1, 2]}, "attempt": 1}
     assert result.nodes["q"].output == {"result": 2}
+
+
+async def test_exponential_backoff_with_a_cap_spaces_the_attempts(fake_http: FakeHTTP) -> None:
+    fake_http.script("GET", "/backoff", Reply(503, "a"), Reply(503, "b"), Reply(503, "c"), Reply(200, {"ok": True}))
+    node = http_get("call", fake_http.url("/backoff"), retries=3, retry_delay={"exponential": 0.2, "max": 0.3})
+    result = await run(wf(node))
+    assert (result.nodes["call"].status, result.nodes["call"].attempts) == ("completed", 4)
+    at = [call.at for call in fake_http.calls("/backoff")]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(at)]
+    # delays 0.2, 0.4 capped to 0.3, 0.8 capped to 0.3
+    assert gaps[0] >= 0.19 and gaps[1] >= 0.29 and gaps[2] >= 0.29
+
+
+async def test_the_run_artifact_redacts_secret_looking_values() -> None:
+    result = await run(wf({"id": "cfg", "type": "core.set", "params": {"values": {"api_token": "s3cr3t", "n": 1}}}))
+    async with get_client() as client:
+        artifacts = await client.read_artifacts()
+    table = next(a for a in artifacts if str(a.flow_run_id) == result.flow_run_id)
+    assert "[redacted]" in str(table.data)
+    assert "s3cr3t" not in str(table.data)
