@@ -50,7 +50,7 @@ from flows.model import NodeDef
 from flows.plan import Plan, PlannedNode, build_plan
 from flows.results import NodeResult, RunResult
 from nodes.context import CredentialResolver, NodeContext, RunInfo
-from nodes.errors import NodeConfigError, TransientError
+from nodes.errors import NodeConfigError, NodeError, TransientError
 from nodes.http_guard import AllowList, GuardedTransport
 
 logger = logging.getLogger("switchboard.runner")
@@ -274,7 +274,6 @@ class _Executor:
     def __init__(self, state: _RunState, inputs: dict[str, Any], resume_root: str) -> None:
         self.state = state
         self.plan = state.plan
-        self.inputs = inputs
         self.resume_root = resume_root
         self.results: dict[str, NodeResult] = {}
         self.nodes_scope: dict[str, dict[str, Any]] = {}
@@ -336,7 +335,7 @@ class _Executor:
         )
         try:
             if planned.for_each is None:
-                result = await self._call(planned, planned.id, self.scope, upstream, None)
+                result = await self._call(planned, planned.id, self.scope, upstream)
             else:
                 result = await self._for_each(planned, upstream)
         except (ExpressionError, NodeConfigError) as exc:
@@ -362,7 +361,7 @@ class _Executor:
             async with limit:
                 scope = {**self.scope, "item": item, "index": index}
                 try:
-                    return await self._call(planned, f"{planned.id}[{index}]", scope, upstream, index)
+                    return await self._call(planned, f"{planned.id}[{index}]", scope, upstream)
                 except (ExpressionError, NodeConfigError) as exc:
                     return NodeResult("failed", error=f"item {index}: {exc}")
 
@@ -398,7 +397,6 @@ class _Executor:
         label: str,
         scope: Mapping[str, Any],
         upstream: dict[str, Any],
-        index: int | None,
     ) -> NodeResult:
         try:
             params = planned.params.render(scope)
@@ -439,10 +437,10 @@ class _Executor:
 def _error_text(exc: Any, state: State[Any]) -> str:
     if isinstance(exc, TimeoutError) and state.message:
         return state.message
-    if isinstance(exc, BaseException):
+    if isinstance(exc, NodeError):
+        return str(exc)
+    if isinstance(exc, BaseException):  # a bug in node code: name the exception type
         text = str(exc)
-        if isinstance(exc, NodeConfigError | TransientError) or type(exc).__module__.startswith("nodes"):
-            return text
         return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
     return state.message or "failed"
 
