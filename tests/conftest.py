@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 # Isolate every path the engine writes (Prefect database, result storage) before any import
 # of switchboard or prefect reads the environment.
@@ -42,3 +44,38 @@ def fake_http() -> Iterator[FakeHTTP]:
 @pytest.fixture
 def switchboard_home() -> str:
     return _HOME
+
+
+POSTGRES_ADMIN_DSN = os.environ.get("SWITCHBOARD_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+async def _postgres_admin(statement: str) -> None:
+    import asyncpg
+
+    connection = await asyncpg.connect(POSTGRES_ADMIN_DSN, timeout=5)
+    try:
+        await connection.execute(statement)
+    finally:
+        await connection.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A fresh, empty database per test: a SQLite file, or a new Postgres database.
+
+    Postgres tests run for real in CI (CI=true): an unreachable server fails them there.
+    """
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'switchboard.db'}"
+        return
+    name = f"sb_test_{uuid.uuid4().hex[:12]}"
+    try:
+        await _postgres_admin(f'CREATE DATABASE "{name}"')
+    except (OSError, ConnectionError) as exc:
+        if os.environ.get("CI") == "true":
+            raise
+        pytest.skip(f"PostgreSQL not reachable at {POSTGRES_ADMIN_DSN}: {exc} (CI=true makes this a failure)")
+    try:
+        yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
+    finally:
+        await _postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

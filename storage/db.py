@@ -1,0 +1,83 @@
+"""The one engine factory, and the schema check every entry point runs.
+
+``sqlite+aiosqlite://`` is the embedded default (it migrates itself on first use);
+``postgresql+asyncpg://`` is the production store (``switchboard db upgrade`` migrates it).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+
+from storage.migrate import SchemaBehindError, current_revision, head_revision, upgrade
+
+#: Seconds a single statement may run on Postgres before the server cancels it.
+STATEMENT_TIMEOUT_SECONDS = 30
+
+
+def is_sqlite(url: str) -> bool:
+    return make_url(url).get_backend_name() == "sqlite"
+
+
+def create_engine(url: str) -> AsyncEngine:
+    """An async engine with pool and timeout settings sized for a small (2-core) host."""
+    options: dict[str, Any] = {"pool_pre_ping": True}
+    if is_sqlite(url):
+        database = make_url(url).database
+        if database and database != ":memory:":
+            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        options["connect_args"] = {"timeout": 30}
+    else:
+        options.update(
+            pool_size=5,
+            max_overflow=5,
+            pool_timeout=30,
+            pool_recycle=1800,
+            connect_args={
+                "server_settings": {
+                    "statement_timeout": str(STATEMENT_TIMEOUT_SECONDS * 1000),
+                    "application_name": "switchboard",
+                },
+                "command_timeout": STATEMENT_TIMEOUT_SECONDS + 5,
+            },
+        )
+    engine = create_async_engine(url, **options)
+    if is_sqlite(url):
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def sessionmaker(engine: AsyncEngine) -> async_sessionmaker[Any]:
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+async def ensure_schema(engine: AsyncEngine) -> None:
+    """Make sure the schema is current: SQLite migrates itself; Postgres must be upgraded."""
+    async with engine.connect() as connection:
+        current = await connection.run_sync(current_revision)
+    head = head_revision()
+    if current == head:
+        return
+    if engine.dialect.name == "sqlite":
+        await upgrade(engine)
+        return
+    raise SchemaBehindError(
+        f"the database is at migration {current or 'none'}, this Switchboard needs {head}: run `switchboard db upgrade`"
+    )
+
+
+async def ping(engine: AsyncEngine) -> None:
+    async with engine.connect() as connection:
+        await connection.execute(text("SELECT 1"))

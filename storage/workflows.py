@@ -1,0 +1,223 @@
+"""Stored workflows: immutable, numbered versions; a new version only when the content changes."""
+
+from __future__ import annotations
+
+import asyncio
+import difflib
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import yaml
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from storage.audit import record
+from storage.db import sessionmaker
+from storage.models import WorkflowRow, WorkflowVersionRow, utcnow
+
+#: Concurrent writers of the same workflow retry this many times on a conflict.
+_WRITE_ATTEMPTS = 8
+
+
+class WorkflowNotFoundError(LookupError):
+    """No stored workflow (or version) by that name."""
+
+
+@dataclass(frozen=True)
+class StoredVersion:
+    name: str
+    version: int
+    checksum: str
+    definition: dict[str, Any]
+    created_at: datetime
+    created_by: str | None
+    note: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "checksum": self.checksum,
+            "created_at": self.created_at.isoformat(),
+            "created_by": self.created_by,
+            "note": self.note,
+            "definition": self.definition,
+        }
+
+
+@dataclass(frozen=True)
+class WorkflowSummary:
+    name: str
+    description: str | None
+    latest_version: int
+    updated_at: datetime
+    archived: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "description": self.description,
+            "latest_version": self.latest_version,
+            "updated_at": self.updated_at.isoformat(),
+            "archived": self.archived,
+        }
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    name: str
+    version: int
+    created: bool
+
+
+def checksum(definition: dict[str, Any]) -> str:
+    """A stable hash of a definition's content (key order and formatting do not matter)."""
+    canonical = json.dumps(definition, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _version(row: WorkflowVersionRow, name: str) -> StoredVersion:
+    return StoredVersion(
+        name=name,
+        version=row.version,
+        checksum=row.checksum,
+        definition=row.definition,
+        created_at=row.created_at,
+        created_by=row.created_by,
+        note=row.note,
+    )
+
+
+class WorkflowStore:
+    """Workflows and their versions in Switchboard's database."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.sessions = sessionmaker(engine)
+
+    async def _workflow(self, session: AsyncSession, name: str, *, for_update: bool = False) -> WorkflowRow | None:
+        query = select(WorkflowRow).where(WorkflowRow.name == name)
+        if for_update:
+            query = query.with_for_update()
+        return (await session.execute(query)).scalar_one_or_none()
+
+    async def apply(
+        self, definition: dict[str, Any], *, actor: str, note: str | None = None, action: str = "apply"
+    ) -> ApplyResult:
+        """Store ``definition`` as the next version unless it equals the latest one.
+
+        Concurrent applies of different content get consecutive versions; a conflict (two
+        writers creating the same version) is retried, never lost or duplicated.
+        """
+        name = definition["name"]
+        digest = checksum(definition)
+        for attempt in range(_WRITE_ATTEMPTS):
+            try:
+                async with self.sessions() as session, session.begin():
+                    row = await self._workflow(session, name, for_update=True)
+                    if row is None:
+                        row = WorkflowRow(name=name, latest_version=0)
+                        session.add(row)
+                        await session.flush()
+                    elif row.latest_version:
+                        latest = await self._version_row(session, row, row.latest_version)
+                        if latest.checksum == digest and row.archived_at is None:
+                            return ApplyResult(name, row.latest_version, created=False)
+                    version = row.latest_version + 1
+                    session.add(
+                        WorkflowVersionRow(
+                            workflow_id=row.id,
+                            version=version,
+                            checksum=digest,
+                            definition=definition,
+                            created_by=actor,
+                            note=note,
+                        )
+                    )
+                    row.latest_version = version
+                    row.description = definition.get("description")
+                    row.updated_at = utcnow()
+                    row.archived_at = None
+                    await record(
+                        session, actor=actor, action=action, target=f"{name} v{version}", detail={"note": note}
+                    )
+                return ApplyResult(name, version, created=True)
+            except (IntegrityError, OperationalError) as exc:
+                if isinstance(exc, OperationalError) and "locked" not in str(exc).lower():
+                    raise
+                await asyncio.sleep(0.01 * (attempt + 1))
+        raise RuntimeError(f"could not store workflow {name!r}: too many concurrent writers")
+
+    async def _version_row(self, session: AsyncSession, row: WorkflowRow, version: int) -> WorkflowVersionRow:
+        found = (
+            await session.execute(
+                select(WorkflowVersionRow).where(
+                    WorkflowVersionRow.workflow_id == row.id, WorkflowVersionRow.version == version
+                )
+            )
+        ).scalar_one_or_none()
+        if found is None:
+            raise WorkflowNotFoundError(
+                f"workflow {row.name!r} has no version {version} (latest: v{row.latest_version})"
+            )
+        return found
+
+    async def get(self, name: str, version: int | None = None) -> StoredVersion:
+        """A stored version (the latest when ``version`` is None)."""
+        async with self.sessions() as session:
+            row = await self._workflow(session, name)
+            if row is None or not row.latest_version:
+                raise WorkflowNotFoundError(f"no stored workflow named {name!r} (see `switchboard list`)")
+            return _version(await self._version_row(session, row, version or row.latest_version), name)
+
+    async def versions(self, name: str) -> list[StoredVersion]:
+        async with self.sessions() as session:
+            row = await self._workflow(session, name)
+            if row is None:
+                raise WorkflowNotFoundError(f"no stored workflow named {name!r} (see `switchboard list`)")
+            rows = (
+                await session.execute(
+                    select(WorkflowVersionRow)
+                    .where(WorkflowVersionRow.workflow_id == row.id)
+                    .order_by(WorkflowVersionRow.version)
+                )
+            ).scalars()
+            return [_version(r, name) for r in rows]
+
+    async def list(self, *, include_archived: bool = False) -> list[WorkflowSummary]:
+        async with self.sessions() as session:
+            query = select(WorkflowRow).order_by(WorkflowRow.name)
+            if not include_archived:
+                query = query.where(WorkflowRow.archived_at.is_(None))
+            rows = (await session.execute(query)).scalars()
+            return [
+                WorkflowSummary(r.name, r.description, r.latest_version, r.updated_at, r.archived_at is not None)
+                for r in rows
+            ]
+
+    async def diff(self, name: str, old: int, new: int) -> str:
+        """A unified diff between two versions' YAML."""
+        before, after = await self.get(name, old), await self.get(name, new)
+
+        def lines(v: StoredVersion) -> list[str]:
+            return yaml.safe_dump(v.definition, sort_keys=False, allow_unicode=True).splitlines(keepends=True)
+
+        return "".join(difflib.unified_diff(lines(before), lines(after), f"{name} v{old}", f"{name} v{new}"))
+
+    async def rollback(self, name: str, version: int, *, actor: str) -> ApplyResult:
+        """Make a new version whose content equals ``version`` (nothing if it is the latest)."""
+        target = await self.get(name, version)
+        return await self.apply(target.definition, actor=actor, note=f"rollback to v{version}", action="rollback")
+
+    async def archive(self, name: str, *, actor: str) -> None:
+        """Hide a workflow from lists and runs; `apply` brings it back."""
+        async with self.sessions() as session, session.begin():
+            row = await self._workflow(session, name, for_update=True)
+            if row is None:
+                raise WorkflowNotFoundError(f"no stored workflow named {name!r} (see `switchboard list`)")
+            row.archived_at = utcnow()
+            await record(session, actor=actor, action="archive", target=name, detail={})
