@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+import yaml
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -23,6 +24,9 @@ from flows.model import DefinitionError, Workflow
 from flows.results import RunResult
 from flows.runner import NodeEvent
 from nodes.registry import REGISTRY, NodeSpec, UnknownNodeTypeError
+from storage.migrate import SchemaBehindError
+from storage.workflows import WorkflowNotFoundError
+from switchboard import workflows as stored_workflows
 
 app = typer.Typer(
     name="switchboard",
@@ -129,9 +133,22 @@ def validate(file: Annotated[Path, typer.Argument(help="Workflow file (YAML or J
     out.print(f"[green]✔[/green] {plan.workflow.name}: {len(plan.nodes)} nodes, valid")
 
 
+def _resolve_workflow(target: str) -> tuple[Any, int | None]:
+    """A workflow file path, or the name of a stored workflow (its latest version)."""
+    path = Path(target)
+    if path.exists() or path.suffix in (".yaml", ".yml", ".json"):
+        return path, None
+    try:
+        stored = asyncio.run(stored_workflows.get_workflow(target))
+    except WorkflowNotFoundError as exc:
+        err.print(f"[red]✗[/red] {escape(str(exc))}; or give a workflow file path")
+        raise typer.Exit(EXIT_INVALID) from None
+    return stored.definition, stored.version
+
+
 @app.command()
 def run(
-    file: Annotated[Path, typer.Argument(help="Workflow file (YAML or JSON).")],
+    target: Annotated[str, typer.Argument(help="A workflow file (YAML or JSON), or a stored workflow's name.")],
     inputs: Annotated[
         list[str] | None,
         typer.Option("--input", "-i", help="An input as key=value (parsed by the input's declared type)."),
@@ -139,10 +156,11 @@ def run(
     as_json: Annotated[bool, typer.Option("--json", help="Print only the run result JSON.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's own logs.")] = False,
 ) -> None:
-    """Run a workflow file in this process and show its nodes as they finish."""
+    """Run a workflow (a file, or the latest stored version of a name) and show its nodes."""
     given = _parse_inputs(inputs or [])
+    source, version = _resolve_workflow(target)
     try:
-        plan = switchboard.validate(file)
+        plan = switchboard.validate(source)
         workflow = plan.workflow
         workflow.resolve_inputs(given, from_text=True)
     except DefinitionError as exc:
@@ -151,8 +169,11 @@ def run(
     _quiet_prefect_console(verbose)
     listeners = [] if as_json else [_progress_listener]
     if not as_json:
-        out.print(f"[bold]{escape(workflow.name)}[/bold]: running {len(workflow.nodes)} nodes")
-    result = asyncio.run(switchboard.arun(workflow, given, trigger="cli", inputs_are_text=True, listeners=listeners))
+        label = f" v{version}" if version is not None else ""
+        out.print(f"[bold]{escape(workflow.name)}{label}[/bold]: running {len(workflow.nodes)} nodes")
+    result = asyncio.run(
+        switchboard.arun(plan, given, trigger="cli", version=version, inputs_are_text=True, listeners=listeners)
+    )
     _report(result, as_json)
 
 
@@ -256,6 +277,137 @@ def schema() -> None:
     if "properties" in node_def:
         node_def["properties"]["type"]["examples"] = REGISTRY.types()
     sys.stdout.write(json.dumps(document, indent=2) + "\n")
+
+
+db_app = typer.Typer(help="Switchboard's database.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Migrate the configured database (SWITCHBOARD_DATABASE_URL) to the current schema."""
+    revision = asyncio.run(stored_workflows.db_upgrade())
+    out.print(f"[green]✔[/green] database at migration {revision}")
+
+
+def _stored(call: Any) -> Any:
+    """Run a storage call; a missing workflow or an old schema is a clear exit 2."""
+    try:
+        return asyncio.run(call)
+    except (WorkflowNotFoundError, SchemaBehindError) as exc:
+        err.print(f"[red]✗[/red] {escape(str(exc))}")
+        raise typer.Exit(EXIT_INVALID) from None
+
+
+def _emit_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, ensure_ascii=False, default=str) + "\n")
+
+
+@app.command()
+def apply(
+    file: Annotated[Path, typer.Argument(help="Workflow file (YAML or JSON).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Validate a workflow file and store it as a new version if it changed."""
+    try:
+        result = _stored(stored_workflows.apply(file))
+    except DefinitionError as exc:
+        _print_problems(exc)
+        raise typer.Exit(EXIT_INVALID) from None
+    if as_json:
+        _emit_json({"name": result.name, "version": result.version, "created": result.created})
+    elif result.created:
+        out.print(f"[green]✔[/green] stored {result.name} v{result.version}")
+    else:
+        out.print(f"{result.name} v{result.version} unchanged")
+
+
+@app.command("list")
+def list_(
+    include_archived: Annotated[bool, typer.Option("--all", help="Include archived workflows.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List stored workflows."""
+    rows = _stored(stored_workflows.list_workflows(include_archived=include_archived))
+    if as_json:
+        _emit_json([row.to_dict() for row in rows])
+        return
+    table = Table(title="workflows", title_justify="left")
+    for column in ("name", "version", "updated", "description"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        name = row.name + (" (archived)" if row.archived else "")
+        table.add_row(
+            escape(name), f"v{row.latest_version}", f"{row.updated_at:%Y-%m-%d %H:%M}", escape(row.description or "")
+        )
+    out.print(table)
+
+
+@app.command()
+def show(
+    name: Annotated[str, typer.Argument(help="A stored workflow's name.")],
+    version: Annotated[int | None, typer.Option("--version", help="A version (default: latest).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Show a stored workflow version."""
+    stored = _stored(stored_workflows.get_workflow(name, version))
+    if as_json:
+        _emit_json(stored.to_dict())
+        return
+    stamp = f"{stored.created_at:%Y-%m-%d %H:%M}"
+    out.print(f"[bold]{escape(stored.name)}[/bold] v{stored.version} · {stamp} · {escape(stored.created_by or '')}")
+    if stored.note:
+        out.print(escape(stored.note))
+    out.print(escape(yaml.safe_dump(stored.definition, sort_keys=False, allow_unicode=True)), end="")
+
+
+@app.command()
+def diff(
+    name: Annotated[str, typer.Argument(help="A stored workflow's name.")],
+    old: Annotated[int, typer.Argument(help="The older version.")],
+    new: Annotated[int, typer.Argument(help="The newer version.")],
+) -> None:
+    """Show what changed between two versions (unified diff of their YAML)."""
+    text = _stored(stored_workflows.diff(name, old, new))
+    sys.stdout.write(text or f"v{old} and v{new} are identical\n")
+
+
+@app.command()
+def rollback(
+    name: Annotated[str, typer.Argument(help="A stored workflow's name.")],
+    version: Annotated[int, typer.Argument(help="The version to bring back.")],
+) -> None:
+    """Store a new version equal to an earlier one."""
+    result = _stored(stored_workflows.rollback(name, version))
+    if result.created:
+        out.print(f"[green]✔[/green] {result.name} v{result.version} = v{version}")
+    else:
+        out.print(f"{result.name} v{result.version} already equals v{version}")
+
+
+@app.command()
+def archive(name: Annotated[str, typer.Argument(help="A stored workflow's name.")]) -> None:
+    """Hide a stored workflow from lists and runs (`apply` brings it back)."""
+    _stored(stored_workflows.archive(name))
+    out.print(f"[green]✔[/green] archived {name}")
+
+
+@app.command()
+def audit(
+    limit: Annotated[int, typer.Option("--limit", help="How many entries, newest first.")] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Who did what, when."""
+    rows = _stored(stored_workflows.audit(limit))
+    if as_json:
+        _emit_json([row.to_dict() for row in rows])
+        return
+    table = Table(title="audit log", title_justify="left")
+    for column in ("at", "actor", "action", "target"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(f"{row.at:%Y-%m-%d %H:%M:%S}", escape(row.actor), row.action, escape(row.target))
+    out.print(table)
 
 
 def main() -> None:

@@ -1,0 +1,86 @@
+"""Stored workflows from the command line, on SQLite and on a real Postgres."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from switchboard.cli import app
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+runner = CliRunner()
+
+
+@pytest.fixture
+def database(database_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("SWITCHBOARD_DATABASE_URL", database_url)
+    if database_url.startswith("postgresql"):
+        behind = runner.invoke(app, ["list"])
+        assert behind.exit_code == 2 and "switchboard db upgrade" in behind.stderr
+        upgraded = runner.invoke(app, ["db", "upgrade"])
+        assert upgraded.exit_code == 0 and "database at migration" in upgraded.stdout
+    return database_url
+
+
+def changed_copy(tmp_path: Path) -> Path:
+    definition = yaml.safe_load((EXAMPLES / "branching.yaml").read_text())
+    definition["inputs"]["threshold"]["default"] = 6
+    path = tmp_path / "branching.yaml"
+    path.write_text(yaml.safe_dump(definition))
+    return path
+
+
+@pytest.mark.usefixtures("database")
+def test_apply_list_show_diff_rollback_archive_audit(tmp_path: Path) -> None:
+    first = runner.invoke(app, ["apply", str(EXAMPLES / "branching.yaml"), "--json"])
+    assert first.exit_code == 0, first.output
+    assert json.loads(first.stdout) == {"name": "branching", "version": 1, "created": True}
+    again = runner.invoke(app, ["apply", str(EXAMPLES / "branching.yaml")])
+    assert "branching v1 unchanged" in again.stdout
+    assert "stored branching v2" in runner.invoke(app, ["apply", str(changed_copy(tmp_path))]).stdout
+
+    listed = json.loads(runner.invoke(app, ["list", "--json"]).stdout)
+    assert [(w["name"], w["latest_version"]) for w in listed] == [("branching", 2)]
+    shown = json.loads(runner.invoke(app, ["show", "branching", "--version", "1", "--json"]).stdout)
+    assert shown["version"] == 1 and shown["definition"]["inputs"]["threshold"]["default"] == 5
+
+    diff = runner.invoke(app, ["diff", "branching", "1", "2"])
+    assert "-    default: 5" in diff.stdout and "+    default: 6" in diff.stdout
+    rolled = runner.invoke(app, ["rollback", "branching", "1"])
+    assert "branching v3 = v1" in rolled.stdout
+    archived = runner.invoke(app, ["archive", "branching"])
+    assert archived.exit_code == 0
+    assert json.loads(runner.invoke(app, ["list", "--json"]).stdout) == []
+
+    audit = json.loads(runner.invoke(app, ["audit", "--json"]).stdout)
+    assert [e["action"] for e in audit] == ["archive", "rollback", "apply", "apply"]
+    assert all(e["actor"].startswith("cli:") for e in audit)
+
+
+@pytest.mark.usefixtures("database")
+def test_errors_name_what_is_wrong(tmp_path: Path) -> None:
+    missing = runner.invoke(app, ["show", "nope"])
+    assert missing.exit_code == 2 and "no stored workflow named 'nope'" in missing.stderr
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\nnodes: [{id: a, type: core.nope}]\n")
+    invalid = runner.invoke(app, ["apply", str(bad)])
+    assert invalid.exit_code == 2 and "unknown node type 'core.nope'" in invalid.stderr
+    assert json.loads(runner.invoke(app, ["list", "--json"]).stdout) == []
+
+
+@pytest.mark.usefixtures("database", "prefect_server")
+def test_run_by_name_runs_the_latest_stored_version(tmp_path: Path) -> None:
+    runner.invoke(app, ["apply", str(EXAMPLES / "branching.yaml")])
+    runner.invoke(app, ["apply", str(changed_copy(tmp_path))])
+    result = runner.invoke(app, ["run", "branching", "--json", "-i", "count=6"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["version"] == 2
+    assert payload["inputs"] == {"count": 6, "threshold": 6}
+    assert payload["nodes"]["small"]["output"] == {"text": "6 is at most 6"}
+    unknown = runner.invoke(app, ["run", "no-such-workflow"])
+    assert unknown.exit_code == 2 and "no stored workflow named 'no-such-workflow'" in unknown.stderr
