@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import httpx
 from prefect import flow, get_run_logger, task
@@ -79,6 +79,30 @@ class NodeEvent:
 Listener = Callable[[NodeEvent], None]
 
 
+class RunRecorder(Protocol):
+    """Where a run's record goes (``storage.runs.RunStore`` in Switchboard): written when the
+    run starts and when it ends, never per node."""
+
+    async def started(
+        self,
+        *,
+        run_id: str,
+        flow_run_id: str | None,
+        workflow: str,
+        version: int | None,
+        trigger: str,
+        triggered_by: str | None,
+        inputs: dict[str, Any],
+        resumed_from: str | None = None,
+    ) -> None: ...
+
+    async def finished(self, run_id: str, *, status: str, error: str | None) -> None: ...
+
+
+class RunRecordError(RuntimeError):
+    """The run record could not be written (the database is down or refused)."""
+
+
 @dataclass
 class RunServices:
     """Process-local things a run needs that cannot travel as flow parameters."""
@@ -91,6 +115,10 @@ class RunServices:
     max_parallel: int = DEFAULT_MAX_PARALLEL
     #: A plan already built by the caller (saves planning twice in-process).
     plan: Plan | None = None
+    #: Records the run in Switchboard's database; None for unrecorded runs (benchmarks).
+    recorder: RunRecorder | None = None
+    #: Who started the run (a Slack user id, ``cli:<user>``), for the record and the audit log.
+    triggered_by: str | None = None
 
 
 @dataclass
@@ -445,6 +473,13 @@ def _error_text(exc: Any, state: State[Any]) -> str:
     return state.message or "failed"
 
 
+async def _recording(write: Any) -> None:
+    try:
+        await write
+    except Exception as exc:
+        raise RunRecordError(f"could not write the run record to Switchboard's database: {exc}") from exc
+
+
 def _run_status(plan: Plan, results: dict[str, NodeResult]) -> tuple[Literal["completed", "failed"], str | None]:
     for node_id in plan.order:
         r = results[node_id]
@@ -475,18 +510,37 @@ async def run_workflow(
     resolved_inputs = plan.workflow.resolve_inputs(inputs)
     flow_run_id = runtime_flow_run.id
     run = RunInfo(id=run_id, workflow=plan.workflow.name, version=version, trigger=trigger, flow_run_id=flow_run_id)
+    recorder = services.recorder
+    if recorder is not None:
+        await _recording(
+            recorder.started(
+                run_id=run_id,
+                flow_run_id=flow_run_id,
+                workflow=plan.workflow.name,
+                version=version,
+                trigger=trigger,
+                triggered_by=services.triggered_by,
+                inputs=resolved_inputs,
+                resumed_from=resume_of,
+            )
+        )
     transport = GuardedTransport(services.allow_hosts, httpx.AsyncHTTPTransport(verify=_tls_context()))
-    async with httpx.AsyncClient(transport=transport, timeout=30.0) as http:
-        state = _RunState(services=services, plan=plan, run=run, http=http)
-        _RUNS[run_id] = state
-        try:
-            # The run's tags label the flow run only. Inherited by every task run, the unique
-            # `switchboard-run:<id>` tag would defeat Prefect's tag-concurrency cache and cost
-            # an API call per run before the first node starts.
-            with TagsContext(current_tags=set()):
-                results = await _Executor(state, resolved_inputs, resume_root or run_id).run()
-        finally:
-            del _RUNS[run_id]
+    try:
+        async with httpx.AsyncClient(transport=transport, timeout=30.0) as http:
+            state = _RunState(services=services, plan=plan, run=run, http=http)
+            _RUNS[run_id] = state
+            try:
+                # The run's tags label the flow run only. Inherited by every task run, the unique
+                # `switchboard-run:<id>` tag would defeat Prefect's tag-concurrency cache and cost
+                # an API call per run before the first node starts.
+                with TagsContext(current_tags=set()):
+                    results = await _Executor(state, resolved_inputs, resume_root or run_id).run()
+            finally:
+                del _RUNS[run_id]
+    except BaseException as exc:
+        if recorder is not None:
+            await _recording(recorder.finished(run_id, status="failed", error=f"{type(exc).__name__}: {exc}"))
+        raise
     status, error = _run_status(plan, results)
     result = RunResult(
         run_id=run_id,
@@ -499,6 +553,8 @@ async def run_workflow(
         error=error,
         resumed_from=resume_of,
     )
+    if recorder is not None:
+        await _recording(recorder.finished(run_id, status=status, error=error))
     if run_id in _SERVICES:
         _RESULTS[run_id] = result
     await acreate_markdown_artifact(

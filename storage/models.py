@@ -63,3 +63,29 @@ class AuditRow(Base):
     action: Mapped[str] = mapped_column(String(40))
     target: Mapped[str] = mapped_column(String(200))
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class RunRow(Base):
+    """One workflow run: ours to list and retry; node detail stays in Prefect."""
+
+    __tablename__ = "runs"
+    __table_args__ = (
+        Index("ix_runs_workflow_started", "workflow", "started_at"),
+        Index("ix_runs_status", "status"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    flow_run_id: Mapped[str | None] = mapped_column(String(36))
+    workflow: Mapped[str] = mapped_column(String(100))
+    version: Mapped[int | None] = mapped_column(Integer)
+    trigger: Mapped[str] = mapped_column(String(40))
+    triggered_by: Mapped[str | None] = mapped_column(String(100))
+    slack_channel: Mapped[str | None] = mapped_column(String(40))
+    slack_thread: Mapped[str | None] = mapped_column(String(40))
+    slack_message: Mapped[str | None] = mapped_column(String(40))
+    inputs: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(20))
+    error: Mapped[str | None] = mapped_column(Text)
+    resumed_from: Mapped[str | None] = mapped_column(String(32))
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    ended_at: Mapped[datetime | None] = mapped_column(default=None)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Iterable, Mapping
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,8 @@ from flows.results import RunResult, RunStatus
 from flows.runner import Listener, RunServices, register_services, run_workflow, take_result
 from nodes.context import CredentialResolver
 from nodes.http_guard import AllowList
+from storage.runs import RunStore
+from switchboard.database import open_engine
 from switchboard.settings import Settings
 
 WorkflowSource = str | Path | Mapping[str, Any] | Workflow
@@ -74,12 +77,17 @@ async def arun(
     run_id: str | None = None,
     resume_of: str | None = None,
     resume_root: str | None = None,
+    triggered_by: str | None = None,
+    record: bool = True,
 ) -> RunResult:
     """Run a workflow in this process and return its :class:`RunResult`.
 
     Invalid definitions raise :class:`DefinitionError`; invalid inputs raise
     :class:`flows.model.InputError` — both before anything runs. A workflow that fails
     returns a result with ``status == "failed"``; it does not raise.
+
+    With ``record`` (the default) the run gets a row in Switchboard's database
+    (``switchboard runs``), written when it starts and when it ends.
     """
     plan = workflow if isinstance(workflow, Plan) else build_plan(workflow)
     resolved = plan.workflow.resolve_inputs(inputs or {}, from_text=inputs_are_text)
@@ -92,7 +100,24 @@ async def arun(
         template_env=settings.template_env_values(),
         max_parallel=settings.max_parallel_nodes,
         plan=plan,
+        triggered_by=triggered_by,
     )
+    async with AsyncExitStack() as stack:
+        if record:
+            services.recorder = RunStore(await stack.enter_async_context(open_engine(settings)))
+        return await _run_registered(plan, resolved, services, run_id, trigger, version, resume_of, resume_root)
+
+
+async def _run_registered(
+    plan: Plan,
+    resolved: dict[str, Any],
+    services: RunServices,
+    run_id: str,
+    trigger: str,
+    version: int | None,
+    resume_of: str | None,
+    resume_root: str | None,
+) -> RunResult:
     register_services(run_id, services)
     run_tags = [
         f"workflow:{plan.workflow.name}",
@@ -153,6 +178,8 @@ async def aretry(run_id: str, *, listeners: Iterable[Listener] = (), **options: 
     flow_run = runs[0]
     if flow_run.state is not None and flow_run.state.is_completed():
         raise NotRetryableError(f"run {run_id} completed; only failed runs can be retried")
+    if flow_run.state is not None and flow_run.state.is_cancelled():
+        raise NotRetryableError(f"run {run_id} was cancelled; start it again with `switchboard run`")
     if flow_run.state is not None and not flow_run.state.is_final():
         raise NotRetryableError(f"run {run_id} is still {flow_run.state.name}; retry it once it has ended")
     parameters = flow_run.parameters

@@ -25,7 +25,9 @@ from flows.results import RunResult
 from flows.runner import NodeEvent
 from nodes.registry import REGISTRY, NodeSpec, UnknownNodeTypeError
 from storage.migrate import SchemaBehindError
+from storage.runs import RunRecordNotFoundError
 from storage.workflows import WorkflowNotFoundError
+from switchboard import runs as run_records
 from switchboard import workflows as stored_workflows
 
 app = typer.Typer(
@@ -40,7 +42,14 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
 
-_STATUS_STYLE = {"completed": "green", "failed": "red", "skipped": "yellow", "cancelled": "magenta"}
+_STATUS_STYLE = {
+    "completed": "green",
+    "failed": "red",
+    "crashed": "red",
+    "skipped": "yellow",
+    "cancelled": "magenta",
+    "running": "cyan",
+}
 _EVENT_MARK = {"started": "▶", "retrying": "↻"}
 
 
@@ -172,7 +181,15 @@ def run(
         label = f" v{version}" if version is not None else ""
         out.print(f"[bold]{escape(workflow.name)}{label}[/bold]: running {len(workflow.nodes)} nodes")
     result = asyncio.run(
-        switchboard.arun(plan, given, trigger="cli", version=version, inputs_are_text=True, listeners=listeners)
+        switchboard.arun(
+            plan,
+            given,
+            trigger="cli",
+            version=version,
+            inputs_are_text=True,
+            listeners=listeners,
+            triggered_by=stored_workflows.default_actor(),
+        )
     )
     _report(result, as_json)
 
@@ -187,7 +204,9 @@ def retry(
     _quiet_prefect_console(verbose)
     listeners = [] if as_json else [_progress_listener]
     try:
-        result = asyncio.run(switchboard.aretry(run_id, listeners=listeners))
+        result = asyncio.run(
+            switchboard.aretry(run_id, listeners=listeners, triggered_by=stored_workflows.default_actor())
+        )
     except (switchboard.RunNotFoundError, switchboard.NotRetryableError) as exc:
         err.print(f"[red]✗[/red] {escape(str(exc))}")
         raise typer.Exit(EXIT_INVALID) from None
@@ -294,7 +313,7 @@ def _stored(call: Any) -> Any:
     """Run a storage call; a missing workflow or an old schema is a clear exit 2."""
     try:
         return asyncio.run(call)
-    except (WorkflowNotFoundError, SchemaBehindError) as exc:
+    except (WorkflowNotFoundError, RunRecordNotFoundError, SchemaBehindError) as exc:
         err.print(f"[red]✗[/red] {escape(str(exc))}")
         raise typer.Exit(EXIT_INVALID) from None
 
@@ -407,6 +426,38 @@ def audit(
         table.add_column(column)
     for row in rows:
         table.add_row(f"{row.at:%Y-%m-%d %H:%M:%S}", escape(row.actor), row.action, escape(row.target))
+    out.print(table)
+
+
+@app.command()
+def runs(
+    workflow: Annotated[str | None, typer.Option("--workflow", help="Only this workflow's runs.")] = None,
+    status: Annotated[
+        str | None, typer.Option("--status", help="running, completed, failed, crashed, cancelled")
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", help="How many, newest first.")] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List runs (kept in step with Prefect: a run whose process died shows how it ended)."""
+    records = _stored(run_records.list_runs(workflow=workflow, status=status, limit=limit))
+    if as_json:
+        _emit_json([r.to_dict() for r in records])
+        return
+    table = Table(title="runs", title_justify="left")
+    for column in ("run", "workflow", "status", "trigger", "by", "started", "error"):
+        table.add_column(column, overflow="fold")
+    for r in records:
+        style = _STATUS_STYLE.get(r.status, "")
+        label = f"{r.workflow} v{r.version}" if r.version is not None else r.workflow
+        table.add_row(
+            r.id,
+            escape(label),
+            f"[{style}]{r.status}[/{style}]" if style else r.status,
+            r.trigger,
+            escape(r.triggered_by or ""),
+            f"{r.started_at:%Y-%m-%d %H:%M:%S}",
+            escape((r.error or "")[:80]),
+        )
     out.print(table)
 
 

@@ -13,9 +13,10 @@ from typing import Any
 
 from flows.plan import build_plan
 from storage.audit import AuditEntry, entries
-from storage.db import create_engine, ensure_schema
+from storage.db import create_engine
 from storage.migrate import upgrade
 from storage.workflows import ApplyResult, StoredVersion, WorkflowStore, WorkflowSummary
+from switchboard.database import open_engine
 from switchboard.settings import Settings
 
 
@@ -30,12 +31,8 @@ def default_actor() -> str:
 @asynccontextmanager
 async def open_store(settings: Settings | None = None) -> AsyncIterator[WorkflowStore]:
     """A :class:`WorkflowStore` on the configured database, schema checked."""
-    engine = create_engine((settings or Settings()).effective_database_url)
-    try:
-        await ensure_schema(engine)
+    async with open_engine(settings) as engine:
         yield WorkflowStore(engine)
-    finally:
-        await engine.dispose()
 
 
 async def db_upgrade(settings: Settings | None = None) -> str | None:

@@ -84,3 +84,77 @@ def test_run_by_name_runs_the_latest_stored_version(tmp_path: Path) -> None:
     assert payload["nodes"]["small"]["output"] == {"text": "6 is at most 6"}
     unknown = runner.invoke(app, ["run", "no-such-workflow"])
     assert unknown.exit_code == 2 and "no stored workflow named 'no-such-workflow'" in unknown.stderr
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_runs_are_recorded_once_per_run_and_listed(database: str, tmp_path: Path) -> None:
+    failing = tmp_path / "flaky.yaml"
+    failing.write_text(
+        yaml.safe_dump(
+            {
+                "name": "flaky",
+                "inputs": {"fail": {"type": "boolean", "default": True}},
+                "nodes": [
+                    {"id": "a", "type": "core.set", "params": {"values": {"x": 1}}},
+                    {"id": "gate", "type": "core.if", "params": {"condition": "{{ inputs.fail }}"}},
+                    {"id": "boom", "type": "core.fail", "needs": ["gate:true"], "params": {"message": "broken"}},
+                ],
+            }
+        )
+    )
+    runner.invoke(app, ["apply", str(EXAMPLES / "branching.yaml")])
+    ok = json.loads(runner.invoke(app, ["run", "branching", "--json", "-i", "count=2"]).stdout)
+    bad = json.loads(runner.invoke(app, ["run", str(failing), "--json"]).stdout)
+
+    records = {r["run_id"]: r for r in json.loads(runner.invoke(app, ["runs", "--json"]).stdout)}
+    assert set(records) == {ok["run_id"], bad["run_id"]}, "one row per run, none per node"
+    good = records[ok["run_id"]]
+    assert (good["workflow"], good["version"], good["status"], good["trigger"]) == ("branching", 1, "completed", "cli")
+    assert good["flow_run_id"] == ok["flow_run_id"] and good["ended_at"] is not None
+    assert good["triggered_by"].startswith("cli:") and good["inputs"] == {"count": 2, "threshold": 5}
+    assert (records[bad["run_id"]]["status"], records[bad["run_id"]]["error"]) == (
+        "failed",
+        "node 'boom' failed: broken",
+    )
+
+    failed_only = json.loads(runner.invoke(app, ["runs", "--status", "failed", "--json"]).stdout)
+    assert [r["run_id"] for r in failed_only] == [bad["run_id"]]
+    by_workflow = json.loads(runner.invoke(app, ["runs", "--workflow", "branching", "--json"]).stdout)
+    assert [r["run_id"] for r in by_workflow] == [ok["run_id"]]
+
+    audit = json.loads(runner.invoke(app, ["audit", "--json"]).stdout)
+    assert {e["target"] for e in audit if e["action"] == "run"} == {
+        f"branching v1 run {ok['run_id']}",
+        f"flaky run {bad['run_id']}",
+    }
+
+
+@pytest.mark.usefixtures("prefect_server")
+async def test_a_record_left_running_is_reconciled_with_prefect(database: str) -> None:
+    import switchboard
+    from storage.db import create_engine, ensure_schema
+    from storage.runs import RunStore
+    from switchboard.runs import get_run, list_runs
+
+    # A run whose process died before recording its end: Prefect knows how it ended.
+    unrecorded = await switchboard.arun(
+        {"name": "lost", "nodes": [{"id": "x", "type": "core.fail", "params": {"message": "gone"}}]}, record=False
+    )
+    engine = create_engine(database)
+    try:
+        await ensure_schema(engine)
+        await RunStore(engine).started(
+            run_id=unrecorded.run_id,
+            flow_run_id=unrecorded.flow_run_id,
+            workflow="lost",
+            version=None,
+            trigger="cli",
+            triggered_by="cli:test",
+            inputs={},
+        )
+    finally:
+        await engine.dispose()
+    assert (await get_run(unrecorded.run_id)).status == "failed"
+    listed = await list_runs(workflow="lost")
+    assert [(r.id, r.status) for r in listed] == [(unrecorded.run_id, "failed")]
+    assert listed[0].ended_at is not None

@@ -1,0 +1,152 @@
+"""Run records: one row per run, written when it starts and when it ends (O(1) per run)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from storage.audit import record
+from storage.db import sessionmaker
+from storage.models import RunRow, utcnow
+
+#: Statuses after which a run does not change any more.
+FINAL_STATUSES = frozenset({"completed", "failed", "cancelled", "crashed"})
+
+
+class RunRecordNotFoundError(LookupError):
+    """No run record with that id."""
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    id: str
+    flow_run_id: str | None
+    workflow: str
+    version: int | None
+    trigger: str
+    triggered_by: str | None
+    inputs: dict[str, Any]
+    status: str
+    error: str | None
+    resumed_from: str | None
+    started_at: datetime
+    ended_at: datetime | None
+    slack_channel: str | None = None
+    slack_thread: str | None = None
+    slack_message: str | None = None
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL_STATUSES
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.id,
+            "flow_run_id": self.flow_run_id,
+            "workflow": self.workflow,
+            "version": self.version,
+            "trigger": self.trigger,
+            "triggered_by": self.triggered_by,
+            "inputs": self.inputs,
+            "status": self.status,
+            "error": self.error,
+            "resumed_from": self.resumed_from,
+            "started_at": self.started_at.isoformat(),
+            "ended_at": self.ended_at.isoformat() if self.ended_at else None,
+        }
+
+
+def _record(row: RunRow) -> RunRecord:
+    return RunRecord(
+        id=row.id,
+        flow_run_id=row.flow_run_id,
+        workflow=row.workflow,
+        version=row.version,
+        trigger=row.trigger,
+        triggered_by=row.triggered_by,
+        inputs=row.inputs,
+        status=row.status,
+        error=row.error,
+        resumed_from=row.resumed_from,
+        started_at=row.started_at,
+        ended_at=row.ended_at,
+        slack_channel=row.slack_channel,
+        slack_thread=row.slack_thread,
+        slack_message=row.slack_message,
+    )
+
+
+class RunStore:
+    """The ``runs`` table."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.sessions = sessionmaker(engine)
+
+    async def started(
+        self,
+        *,
+        run_id: str,
+        flow_run_id: str | None,
+        workflow: str,
+        version: int | None,
+        trigger: str,
+        triggered_by: str | None,
+        inputs: dict[str, Any],
+        resumed_from: str | None = None,
+    ) -> None:
+        """Record a run that has just started (status ``running``), and audit it."""
+        async with self.sessions() as session, session.begin():
+            session.add(
+                RunRow(
+                    id=run_id,
+                    flow_run_id=flow_run_id,
+                    workflow=workflow,
+                    version=version,
+                    trigger=trigger,
+                    triggered_by=triggered_by,
+                    inputs=inputs,
+                    status="running",
+                    resumed_from=resumed_from,
+                )
+            )
+            action = "retry" if resumed_from else "run"
+            label = f"{workflow} v{version}" if version is not None else workflow
+            await record(
+                session,
+                actor=triggered_by or f"{trigger}:unknown",
+                action=action,
+                target=f"{label} run {run_id}",
+                detail={"resumed_from": resumed_from} if resumed_from else {},
+            )
+
+    async def finished(self, run_id: str, *, status: str, error: str | None) -> None:
+        """Record how a run ended."""
+        async with self.sessions() as session, session.begin():
+            row = await session.get(RunRow, run_id, with_for_update=True)
+            if row is None:
+                raise RunRecordNotFoundError(f"no run record {run_id!r}")
+            row.status = status
+            row.error = error
+            row.ended_at = utcnow()
+
+    async def get(self, run_id: str) -> RunRecord:
+        async with self.sessions() as session:
+            row = await session.get(RunRow, run_id)
+            if row is None:
+                raise RunRecordNotFoundError(f"no run with id {run_id!r} (see `switchboard runs`)")
+            return _record(row)
+
+    async def list(self, *, workflow: str | None = None, status: str | None = None, limit: int = 50) -> list[RunRecord]:
+        """Newest first."""
+        query = select(RunRow).order_by(RunRow.started_at.desc(), RunRow.id).limit(limit)
+        if workflow:
+            query = query.where(RunRow.workflow == workflow)
+        if status:
+            query = query.where(RunRow.status == status)
+        async with self.sessions() as session:
+            return [_record(row) for row in (await session.execute(query)).scalars()]
