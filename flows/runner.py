@@ -49,7 +49,7 @@ from flows.expressions import ExpressionError
 from flows.model import NodeDef
 from flows.plan import Plan, PlannedNode, build_plan
 from flows.results import NodeResult, RunResult
-from nodes.context import CredentialResolver, NodeContext, RunInfo
+from nodes.context import CredentialResolver, MemoryBackend, NodeContext, RunInfo
 from nodes.errors import NodeConfigError, NodeError, TransientError
 from nodes.http_guard import AllowList, GuardedTransport
 
@@ -119,6 +119,8 @@ class RunServices:
     recorder: RunRecorder | None = None
     #: Who started the run (a Slack user id, ``cli:<user>``), for the record and the audit log.
     triggered_by: str | None = None
+    #: Chat memory and key-value state for the memory.* and state.* nodes.
+    memory: MemoryBackend | None = None
 
 
 @dataclass
@@ -204,6 +206,7 @@ async def node_task(
         upstream=upstream,
         credential_resolver=state.services.credential_resolver,
         credential_kind=spec.credential,
+        memory_backend=state.services.memory,
     )
     try:
         return await spec.invoke(ctx, model)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -38,6 +38,20 @@ class RunInfo:
 CredentialResolver = Callable[[str, str | None], Awaitable[Mapping[str, Any]]]
 
 
+class MemoryBackend(Protocol):
+    """Chat memory and key-value state (``storage.memory.MemoryStore`` in Switchboard)."""
+
+    async def append(self, session: str, role: str, content: str) -> int: ...
+
+    async def history(self, session: str, limit: int) -> list[Any]: ...
+
+    async def get(self, scope: str, key: str) -> tuple[bool, Any]: ...
+
+    async def set(self, scope: str, key: str, value: Any, ttl: float | None = None) -> Any: ...
+
+    async def incr(self, scope: str, key: str, by: float) -> Any: ...
+
+
 @dataclass
 class NodeContext:
     """Handed to every node call by the runner."""
@@ -52,6 +66,18 @@ class NodeContext:
     upstream: Mapping[str, Any] = field(default_factory=dict)
     credential_resolver: CredentialResolver | None = None
     credential_kind: str | None = None
+    memory_backend: MemoryBackend | None = None
+
+    @property
+    def memory(self) -> MemoryBackend:
+        """Chat memory and key-value state; only runs with a database have them."""
+        if self.memory_backend is None:
+            raise NodeConfigError(
+                f"node '{self.node_id}' needs Switchboard's database (memory and state), "
+                "but this run was started without one",
+                node_id=self.node_id,
+            )
+        return self.memory_backend
 
     async def credential(self) -> Mapping[str, Any]:
         """The decrypted credential named by the node's ``credential`` field."""

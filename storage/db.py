@@ -47,16 +47,26 @@ def create_engine(url: str) -> AsyncEngine:
         )
     engine = create_async_engine(url, **options)
     if is_sqlite(url):
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(engine.sync_engine, "connect", _sqlite_connect)
+        event.listen(engine.sync_engine, "begin", _sqlite_begin)
     return engine
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    # pysqlite only opens a transaction before the first write, so a read-then-write
+    # (state.incr, apply) would read outside it and could lose an update. Take over:
+    # no implicit BEGIN, and every transaction starts with BEGIN IMMEDIATE (one writer at a
+    # time; the others wait up to busy_timeout instead of failing).
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+
+
+def _sqlite_begin(connection: Any) -> None:
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def sessionmaker(engine: AsyncEngine) -> async_sessionmaker[Any]:

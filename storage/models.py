@@ -89,3 +89,28 @@ class RunRow(Base):
     resumed_from: Mapped[str | None] = mapped_column(String(32))
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     ended_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class MemoryMessageRow(Base):
+    """One chat turn in a memory session (oldest first by id)."""
+
+    __tablename__ = "memory_messages"
+    __table_args__ = (Index("ix_memory_messages_session", "session", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    session: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(20))
+    content: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class StateRow(Base):
+    """A key-value pair kept across runs, per workflow (or a named scope)."""
+
+    __tablename__ = "kv_state"
+
+    scope: Mapped[str] = mapped_column(String(100), primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    value: Mapped[Any] = mapped_column(JSON)
+    expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

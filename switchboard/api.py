@@ -23,6 +23,7 @@ from flows.results import RunResult, RunStatus
 from flows.runner import Listener, RunServices, register_services, run_workflow, take_result
 from nodes.context import CredentialResolver
 from nodes.http_guard import AllowList
+from storage.memory import MemoryStore
 from storage.runs import RunStore
 from switchboard.database import open_engine
 from switchboard.settings import Settings
@@ -87,7 +88,8 @@ async def arun(
     returns a result with ``status == "failed"``; it does not raise.
 
     With ``record`` (the default) the run gets a row in Switchboard's database
-    (``switchboard runs``), written when it starts and when it ends.
+    (``switchboard runs``), written when it starts and when it ends, and its memory.* and
+    state.* nodes use that database.
     """
     plan = workflow if isinstance(workflow, Plan) else build_plan(workflow)
     resolved = plan.workflow.resolve_inputs(inputs or {}, from_text=inputs_are_text)
@@ -104,7 +106,9 @@ async def arun(
     )
     async with AsyncExitStack() as stack:
         if record:
-            services.recorder = RunStore(await stack.enter_async_context(open_engine(settings)))
+            engine = await stack.enter_async_context(open_engine(settings))
+            services.recorder = RunStore(engine)
+            services.memory = MemoryStore(engine)
         return await _run_registered(plan, resolved, services, run_id, trigger, version, resume_of, resume_root)
 
 
