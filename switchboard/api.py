@@ -25,6 +25,7 @@ from nodes.context import CredentialResolver
 from nodes.http_guard import AllowList
 from storage.memory import MemoryStore
 from storage.runs import RunStore
+from switchboard.credentials import resolver_for
 from switchboard.database import open_engine
 from switchboard.settings import Settings
 
@@ -109,6 +110,8 @@ async def arun(
             engine = await stack.enter_async_context(open_engine(settings))
             services.recorder = RunStore(engine)
             services.memory = MemoryStore(engine)
+            if credential_resolver is None:
+                services.credential_resolver = resolver_for(engine, settings, triggered_by)
         return await _run_registered(plan, resolved, services, run_id, trigger, version, resume_of, resume_root)
 
 

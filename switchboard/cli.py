@@ -24,9 +24,12 @@ from flows.model import DefinitionError, Workflow
 from flows.results import RunResult
 from flows.runner import NodeEvent
 from nodes.registry import REGISTRY, NodeSpec, UnknownNodeTypeError
+from storage.credentials import CredentialError
+from storage.crypto import SecretKeyError
 from storage.migrate import SchemaBehindError
 from storage.runs import RunRecordNotFoundError
 from storage.workflows import WorkflowNotFoundError
+from switchboard import credentials as credential_records
 from switchboard import runs as run_records
 from switchboard import workflows as stored_workflows
 
@@ -427,6 +430,73 @@ def audit(
     for row in rows:
         table.add_row(f"{row.at:%Y-%m-%d %H:%M:%S}", escape(row.actor), row.action, escape(row.target))
     out.print(table)
+
+
+credentials_app = typer.Typer(
+    help="Encrypted credentials (secrets are read from stdin or a prompt).", no_args_is_help=True
+)
+app.add_typer(credentials_app, name="credentials")
+
+
+def _credentials(call: Any) -> Any:
+    try:
+        return _stored(call)
+    except (CredentialError, SecretKeyError) as exc:
+        err.print(f"[red]✗[/red] {escape(str(exc))}")
+        raise typer.Exit(EXIT_INVALID) from None
+
+
+@credentials_app.command("add")
+def credentials_add(
+    name: Annotated[str, typer.Argument(help="The name workflows use in `credential:`.")],
+    provider: Annotated[str, typer.Option("--provider", help="github, airtable, openai, hubspot, gdrive, ...")],
+    base_url: Annotated[str | None, typer.Option("--base-url", help="API base URL (Enterprise, self-hosted).")] = None,
+    owner: Annotated[str | None, typer.Option("--owner", help="A Slack user id: that user's own credential.")] = None,
+    scopes: Annotated[list[str] | None, typer.Option("--scopes", help="OAuth scopes (repeatable).")] = None,
+) -> None:
+    """Store a credential. The secret (a token, or OAuth JSON) comes from stdin or a prompt, never argv."""
+    prompt = sys.stdin.isatty()
+    secret = typer.prompt("secret (token or OAuth JSON)", hide_input=True) if prompt else sys.stdin.read()
+    info = _credentials(
+        credential_records.add(name, provider=provider, secret=secret, owner=owner, base_url=base_url, scopes=scopes)
+    )
+    whose = f" for {info.owner}" if info.owner else ""
+    out.print(f"[green]✔[/green] stored credential {escape(info.name)}{escape(whose)} ({info.provider}), encrypted")
+
+
+@credentials_app.command("list")
+def credentials_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """List credentials (names, providers, owners; never secrets)."""
+    infos = _credentials(credential_records.list_credentials())
+    if as_json:
+        _emit_json([i.to_dict() for i in infos])
+        return
+    table = Table(title="credentials", title_justify="left")
+    for column in ("name", "owner", "provider", "base url", "expires", "key"):
+        table.add_column(column, overflow="fold")
+    for i in infos:
+        expires = f"{i.expires_at:%Y-%m-%d %H:%M}" if i.expires_at else ""
+        table.add_row(
+            escape(i.name), escape(i.owner or "shared"), i.provider, escape(i.base_url or ""), expires, i.key_id
+        )
+    out.print(table)
+
+
+@credentials_app.command("remove")
+def credentials_remove(
+    name: Annotated[str, typer.Argument(help="The credential's name.")],
+    owner: Annotated[str | None, typer.Option("--owner", help="Remove that user's own credential.")] = None,
+) -> None:
+    """Delete a credential."""
+    _credentials(credential_records.remove(name, owner=owner))
+    out.print(f"[green]✔[/green] removed credential {escape(name)}")
+
+
+@credentials_app.command("rotate-key")
+def credentials_rotate_key() -> None:
+    """Re-encrypt every credential under the first key in SWITCHBOARD_SECRET_KEY."""
+    count = _credentials(credential_records.rotate_key())
+    out.print(f"[green]✔[/green] re-encrypted {count} credential(s) under the current key")
 
 
 @app.command()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -16,6 +16,10 @@ class Settings(BaseSettings):
 
     home: Path = Field(default=Path("~/.switchboard"), description="Where the embedded default keeps its data.")
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; default: SQLite in home.")
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="Fernet key(s), comma-separated, first one encrypts; default: <home>/secret.key.",
+    )
     http_allow_hosts: str = Field(
         default="",
         description="Comma-separated hosts or CIDRs that http nodes may reach although private.",

@@ -1,0 +1,87 @@
+"""Credentials from Python: add, list, remove, rotate the key; and the resolver runs use."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from nodes.context import CredentialResolver
+from nodes.errors import AuthError
+from storage.credentials import CredentialError, CredentialInfo, CredentialStore
+from storage.crypto import load_keyring
+from switchboard.database import open_engine
+from switchboard.settings import Settings
+from switchboard.workflows import default_actor
+
+
+def credential_store(engine: AsyncEngine, settings: Settings | None = None) -> CredentialStore:
+    settings = settings or Settings()
+    secret = settings.secret_key.get_secret_value() if settings.secret_key else None
+    return CredentialStore(engine, load_keyring(secret, settings.home_dir))
+
+
+@asynccontextmanager
+async def open_credentials(settings: Settings | None = None) -> AsyncIterator[CredentialStore]:
+    async with open_engine(settings) as engine:
+        yield credential_store(engine, settings)
+
+
+def resolver_for(engine: AsyncEngine, settings: Settings, owner: str | None) -> CredentialResolver:
+    """What a run's nodes call: the triggering user's own credential first, then the shared one.
+
+    The key is loaded on the first credential a node asks for, so runs without credentials
+    never touch it.
+    """
+    stores: list[CredentialStore] = []
+
+    async def resolve(name: str, provider: str | None) -> Mapping[str, Any]:
+        if not stores:
+            stores.append(credential_store(engine, settings))
+        try:
+            return await stores[0].resolve(name, provider, owner=owner)
+        except CredentialError as exc:
+            raise AuthError(str(exc), provider=provider or "credentials", credential=name) from None
+
+    return resolve
+
+
+async def add(
+    name: str,
+    *,
+    provider: str,
+    secret: str,
+    owner: str | None = None,
+    base_url: str | None = None,
+    scopes: list[str] | None = None,
+    actor: str | None = None,
+) -> CredentialInfo:
+    """Encrypt and store a credential (``secret``: a token, or OAuth material as JSON)."""
+    async with open_credentials() as store:
+        return await store.add(
+            name,
+            provider=provider,
+            secret=secret,
+            owner=owner,
+            base_url=base_url,
+            scopes=scopes,
+            actor=actor or default_actor(),
+        )
+
+
+async def list_credentials() -> list[CredentialInfo]:
+    async with open_credentials() as store:
+        return await store.list()
+
+
+async def remove(name: str, *, owner: str | None = None, actor: str | None = None) -> None:
+    async with open_credentials() as store:
+        await store.remove(name, owner=owner, actor=actor or default_actor())
+
+
+async def rotate_key(*, actor: str | None = None) -> int:
+    """Re-encrypt every credential under the first key of ``SWITCHBOARD_SECRET_KEY``."""
+    async with open_credentials() as store:
+        return await store.rotate_key(actor=actor or default_actor())
