@@ -49,7 +49,7 @@ from flows.expressions import ExpressionError
 from flows.model import NodeDef
 from flows.plan import Plan, PlannedNode, build_plan
 from flows.results import NodeResult, RunResult
-from nodes.context import CredentialResolver, MemoryBackend, NodeContext, RunInfo
+from nodes.context import CredentialResolver, FilesBackend, MemoryBackend, NodeContext, RunInfo
 from nodes.errors import NodeConfigError, NodeError, TransientError
 from nodes.http_guard import AllowList, GuardedTransport
 
@@ -121,6 +121,8 @@ class RunServices:
     triggered_by: str | None = None
     #: Chat memory and key-value state for the memory.* and state.* nodes.
     memory: MemoryBackend | None = None
+    #: The file store for nodes that produce or read files.
+    files: FilesBackend | None = None
 
 
 @dataclass
@@ -207,6 +209,7 @@ async def node_task(
         credential_resolver=state.services.credential_resolver,
         credential_kind=spec.credential,
         memory_backend=state.services.memory,
+        files_backend=state.services.files,
     )
     try:
         return await spec.invoke(ctx, model)

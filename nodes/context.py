@@ -52,6 +52,14 @@ class MemoryBackend(Protocol):
     async def incr(self, scope: str, key: str, by: float) -> Any: ...
 
 
+class FilesBackend(Protocol):
+    """The file store (``storage.files.FileStore`` in Switchboard)."""
+
+    async def save(self, content: bytes, *, name: str, mime: str | None = None) -> dict[str, Any]: ...
+
+    async def load(self, file_id: str) -> tuple[dict[str, Any], bytes]: ...
+
+
 @dataclass
 class NodeContext:
     """Handed to every node call by the runner."""
@@ -67,6 +75,7 @@ class NodeContext:
     credential_resolver: CredentialResolver | None = None
     credential_kind: str | None = None
     memory_backend: MemoryBackend | None = None
+    files_backend: FilesBackend | None = None
 
     @property
     def memory(self) -> MemoryBackend:
@@ -78,6 +87,16 @@ class NodeContext:
                 node_id=self.node_id,
             )
         return self.memory_backend
+
+    @property
+    def files(self) -> FilesBackend:
+        """The file store; only runs with a database have it."""
+        if self.files_backend is None:
+            raise NodeConfigError(
+                f"node '{self.node_id}' needs Switchboard's file store, but this run was started without one",
+                node_id=self.node_id,
+            )
+        return self.files_backend
 
     async def credential(self) -> Mapping[str, Any]:
         """The decrypted credential named by the node's ``credential`` field."""

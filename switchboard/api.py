@@ -23,6 +23,7 @@ from flows.results import RunResult, RunStatus
 from flows.runner import Listener, RunServices, register_services, run_workflow, take_result
 from nodes.context import CredentialResolver
 from nodes.http_guard import AllowList
+from storage.files import FileStore
 from storage.memory import MemoryStore
 from storage.runs import RunStore
 from switchboard.credentials import resolver_for
@@ -110,6 +111,7 @@ async def arun(
             engine = await stack.enter_async_context(open_engine(settings))
             services.recorder = RunStore(engine)
             services.memory = MemoryStore(engine)
+            services.files = FileStore(engine, settings.files_path)
             if credential_resolver is None:
                 services.credential_resolver = resolver_for(engine, settings, triggered_by)
         return await _run_registered(plan, resolved, services, run_id, trigger, version, resume_of, resume_root)

@@ -16,6 +16,7 @@ class Settings(BaseSettings):
 
     home: Path = Field(default=Path("~/.switchboard"), description="Where the embedded default keeps its data.")
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; default: SQLite in home.")
+    files_dir: Path | None = Field(default=None, description="The blob store for files; default: <home>/files.")
     secret_key: SecretStr | None = Field(
         default=None,
         description="Fernet key(s), comma-separated, first one encrypts; default: <home>/secret.key.",
@@ -35,6 +36,10 @@ class Settings(BaseSettings):
     @property
     def home_dir(self) -> Path:
         return self.home.expanduser()
+
+    @property
+    def files_path(self) -> Path:
+        return (self.files_dir or self.home_dir / "files").expanduser()
 
     @property
     def effective_database_url(self) -> str:
