@@ -6,17 +6,24 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
 from storage.migrate import SchemaBehindError, current_revision, head_revision, upgrade
 
 #: Seconds a single statement may run on Postgres before the server cancels it.
 STATEMENT_TIMEOUT_SECONDS = 30
+#: How often a write transaction that lost a race is run again.
+WRITE_ATTEMPTS = 8
+
+T = TypeVar("T")
 
 
 def is_sqlite(url: str) -> bool:
@@ -91,3 +98,19 @@ async def ensure_schema(engine: AsyncEngine) -> None:
 async def ping(engine: AsyncEngine) -> None:
     async with engine.connect() as connection:
         await connection.execute(text("SELECT 1"))
+
+
+async def retry_conflicts(write: Callable[[], Awaitable[T]], *, what: str) -> T:
+    """Run a write transaction again when it lost a race.
+
+    Two first writers of a row collide on a unique key (IntegrityError) and SQLite may report
+    a lock; either way the transaction rolled back and can simply run again.
+    """
+    for attempt in range(WRITE_ATTEMPTS):
+        try:
+            return await write()
+        except (IntegrityError, OperationalError) as exc:
+            if isinstance(exc, OperationalError) and "locked" not in str(exc).lower():
+                raise
+            await asyncio.sleep(0.01 * (attempt + 1))
+    raise RuntimeError(f"could not write {what}: too many concurrent writers")

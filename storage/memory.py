@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from storage.db import sessionmaker
+from storage.db import retry_conflicts, sessionmaker
 from storage.models import MemoryMessageRow, StateRow, utcnow
-
-_WRITE_ATTEMPTS = 8
 
 
 class StateValueError(ValueError):
@@ -87,7 +83,7 @@ class MemoryStore:
                     row.value, row.expires_at, row.updated_at = value, expires, utcnow()
             return value
 
-        return await self._retrying(write)
+        return await retry_conflicts(write, what=f"state {key!r}")
 
     async def incr(self, scope: str, key: str, by: float) -> Any:
         """Add ``by`` to a number (missing or expired counts as 0), atomically across runs."""
@@ -108,16 +104,4 @@ class MemoryStore:
                         row.expires_at = None
             return value
 
-        return await self._retrying(write)
-
-    async def _retrying(self, write: Any) -> Any:
-        # Two first writers of a key race on its primary key (IntegrityError); SQLite may also
-        # report a lock. Either way the transaction rolled back and can simply run again.
-        for attempt in range(_WRITE_ATTEMPTS):
-            try:
-                return await write()
-            except (IntegrityError, OperationalError) as exc:
-                if isinstance(exc, OperationalError) and "locked" not in str(exc).lower():
-                    raise
-                await asyncio.sleep(0.01 * (attempt + 1))
-        raise RuntimeError("too many concurrent writers for one state key")
+        return await retry_conflicts(write, what=f"state {key!r}")

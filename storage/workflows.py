@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import difflib
 import hashlib
 import json
@@ -12,15 +11,11 @@ from typing import Any
 
 import yaml
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from storage.audit import record
-from storage.db import sessionmaker
+from storage.db import retry_conflicts, sessionmaker
 from storage.models import WorkflowRow, WorkflowVersionRow, utcnow
-
-#: Concurrent writers of the same workflow retry this many times on a conflict.
-_WRITE_ATTEMPTS = 8
 
 
 class WorkflowNotFoundError(LookupError):
@@ -115,42 +110,37 @@ class WorkflowStore:
         """
         name = definition["name"]
         digest = checksum(definition)
-        for attempt in range(_WRITE_ATTEMPTS):
-            try:
-                async with self.sessions() as session, session.begin():
-                    row = await self._workflow(session, name, for_update=True)
-                    if row is None:
-                        row = WorkflowRow(name=name, latest_version=0)
-                        session.add(row)
-                        await session.flush()
-                    elif row.latest_version:
-                        latest = await self._version_row(session, row, row.latest_version)
-                        if latest.checksum == digest and row.archived_at is None:
-                            return ApplyResult(name, row.latest_version, created=False)
-                    version = row.latest_version + 1
-                    session.add(
-                        WorkflowVersionRow(
-                            workflow_id=row.id,
-                            version=version,
-                            checksum=digest,
-                            definition=definition,
-                            created_by=actor,
-                            note=note,
-                        )
+
+        async def write() -> ApplyResult:
+            async with self.sessions() as session, session.begin():
+                row = await self._workflow(session, name, for_update=True)
+                if row is None:
+                    row = WorkflowRow(name=name, latest_version=0)
+                    session.add(row)
+                    await session.flush()
+                elif row.latest_version:
+                    latest = await self._version_row(session, row, row.latest_version)
+                    if latest.checksum == digest and row.archived_at is None:
+                        return ApplyResult(name, row.latest_version, created=False)
+                version = row.latest_version + 1
+                session.add(
+                    WorkflowVersionRow(
+                        workflow_id=row.id,
+                        version=version,
+                        checksum=digest,
+                        definition=definition,
+                        created_by=actor,
+                        note=note,
                     )
-                    row.latest_version = version
-                    row.description = definition.get("description")
-                    row.updated_at = utcnow()
-                    row.archived_at = None
-                    await record(
-                        session, actor=actor, action=action, target=f"{name} v{version}", detail={"note": note}
-                    )
-                return ApplyResult(name, version, created=True)
-            except (IntegrityError, OperationalError) as exc:
-                if isinstance(exc, OperationalError) and "locked" not in str(exc).lower():
-                    raise
-                await asyncio.sleep(0.01 * (attempt + 1))
-        raise RuntimeError(f"could not store workflow {name!r}: too many concurrent writers")
+                )
+                row.latest_version = version
+                row.description = definition.get("description")
+                row.updated_at = utcnow()
+                row.archived_at = None
+                await record(session, actor=actor, action=action, target=f"{name} v{version}", detail={"note": note})
+            return ApplyResult(name, version, created=True)
+
+        return await retry_conflicts(write, what=f"workflow {name!r}")
 
     async def _version_row(self, session: AsyncSession, row: WorkflowRow, version: int) -> WorkflowVersionRow:
         found = (
