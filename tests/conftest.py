@@ -7,6 +7,7 @@ import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 # Isolate every path the engine writes (Prefect database, result storage) before any import
 # of switchboard or prefect reads the environment.
@@ -79,3 +80,17 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
         yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
     finally:
         await _postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[Any]:
+    """An engine on a fresh database (SQLite file or Postgres), migrated to the current schema."""
+    from storage.db import create_engine
+    from storage.migrate import upgrade
+
+    migrated = create_engine(database_url)
+    await upgrade(migrated)
+    try:
+        yield migrated
+    finally:
+        await migrated.dispose()

@@ -2,28 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 import switchboard
 from nodes.errors import NodeConfigError
-from storage.db import create_engine
 from storage.files import FileStore, FileStoreError
-from storage.migrate import upgrade
 from tests.nodes.context import call_node, make_context
 
 
 @pytest.fixture
-async def files(database_url: str, tmp_path: Path) -> AsyncIterator[FileStore]:
-    engine = create_engine(database_url)
-    await upgrade(engine)
-    try:
-        yield FileStore(engine, tmp_path / "blobs")
-    finally:
-        await engine.dispose()
+def files(engine: AsyncEngine, tmp_path: Path) -> FileStore:
+    return FileStore(engine, tmp_path / "blobs")
 
 
 def ctx_with(files: FileStore) -> Any:

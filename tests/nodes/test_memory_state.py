@@ -3,27 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 import switchboard
 from nodes.errors import NodeConfigError, NodeError
-from storage.db import create_engine
 from storage.memory import MemoryStore
-from storage.migrate import upgrade
 from tests.nodes.context import call_node, make_context
 
 
 @pytest.fixture
-async def memory(database_url: str) -> AsyncIterator[MemoryStore]:
-    engine = create_engine(database_url)
-    await upgrade(engine)
-    try:
-        yield MemoryStore(engine)
-    finally:
-        await engine.dispose()
+def memory(engine: AsyncEngine) -> MemoryStore:
+    return MemoryStore(engine)
 
 
 def ctx_with(memory: MemoryStore) -> Any:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from storage.audit import entries
 from storage.db import create_engine, ensure_schema
@@ -23,13 +23,8 @@ def definition(text: str = "hello", name: str = "greeter") -> dict[str, Any]:
 
 
 @pytest.fixture
-async def store(database_url: str) -> AsyncIterator[WorkflowStore]:
-    engine = create_engine(database_url)
-    await upgrade(engine)
-    try:
-        yield WorkflowStore(engine)
-    finally:
-        await engine.dispose()
+def store(engine: AsyncEngine) -> WorkflowStore:
+    return WorkflowStore(engine)
 
 
 async def test_apply_creates_versions_only_when_content_changes(store: WorkflowStore) -> None:
