@@ -1,0 +1,60 @@
+"""The database going away in the middle of a run (a real Postgres database made unreachable)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+
+import switchboard
+from storage.db import create_engine
+from storage.migrate import upgrade
+from switchboard.runs import list_runs
+from tests.conftest import _postgres_admin
+
+
+@pytest.fixture
+async def postgres_url(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[str, str]]:
+    name = f"sb_fault_{uuid.uuid4().hex[:10]}"
+    try:
+        await _postgres_admin(f'CREATE DATABASE "{name}"')
+    except (OSError, ConnectionError) as exc:
+        if os.environ.get("CI") == "true":
+            raise
+        pytest.skip(f"PostgreSQL not reachable: {exc} (CI=true makes this a failure)")
+    url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
+    engine = create_engine(url)
+    await upgrade(engine)
+    await engine.dispose()
+    monkeypatch.setenv("SWITCHBOARD_DATABASE_URL", url)
+    try:
+        yield url, name
+    finally:
+        await _postgres_admin(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        await _postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.mark.usefixtures("prefect_server")
+async def test_a_run_whose_database_goes_away_fails_clearly_and_is_reconciled(postgres_url: tuple[str, str]) -> None:
+    _, name = postgres_url
+    definition = {"name": "outage", "nodes": [{"id": "slow", "type": "core.wait", "params": {"seconds": 3}}]}
+    run = asyncio.ensure_future(switchboard.arun(definition))
+    for _ in range(100):  # wait until the run has recorded its start (it is then inside its node)
+        if [r.status for r in await list_runs(workflow="outage")] == ["running"]:
+            break
+        await asyncio.sleep(0.05)
+    else:
+        pytest.fail("the run never recorded its start")
+    await _postgres_admin(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+    await _postgres_admin(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'")
+    result = await run
+    assert result.status == "failed"
+    assert "could not write the run record to Switchboard's database" in (result.error or "")
+
+    await _postgres_admin(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+    records = await list_runs(workflow="outage")
+    assert [(r.id, r.status) for r in records] == [(result.run_id, "failed")], "no row left running"
+    assert records[0].ended_at is not None
