@@ -13,14 +13,24 @@ from nodes.registry import REGISTRY
 
 
 def make_context(
-    http: httpx.AsyncClient | None = None, *, upstream: dict[str, Any] | None = None, node_id: str = "n"
+    http: httpx.AsyncClient | None = None,
+    *,
+    upstream: dict[str, Any] | None = None,
+    node_id: str = "n",
+    credential: dict[str, Any] | None = None,
 ) -> NodeContext:
+    async def resolve(name: str, kind: str | None) -> dict[str, Any]:
+        assert credential is not None
+        return {"name": name, "provider": kind, **credential}
+
     return NodeContext(
         node_id=node_id,
         run=RunInfo(id="r1", workflow="test", version=None, trigger="test"),
         http=http or httpx.AsyncClient(transport=GuardedTransport(AllowList())),
         logger=logging.getLogger("test.node"),
         upstream=upstream or {},
+        credential_name="test-credential" if credential is not None else None,
+        credential_resolver=resolve if credential is not None else None,
     )
 
 

@@ -1,0 +1,88 @@
+"""ai.chat: one chat completion, with optional chat memory and a JSON-schema'd reply."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import jsonschema
+from pydantic import BaseModel, Field
+
+from nodes.ai import transport
+from nodes.context import NodeContext
+from nodes.errors import ProviderError
+from nodes.params import Params
+from nodes.registry import node
+
+#: Earlier turns read from memory for a `memory_session`.
+MEMORY_TURNS = 50
+
+
+class ChatParams(Params):
+    model: str = Field(default="gpt-4o-mini", description="The model name the server knows.")
+    prompt: str = Field(min_length=1, description="The user message.")
+    system: str | None = Field(default=None, description="A system message placed first.")
+    temperature: float | None = Field(default=None, ge=0, le=2, description="Sampling temperature.")
+    max_tokens: int | None = Field(default=None, ge=1, description="Longest reply, in tokens.")
+    memory_session: str | None = Field(
+        default=None, description="Continue this chat memory session: earlier turns are sent, this turn is kept."
+    )
+    json_schema: dict[str, Any] | None = Field(
+        default=None, description="Ask for JSON matching this schema; the parsed reply is `data`."
+    )
+
+
+class ChatOutput(BaseModel):
+    text: str = Field(description="The reply text.")
+    data: Any = Field(default=None, description="The parsed reply, with `json_schema`.")
+    usage: dict[str, int] = Field(description="Token usage reported by the server.")
+    model: str = Field(description="The model that answered.")
+
+
+def _parse(text: str, schema: dict[str, Any]) -> Any:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ProviderError(f"the reply is not JSON: {exc.msg}", provider=transport.PROVIDER) from exc
+    try:
+        jsonschema.validate(data, schema)
+    except jsonschema.ValidationError as exc:
+        where = "/".join(str(p) for p in exc.absolute_path) or "(root)"
+        raise ProviderError(
+            f"the reply does not match json_schema at {where}: {exc.message}", provider=transport.PROVIDER
+        ) from exc
+    return data
+
+
+@node("ai.chat", credential="openai")
+async def chat(ctx: NodeContext, params: ChatParams) -> ChatOutput:
+    """Ask a chat model (any OpenAI-compatible server); optionally remember the conversation."""
+    messages: list[dict[str, str]] = []
+    if params.system:
+        messages.append({"role": "system", "content": params.system})
+    if params.memory_session:
+        for turn in await ctx.memory.history(params.memory_session, MEMORY_TURNS):
+            messages.append({"role": turn.role, "content": turn.content})
+    messages.append({"role": "user", "content": params.prompt})
+    options: dict[str, Any] = {}
+    if params.temperature is not None:
+        options["temperature"] = params.temperature
+    if params.max_tokens is not None:
+        options["max_tokens"] = params.max_tokens
+    if params.json_schema is not None:
+        options["response_format"] = {
+            "type": "json_schema",
+            "json_schema": {"name": "reply", "schema": params.json_schema},
+        }
+    client = await transport.client(ctx)
+    async with client:
+        request = client.chat.completions.create(model=params.model, messages=messages, **options)  # type: ignore[arg-type]
+        response = await transport.call(ctx, request)
+    text = response.choices[0].message.content or ""
+    data = _parse(text, params.json_schema) if params.json_schema is not None else None
+    used = transport.usage(response)
+    ctx.logger.info("ai.chat %s used %s tokens", response.model, used.get("total_tokens", "?"))
+    if params.memory_session:
+        await ctx.memory.append(params.memory_session, "user", params.prompt)
+        await ctx.memory.append(params.memory_session, "assistant", text)
+    return ChatOutput(text=text, data=data, usage=used, model=response.model)

@@ -1,0 +1,72 @@
+"""The one place AI nodes talk to a model server: client construction and error mapping.
+
+The SDK's own retries are off (``max_retries=0``): retries are Prefect's, per node, and visible.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from typing import Any, TypeVar
+
+import openai
+from openai import AsyncOpenAI
+
+from nodes.context import NodeContext
+from nodes.errors import AuthError, ProviderError, TransientError, parse_retry_after
+
+PROVIDER = "openai"
+TIMEOUT_SECONDS = 120.0
+
+T = TypeVar("T")
+
+
+async def client(ctx: NodeContext) -> AsyncOpenAI:
+    """A client for the node's credential; its ``base_url`` selects any OpenAI-compatible server."""
+    credential = await ctx.credential()
+    key = credential.get("token") or credential.get("access_token")
+    return AsyncOpenAI(
+        api_key=str(key),
+        base_url=credential.get("base_url") or None,
+        max_retries=0,
+        timeout=TIMEOUT_SECONDS,
+    )
+
+
+def _message(exc: openai.APIStatusError) -> str:
+    body = exc.body if isinstance(exc.body, dict) else {}
+    error = body.get("error") if isinstance(body.get("error"), dict) else body
+    return str((error or {}).get("message") or exc.message)
+
+
+def translate(exc: openai.OpenAIError, ctx: NodeContext) -> Exception:
+    """Map an SDK failure onto the node error tree."""
+    if isinstance(exc, openai.APITimeoutError):
+        return TransientError("the model server timed out", provider=PROVIDER)
+    if isinstance(exc, openai.APIConnectionError):
+        return TransientError(f"cannot reach the model server: {exc}", provider=PROVIDER)
+    if isinstance(exc, openai.APIStatusError):
+        status = exc.status_code
+        if status == 401:
+            return AuthError(
+                "the model server refused the API key", provider=PROVIDER, credential=ctx.credential_name, status=401
+            )
+        if status == 429 or status >= 500:
+            retry_after = parse_retry_after(exc.response.headers.get("retry-after"))
+            return TransientError(_message(exc), provider=PROVIDER, status=status, retry_after=retry_after)
+        return ProviderError(_message(exc), provider=PROVIDER, status=status)
+    return ProviderError(str(exc), provider=PROVIDER)
+
+
+async def call(ctx: NodeContext, request: Awaitable[T]) -> T:
+    """Await an SDK request, translating its errors."""
+    try:
+        return await request
+    except openai.OpenAIError as exc:
+        raise translate(exc, ctx) from exc
+
+
+def usage(response: Any) -> dict[str, int]:
+    used = getattr(response, "usage", None)
+    if used is None:
+        return {}
+    return {k: int(getattr(used, k, 0) or 0) for k in ("prompt_tokens", "completion_tokens", "total_tokens")}

@@ -1,0 +1,46 @@
+"""A fake OpenAI-compatible chat completions endpoint on a FakeHTTP server."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.fakes.http import FakeHTTP, Recorded, Reply
+
+PATH = "/v1/chat/completions"
+
+
+def completion(text: str, *, model: str = "fake-model", prompt_tokens: int = 11, completion_tokens: int = 7) -> Reply:
+    return Reply(
+        200,
+        {
+            "id": "chatcmpl-fake",
+            "object": "chat.completion",
+            "created": 1_700_000_000,
+            "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
+        },
+    )
+
+
+class FakeOpenAI:
+    def __init__(self, http: FakeHTTP) -> None:
+        self.http = http
+
+    @property
+    def base_url(self) -> str:
+        return self.http.url("/v1")
+
+    def reply(self, *replies: Reply) -> None:
+        self.http.script("POST", PATH, *replies)
+
+    def requests(self) -> list[Recorded]:
+        return self.http.calls(PATH, "POST")
+
+    def last_messages(self) -> list[dict[str, Any]]:
+        messages: list[dict[str, Any]] = self.requests()[-1].json()["messages"]
+        return messages
