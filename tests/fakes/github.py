@@ -39,3 +39,27 @@ class FakeGitHub:
         }
         self.http.script("GET", api_path, *replies_before, Reply(200, body))
         return sha
+
+
+def issue_json(
+    http: FakeHTTP, repo: str, number: int, *, title: str, body: str | None, labels: list[str]
+) -> dict[str, object]:
+    api = f"/api/v3/repos/{repo}/issues/{number}"
+    return {
+        "id": 1000 + number,
+        "number": number,
+        "title": title,
+        "body": body,
+        "state": "open",
+        "labels": [{"name": name} for name in labels],
+        "user": {"login": "octo"},
+        "html_url": f"https://github.example/{repo}/issues/{number}",
+        "url": http.url(api),
+        "comments_url": http.url(api + "/comments"),
+        "labels_url": http.url(api + "/labels{/name}"),
+        "repository_url": http.url(f"/api/v3/repos/{repo}"),
+    }
+
+
+def comment_json(id_: int, body: str) -> dict[str, object]:
+    return {"id": id_, "body": body, "user": {"login": "octo"}, "html_url": f"https://github.example/c/{id_}"}
