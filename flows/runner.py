@@ -350,8 +350,8 @@ class _Executor:
             upstream[e.source].status != "skipped" and (e.port is None or upstream[e.source].port == e.port)
             for e in planned.edges
         ]
-        is_any_join = planned.spec.type == "core.merge" and planned.definition.params.get("mode") == "any"
-        runs = any(taken) or not taken if is_any_join else all(taken)
+        join = planned.spec.join
+        runs = any(taken) or not taken if join and join(planned.definition.params) == "any" else all(taken)
         return None if runs else NodeResult("skipped", skip_reason="branch")
 
     async def _node(self, planned: PlannedNode) -> None:

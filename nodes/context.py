@@ -112,3 +112,14 @@ class NodeContext:
                 node_id=self.node_id,
             )
         return await self.credential_resolver(self.credential_name, self.credential_kind)
+
+    async def api_key(self) -> tuple[str, str | None]:
+        """The credential's token (or OAuth access token) and its ``base_url``, for provider clients."""
+        credential = await self.credential()
+        token = credential.get("token") or credential.get("access_token")
+        if not token:
+            raise NodeConfigError(
+                f"credential '{self.credential_name}' has no token or access_token", node_id=self.node_id
+            )
+        base_url = credential.get("base_url")
+        return str(token), str(base_url) if base_url else None

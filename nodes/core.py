@@ -117,7 +117,7 @@ class MergeParams(Params):
     )
 
 
-@node("core.merge", pure=True, wants_upstream=True)
+@node("core.merge", pure=True, wants_upstream=True, join=lambda params: str(params.get("mode", "all")))
 async def merge(ctx: NodeContext, params: MergeParams) -> dict[str, Any]:
     """Join branches: output a mapping of each upstream node id that ran to its output."""
     return dict(ctx.upstream)

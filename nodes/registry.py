@@ -58,6 +58,9 @@ class NodeSpec:
     port_of: PortOfFn | None = None
     #: The node receives its upstream outputs as ``ctx.upstream`` (joins such as core.merge).
     wants_upstream: bool = False
+    #: For join nodes: "any" if the node runs when at least one incoming edge is taken, given
+    #: its params; None (every other node) means every incoming edge must be taken.
+    join: Callable[[Mapping[str, Any]], str] | None = None
     #: No I/O and no side effects: the output depends only on the params. The runner neither
     #: persists nor caches pure nodes (unless asked); a resumed run recomputes them.
     pure: bool = False
@@ -106,15 +109,6 @@ class Registry:
         if latest is None or spec.version > latest.version:
             self._latest[spec.type] = spec
 
-    def remove(self, type_: str, version: int) -> None:
-        """Unregister one node version (for tests and plugin reloads)."""
-        self._specs.pop((type_, version), None)
-        versions = [s for (t, _), s in self._specs.items() if t == type_]
-        if versions:
-            self._latest[type_] = max(versions, key=lambda s: s.version)
-        else:
-            self._latest.pop(type_, None)
-
     def get(self, type_: str, version: int | None = None) -> NodeSpec:
         """The spec for ``type_`` at ``version`` (latest when None); raises with close matches."""
         spec = self._latest.get(type_) if version is None else self._specs.get((type_, version))
@@ -150,6 +144,7 @@ def _build_spec(
     port_of: PortOfFn | None,
     wants_upstream: bool,
     pure: bool,
+    join: Callable[[Mapping[str, Any]], str] | None,
 ) -> NodeSpec:
     if not inspect.iscoroutinefunction(fn):
         raise TypeError(f"node {type_!r}: {fn.__qualname__} must be an async function")
@@ -195,6 +190,7 @@ def _build_spec(
         port_of=port_of,
         wants_upstream=wants_upstream,
         pure=pure,
+        join=join,
         takes_model=takes_model,
         field_names=tuple(params_model.model_fields),
     )
@@ -209,6 +205,7 @@ def node(
     port_of: PortOfFn | None = None,
     wants_upstream: bool = False,
     pure: bool = False,
+    join: Callable[[Mapping[str, Any]], str] | None = None,
     registry: Registry | None = None,
 ) -> Callable[[F], F]:
     """Register an async function as node type ``type`` at ``version``.
@@ -216,13 +213,14 @@ def node(
     ``Params`` come from the annotations: a single pydantic model after ``ctx``, or plain
     keyword parameters (with defaults for optional ones). ``Output`` is the return annotation.
     ``credential`` names the provider kind whose credential the node needs. ``pure`` marks a
-    node without I/O or side effects (its output depends only on its params).
+    node without I/O or side effects (its output depends only on its params); ``join`` gives
+    a join node's mode ("all" or "any") from its params.
     """
     if not type or "." not in type:
         raise ValueError(f"node type {type!r} must look like 'family.operation'")
 
     def register(fn: F) -> F:
-        spec = _build_spec(fn, type, version, credential, ports, port_of, wants_upstream, pure)
+        spec = _build_spec(fn, type, version, credential, ports, port_of, wants_upstream, pure, join)
         (registry or REGISTRY).add(spec)
         return fn
 

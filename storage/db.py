@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import event, text
+from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
@@ -93,11 +93,6 @@ async def ensure_schema(engine: AsyncEngine) -> None:
     raise SchemaBehindError(
         f"the database is at migration {current or 'none'}, this Switchboard needs {head}: run `switchboard db upgrade`"
     )
-
-
-async def ping(engine: AsyncEngine) -> None:
-    async with engine.connect() as connection:
-        await connection.execute(text("SELECT 1"))
 
 
 async def retry_conflicts(write: Callable[[], Awaitable[T]], *, what: str) -> T:

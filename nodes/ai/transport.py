@@ -22,11 +22,10 @@ T = TypeVar("T")
 
 async def client(ctx: NodeContext) -> AsyncOpenAI:
     """A client for the node's credential; its ``base_url`` selects any OpenAI-compatible server."""
-    credential = await ctx.credential()
-    key = credential.get("token") or credential.get("access_token")
+    key, base_url = await ctx.api_key()
     return AsyncOpenAI(
-        api_key=str(key),
-        base_url=credential.get("base_url") or None,
+        api_key=key,
+        base_url=base_url,
         max_retries=0,
         timeout=TIMEOUT_SECONDS,
     )

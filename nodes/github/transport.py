@@ -26,11 +26,10 @@ T = TypeVar("T")
 
 async def client(ctx: NodeContext) -> Github:
     """A PyGithub client for the node's credential (its ``base_url`` points at GitHub Enterprise or a fake)."""
-    credential = await ctx.credential()
-    token = credential.get("token") or credential.get("access_token")
+    token, base_url = await ctx.api_key()
     return Github(
-        auth=Auth.Token(str(token)),
-        base_url=str(credential.get("base_url") or DEFAULT_BASE_URL).rstrip("/"),
+        auth=Auth.Token(token),
+        base_url=(base_url or DEFAULT_BASE_URL).rstrip("/"),
         retry=None,
         seconds_between_requests=None,
         seconds_between_writes=None,
