@@ -6,7 +6,7 @@ Node code never reads settings or environment variables; everything it may use a
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -34,8 +34,15 @@ class RunInfo:
         }
 
 
-#: Resolves a credential name to its secret material for a provider kind.
-CredentialResolver = Callable[[str, str | None], Awaitable[Mapping[str, Any]]]
+class CredentialResolver(Protocol):
+    """Resolves a credential name to its secret material for a provider kind.
+
+    With ``rejected`` (an access token the provider just refused with 401), an OAuth
+    credential is refreshed first, unless another node already replaced that token; a
+    credential that cannot be refreshed raises :class:`~nodes.errors.AuthError`.
+    """
+
+    async def __call__(self, name: str, provider: str | None, *, rejected: str | None = None) -> Mapping[str, Any]: ...
 
 
 class MemoryBackend(Protocol):
@@ -98,8 +105,13 @@ class NodeContext:
             )
         return self.files_backend
 
-    async def credential(self) -> Mapping[str, Any]:
-        """The decrypted credential named by the node's ``credential`` field."""
+    async def credential(self, *, rejected: str | None = None) -> Mapping[str, Any]:
+        """The decrypted credential named by the node's ``credential`` field.
+
+        ``rejected``: the access token the provider just refused; an OAuth credential is then
+        refreshed (once across concurrent nodes). Transports do this through
+        :func:`nodes.auth.with_token`; node code rarely needs it.
+        """
         if not self.credential_name:
             raise NodeConfigError(
                 f"node '{self.node_id}' needs a credential: set `credential:` to a stored "
@@ -111,15 +123,18 @@ class NodeContext:
                 f"node '{self.node_id}' uses credential '{self.credential_name}', but this run has no credential store",
                 node_id=self.node_id,
             )
-        return await self.credential_resolver(self.credential_name, self.credential_kind)
+        return await self.credential_resolver(self.credential_name, self.credential_kind, rejected=rejected)
 
-    async def api_key(self) -> tuple[str, str | None]:
-        """The credential's token (or OAuth access token) and its ``base_url``, for provider clients."""
-        credential = await self.credential()
-        token = credential.get("token") or credential.get("access_token")
+    def token_of(self, credential: Mapping[str, Any]) -> tuple[str, str | None]:
+        """A credential's token (or OAuth access token) and its ``base_url``, for provider clients."""
+        token = credential.get("access_token") or credential.get("token")
         if not token:
             raise NodeConfigError(
                 f"credential '{self.credential_name}' has no token or access_token", node_id=self.node_id
             )
         base_url = credential.get("base_url")
         return str(token), str(base_url) if base_url else None
+
+    async def api_key(self) -> tuple[str, str | None]:
+        """The credential's token (or OAuth access token) and its ``base_url``."""
+        return self.token_of(await self.credential())

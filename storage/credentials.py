@@ -177,9 +177,14 @@ class CredentialStore:
             )
         return len(rows)
 
-    async def resolve(self, name: str, provider: str | None = None, *, owner: str | None = None) -> dict[str, Any]:
+    async def resolve(
+        self, name: str, provider: str | None = None, *, owner: str | None = None, rejected: str | None = None
+    ) -> dict[str, Any]:
         """The decrypted credential ``name``: the owner's own if they have one, else the shared
-        one. OAuth tokens close to expiry are refreshed first, once, under a row lock."""
+        one. OAuth tokens close to expiry are refreshed first, once, under a row lock.
+
+        ``rejected`` is an access token the provider refused (401): the credential is refreshed
+        now unless its stored token is already a different one (another node refreshed it)."""
         async with self.sessions() as session:
             rows = (await session.execute(select(CredentialRow).where(CredentialRow.name == name))).scalars().all()
         by_owner = {r.owner: r for r in rows}
@@ -192,18 +197,25 @@ class CredentialStore:
             )
         data = self._open(row)
         expires = _aware(row.expires_at)
-        if data.get("refresh_token") and expires is not None and expires - utcnow() < REFRESH_MARGIN:
+        if rejected is not None:
+            if not data.get("refresh_token"):
+                raise CredentialError(f"credential {name!r} was refused by {row.provider}; reconnect it")
+            data = await self._refresh(row.id, name, rejected=rejected)
+        elif data.get("refresh_token") and expires is not None and expires - utcnow() < REFRESH_MARGIN:
             data = await self._refresh(row.id, name)
         return {"name": name, "provider": row.provider, "base_url": row.base_url, "scopes": row.scopes, **data}
 
-    async def _refresh(self, row_id: int, name: str) -> dict[str, Any]:
+    async def _refresh(self, row_id: int, name: str, *, rejected: str | None = None) -> dict[str, Any]:
         async with self.sessions() as session, session.begin():
             row = await session.get(CredentialRow, row_id, with_for_update=True)
             if row is None:
                 raise CredentialError(f"credential {name!r} was removed")
             data = self._open(row)
             expires = _aware(row.expires_at)
-            if expires is not None and expires - utcnow() >= REFRESH_MARGIN:
+            if rejected is not None:
+                if data.get("access_token") != rejected:
+                    return data  # another node refreshed the refused token while we waited
+            elif expires is not None and expires - utcnow() >= REFRESH_MARGIN:
                 return data  # another run refreshed it while we waited for the lock
             token_url = data.get("token_url")
             if not token_url:

@@ -37,11 +37,11 @@ def resolver_for(engine: AsyncEngine, settings: Settings, owner: str | None) -> 
     """
     stores: list[CredentialStore] = []
 
-    async def resolve(name: str, provider: str | None) -> Mapping[str, Any]:
+    async def resolve(name: str, provider: str | None, *, rejected: str | None = None) -> Mapping[str, Any]:
         if not stores:
             stores.append(credential_store(engine, settings))
         try:
-            return await stores[0].resolve(name, provider, owner=owner)
+            return await stores[0].resolve(name, provider, owner=owner, rejected=rejected)
         except CredentialError as exc:
             raise AuthError(str(exc), provider=provider or "credentials", credential=name) from None
 

@@ -74,10 +74,10 @@ async def chat(ctx: NodeContext, params: ChatParams) -> ChatOutput:
             "type": "json_schema",
             "json_schema": {"name": "reply", "schema": params.json_schema},
         }
-    client = await transport.client(ctx)
-    async with client:
-        request = client.chat.completions.create(model=params.model, messages=messages, **options)  # type: ignore[arg-type]
-        response = await transport.call(ctx, request)
+    response = await transport.request(
+        ctx,
+        lambda client: client.chat.completions.create(model=params.model, messages=messages, **options),  # type: ignore[arg-type]
+    )
     text = response.choices[0].message.content or ""
     data = _parse(text, params.json_schema) if params.json_schema is not None else None
     used = transport.usage(response)

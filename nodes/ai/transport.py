@@ -5,12 +5,13 @@ The SDK's own retries are off (``max_retries=0``): retries are Prefect's, per no
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import openai
 from openai import AsyncOpenAI
 
+from nodes.auth import with_token
 from nodes.context import NodeContext
 from nodes.errors import AuthError, ProviderError, TransientError, parse_retry_after
 
@@ -20,15 +21,9 @@ TIMEOUT_SECONDS = 120.0
 T = TypeVar("T")
 
 
-async def client(ctx: NodeContext) -> AsyncOpenAI:
-    """A client for the node's credential; its ``base_url`` selects any OpenAI-compatible server."""
-    key, base_url = await ctx.api_key()
-    return AsyncOpenAI(
-        api_key=key,
-        base_url=base_url,
-        max_retries=0,
-        timeout=TIMEOUT_SECONDS,
-    )
+def client(key: str, base_url: str | None) -> AsyncOpenAI:
+    """A client for a credential; its ``base_url`` selects any OpenAI-compatible server."""
+    return AsyncOpenAI(api_key=key, base_url=base_url, max_retries=0, timeout=TIMEOUT_SECONDS)
 
 
 def _message(exc: openai.APIStatusError) -> str:
@@ -56,12 +51,18 @@ def translate(exc: openai.OpenAIError, ctx: NodeContext) -> Exception:
     return ProviderError(str(exc), provider=PROVIDER)
 
 
-async def call(ctx: NodeContext, request: Awaitable[T]) -> T:
-    """Await an SDK request, translating its errors."""
-    try:
-        return await request
-    except openai.OpenAIError as exc:
-        raise translate(exc, ctx) from exc
+async def request(ctx: NodeContext, call: Callable[[AsyncOpenAI], Awaitable[T]]) -> T:
+    """Await ``call(client)`` with the node's credential, translating SDK errors (an OAuth
+    token refused with 401 is refreshed once)."""
+
+    async def attempt(key: str, base_url: str | None) -> T:
+        async with client(key, base_url) as openai_client:
+            try:
+                return await call(openai_client)
+            except openai.OpenAIError as exc:
+                raise translate(exc, ctx) from exc
+
+    return await with_token(ctx, attempt)
 
 
 def usage(response: Any) -> dict[str, int]:

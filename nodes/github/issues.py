@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
+from github import Github
 from pydantic import BaseModel, Field
 
 from nodes.context import NodeContext
@@ -55,11 +56,8 @@ class IssueRef(Params):
 @node("github.get_issue", credential="github")
 async def get_issue(ctx: NodeContext, params: IssueRef) -> Issue:
     """Fetch one issue with its labels and (up to 100) comments."""
-    github = await transport.client(ctx)
-    repo = github.get_repo(params.repo)
-
-    def fetch() -> Issue:
-        raw = repo.get_issue(params.number)
+    def fetch(github: Github) -> Issue:
+        raw = github.get_repo(params.repo).get_issue(params.number)
         listed: Any = raw.get_comments()
         comments = [
             Comment(id=c.id, author=c.user.login if c.user else None, body=c.body, url=c.html_url)
@@ -67,7 +65,7 @@ async def get_issue(ctx: NodeContext, params: IssueRef) -> Issue:
         ]
         return _issue(raw, comments)
 
-    return await transport.call(ctx, fetch)
+    return await transport.run(ctx, fetch)
 
 
 class CreateIssueParams(Params):
@@ -80,9 +78,12 @@ class CreateIssueParams(Params):
 @node("github.create_issue", credential="github")
 async def create_issue(ctx: NodeContext, params: CreateIssueParams) -> Issue:
     """Open a new issue."""
-    github = await transport.client(ctx)
-    repo = github.get_repo(params.repo)
-    raw = await transport.call(ctx, repo.create_issue, title=params.title, body=params.body or "", labels=params.labels)
+    raw = await transport.run(
+        ctx,
+        lambda github: github.get_repo(params.repo).create_issue(
+            title=params.title, body=params.body or "", labels=params.labels
+        ),
+    )
     return _issue(raw)
 
 
@@ -93,9 +94,10 @@ class CommentParams(IssueRef):
 @node("github.comment", credential="github")
 async def comment(ctx: NodeContext, params: CommentParams) -> Comment:
     """Comment on an issue or pull request."""
-    github = await transport.client(ctx)
-    issue = github.get_repo(params.repo).get_issue(params.number)  # lazy: no request yet
-    raw = await transport.call(ctx, issue.create_comment, params.body)
+    raw = await transport.run(
+        ctx,  # lazy client: get_issue makes no request, create_comment does
+        lambda github: github.get_repo(params.repo).get_issue(params.number).create_comment(params.body),
+    )
     return Comment(id=raw.id, author=raw.user.login if raw.user else None, body=raw.body, url=raw.html_url)
 
 
@@ -110,8 +112,9 @@ class LabelsOutput(BaseModel):
 @node("github.add_labels", credential="github")
 async def add_labels(ctx: NodeContext, params: AddLabelsParams) -> LabelsOutput:
     """Add labels to an issue or pull request."""
-    github = await transport.client(ctx)
-    issue = github.get_repo(params.repo).get_issue(params.number)  # lazy: no request yet
-    await transport.call(ctx, issue.add_to_labels, *params.labels)
-    refreshed = await transport.call(ctx, lambda: [label.name for label in issue.get_labels()])
-    return LabelsOutput(labels=refreshed)
+    def add(github: Github) -> list[str]:
+        issue = github.get_repo(params.repo).get_issue(params.number)  # lazy: no request yet
+        issue.add_to_labels(*params.labels)
+        return [label.name for label in issue.get_labels()]
+
+    return LabelsOutput(labels=await transport.run(ctx, add))

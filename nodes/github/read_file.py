@@ -31,10 +31,8 @@ class ReadFileOutput(BaseModel):
 @node("github.read_file", credential="github")
 async def read_file(ctx: NodeContext, params: ReadFileParams) -> ReadFileOutput:
     """Read a file from a GitHub repository (text is decoded; a binary file becomes a file reference)."""
-    github = await transport.client(ctx)
-    repo = github.get_repo(params.repo)  # the client is lazy: no request until get_contents
     kwargs: dict[str, Any] = {"ref": params.ref} if params.ref else {}
-    found = await transport.call(ctx, repo.get_contents, params.path, **kwargs)
+    found = await transport.run(ctx, lambda github: github.get_repo(params.repo).get_contents(params.path, **kwargs))
     if isinstance(found, list):
         raise ProviderError(f"{params.path!r} in {params.repo} is a directory, not a file", provider=transport.PROVIDER)
     raw: bytes = found.decoded_content

@@ -9,11 +9,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import requests
 from github import Auth, Github, GithubException
 
+from nodes.auth import with_token
 from nodes.context import NodeContext
 from nodes.errors import AuthError, ProviderError, TransientError, parse_retry_after
 
@@ -24,9 +25,8 @@ TIMEOUT_SECONDS = 30
 T = TypeVar("T")
 
 
-async def client(ctx: NodeContext) -> Github:
-    """A PyGithub client for the node's credential (its ``base_url`` points at GitHub Enterprise or a fake)."""
-    token, base_url = await ctx.api_key()
+def client(token: str, base_url: str | None) -> Github:
+    """A PyGithub client (``base_url`` points at GitHub Enterprise or a fake)."""
     return Github(
         auth=Auth.Token(token),
         base_url=(base_url or DEFAULT_BASE_URL).rstrip("/"),
@@ -70,9 +70,17 @@ def translate(exc: Exception, ctx: NodeContext) -> Exception:
     return exc
 
 
-async def call(ctx: NodeContext, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Run a blocking PyGithub call in a thread, translating its errors."""
-    try:
-        return await asyncio.to_thread(fn, *args, **kwargs)
-    except (GithubException, requests.RequestException) as exc:
-        raise translate(exc, ctx) from exc
+async def run(ctx: NodeContext, operation: Callable[[Github], T]) -> T:
+    """Run a blocking PyGithub ``operation(client)`` in a thread with the node's credential,
+    translating its errors (an OAuth token refused with 401 is refreshed once)."""
+
+    async def attempt(token: str, base_url: str | None) -> T:
+        github = client(token, base_url)
+        try:
+            return await asyncio.to_thread(operation, github)
+        except (GithubException, requests.RequestException) as exc:
+            raise translate(exc, ctx) from exc
+        finally:
+            github.close()
+
+    return await with_token(ctx, attempt)

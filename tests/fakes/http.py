@@ -12,6 +12,7 @@ import json
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -48,12 +49,24 @@ class Recorded:
         return json.loads(self.body)
 
 
+Handler = Callable[[Recorded], Reply]
+
+
 class FakeHTTP:
-    """Routes ``(method, path)`` to a script of replies; the last reply repeats."""
+    """Routes ``(method, path)`` to a script of replies (the last reply repeats) or to a
+    handler function; a path with neither answers 404.
+
+    :meth:`require_token` makes it behave like a provider checking bearer tokens: requests
+    without one of the accepted tokens get 401 before any script or handler sees them.
+    """
 
     def __init__(self) -> None:
         self.requests: list[Recorded] = []
         self._scripts: dict[tuple[str, str], deque[Reply]] = {}
+        self._handlers: dict[tuple[str, str], Handler] = {}
+        self._prefix_handlers: list[tuple[str, str, Handler]] = []
+        self._tokens: set[str] | None = None
+        self._open_paths: set[str] = set()
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
 
@@ -115,6 +128,27 @@ class FakeHTTP:
         with self._lock:
             self._scripts[(method.upper(), path)] = deque(replies)
 
+    def route(self, method: str, path: str, handler: Handler, *, prefix: bool = False) -> None:
+        """Answer ``(method, path)`` — or every path under ``path`` with ``prefix`` — by
+        calling ``handler(request)`` (on the server thread)."""
+        with self._lock:
+            if prefix:
+                self._prefix_handlers.append((method.upper(), path, handler))
+            else:
+                self._handlers[(method.upper(), path)] = handler
+
+    def require_token(self, *tokens: str, open_paths: tuple[str, ...] = ()) -> None:
+        """Accept only ``Authorization: Bearer <token>`` for one of ``tokens`` (add more with
+        :meth:`accept_token`); ``open_paths`` (e.g. a token endpoint) need none."""
+        with self._lock:
+            self._tokens = set(tokens)
+            self._open_paths = set(open_paths)
+
+    def accept_token(self, token: str, *, only: bool = False) -> None:
+        """Start accepting ``token`` (``only``: and stop accepting every other one)."""
+        with self._lock:
+            self._tokens = {token} if only or self._tokens is None else {*self._tokens, token}
+
     def calls(self, path: str, method: str | None = None) -> list[Recorded]:
         with self._lock:
             return [r for r in self.requests if r.path == path and (method is None or r.method == method)]
@@ -122,7 +156,19 @@ class FakeHTTP:
     def _record_and_pick(self, recorded: Recorded) -> Reply:
         with self._lock:
             self.requests.append(recorded)
+            if self._tokens is not None and recorded.path not in self._open_paths:
+                _scheme, _, presented = recorded.headers.get("authorization", "").partition(" ")
+                if presented.strip() not in self._tokens:  # "Bearer X", or GitHub's "token X"
+                    return Reply(401, {"message": "Bad credentials", "error": {"message": "invalid token"}})
             script = self._scripts.get((recorded.method, recorded.path))
-            if not script:
-                return Reply(404, {"message": f"no route {recorded.method} {recorded.path}"})
-            return script.popleft() if len(script) > 1 else script[0]
+            handler = self._handlers.get((recorded.method, recorded.path))
+            if handler is None and not script:
+                handler = next(
+                    (h for m, p, h in self._prefix_handlers if m == recorded.method and recorded.path.startswith(p)),
+                    None,
+                )
+            if script:
+                return script.popleft() if len(script) > 1 else script[0]
+        if handler is not None:
+            return handler(recorded)
+        return Reply(404, {"message": f"no route {recorded.method} {recorded.path}"})
