@@ -1,0 +1,117 @@
+"""The transport for providers spoken to over plain REST with httpx (HubSpot, Google Drive).
+
+A family builds one :class:`RestProvider` (its name, default base URL and how to read an
+error message out of its bodies) and calls :meth:`RestProvider.request` from its nodes. The
+request carries the node's credential as a bearer token, goes to the credential's
+``base_url`` (or the provider's default), and every failure lands on the node error tree:
+
+* timeouts, connection errors, 429 and 5xx -> ``TransientError`` (``Retry-After`` honoured);
+* 401 -> one refresh of an OAuth credential and one repeat (:func:`nodes.auth.with_token`),
+  then ``AuthError`` naming the credential to reconnect;
+* any other 4xx -> ``ProviderError`` carrying the provider's own message.
+
+Provider calls do not go through the SSRF guard on ``ctx.http``: their base URL is set by
+whoever stored the credential, not by workflow authors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from nodes.auth import with_token
+from nodes.context import NodeContext
+from nodes.errors import AuthError, ProviderError, TransientError, parse_retry_after
+
+#: Longest provider error text carried into a node error.
+MESSAGE_LIMIT = 500
+
+
+def _default_message(body: Any) -> str | None:
+    if isinstance(body, Mapping):
+        for key in ("message", "error_description", "detail"):
+            if isinstance(body.get(key), str):
+                return str(body[key])
+        error = body.get("error")
+        if isinstance(error, Mapping) and isinstance(error.get("message"), str):
+            return str(error["message"])
+        if isinstance(error, str):
+            return error
+    return None
+
+
+@dataclass(frozen=True)
+class RestProvider:
+    """One REST provider: where it lives and how its errors read."""
+
+    name: str
+    default_base_url: str
+    timeout: float = 30.0
+    #: Pulls the human message out of a parsed JSON error body (None: use the raw text).
+    message_of: Callable[[Any], str | None] = field(default=_default_message)
+
+    async def request(
+        self,
+        ctx: NodeContext,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        content: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> httpx.Response:
+        """Send one request for the node; returns the (2xx/3xx) response or raises a node error.
+
+        ``path`` is joined to the credential's ``base_url`` (or the provider's default).
+        """
+
+        async def attempt(token: str, base_url: str | None) -> httpx.Response:
+            url = f"{(base_url or self.default_base_url).rstrip('/')}/{path.lstrip('/')}"
+            sent_headers = {"Authorization": f"Bearer {token}", **(headers or {})}
+            try:
+                async with httpx.AsyncClient(timeout=self.timeout) as client:
+                    response = await client.request(
+                        method, url, params=params, json=json, content=content, headers=sent_headers
+                    )
+            except httpx.TimeoutException as exc:
+                raise TransientError(f"timed out after {self.timeout:g}s", provider=self.name) from exc
+            except httpx.TransportError as exc:
+                raise TransientError(f"cannot reach {self.name}: {type(exc).__name__}", provider=self.name) from exc
+            self.raise_for_status(ctx, response)
+            return response
+
+        return await with_token(ctx, attempt)
+
+    def raise_for_status(self, ctx: NodeContext, response: httpx.Response) -> None:
+        """Map an error response onto the node error tree (2xx and 3xx pass)."""
+        status = response.status_code
+        if status < 400:
+            return
+        message = self._message(response)
+        if status == 401:
+            raise AuthError(
+                f"{self.name} refused the credential: {message}",
+                provider=self.name,
+                credential=ctx.credential_name,
+                status=401,
+            )
+        if status == 429 or status >= 500:
+            raise TransientError(
+                message,
+                provider=self.name,
+                status=status,
+                retry_after=parse_retry_after(response.headers.get("retry-after")),
+            )
+        raise ProviderError(message, provider=self.name, status=status)
+
+    def _message(self, response: httpx.Response) -> str:
+        try:
+            found = self.message_of(response.json())
+        except ValueError:
+            found = None
+        text = found or response.text or response.reason_phrase
+        return text[:MESSAGE_LIMIT]
