@@ -52,6 +52,8 @@ class RestProvider:
     timeout: float = 30.0
     #: Pulls the human message out of a parsed JSON error body (None: use the raw text).
     message_of: Callable[[Any], str | None] = field(default=_default_message)
+    #: Marks other error responses as worth retrying (e.g. Google's 403 rateLimitExceeded).
+    is_transient: Callable[[httpx.Response], bool] | None = None
 
     async def request(
         self,
@@ -99,7 +101,7 @@ class RestProvider:
                 credential=ctx.credential_name,
                 status=401,
             )
-        if status == 429 or status >= 500:
+        if status == 429 or status >= 500 or (self.is_transient is not None and self.is_transient(response)):
             raise TransientError(
                 message,
                 provider=self.name,
