@@ -12,7 +12,8 @@ from typing import Any
 from flows.results import RunResult
 
 PREVIEW_CHARS = 80
-_SECRET_KEY = re.compile(r"(pass(word)?|secret|token|api[_-]?key|authorization|cookie|credential)", re.I)
+# "token" but not "tokens": usage counts such as total_tokens and max_tokens are not secrets.
+_SECRET_KEY = re.compile(r"(pass(word)?|secret|token(?!s)|api[_-]?key|authorization|cookie|credential)", re.I)
 REDACTED = "[redacted]"
 
 
@@ -55,6 +56,13 @@ def run_markdown(result: RunResult) -> str:
         lines.append(
             f"| {_cell(node_id)} | {status} | {node.attempts} | {node.duration_ms:.0f} ms | {_cell(shown or '')} |"
         )
+    used = result.usage
+    if used:
+        parts = ", ".join(
+            f"{count} {key.removesuffix('_tokens')}" for key, count in used.items() if key != "total_tokens"
+        )
+        total = used.get("total_tokens")
+        lines += ["", f"**Tokens:** {total if total is not None else '?'} in total" + (f" ({parts})" if parts else "")]
     if result.error:
         lines += ["", f"**Error:** {_cell(result.error)}"]
     return "\n".join(lines) + "\n"

@@ -1,7 +1,11 @@
 """The run result: one shape for the CLI's ``--json``, the Python API and Slack summaries.
 
 ``{"run_id", "flow_run_id", "workflow", "version", "status", "inputs",
-"nodes": {id: {"status", "attempts", "duration_ms", "cached", "output", "error"}}, "error"}``
+"nodes": {id: {"status", "attempts", "duration_ms", "cached", "output", "error"}}, "error",
+"resumed_from", "usage"}``
+
+``usage`` sums the token usage that nodes report (an ``output.usage`` mapping of counts, as
+the ai.* nodes return; for_each nodes count every item), e.g. ``{"total_tokens": 18, ...}``.
 """
 
 from __future__ import annotations
@@ -59,6 +63,15 @@ class RunResult:
     def ok(self) -> bool:
         return self.status == "completed"
 
+    @property
+    def usage(self) -> dict[str, int]:
+        """Token usage summed over the nodes that ran (cached nodes spent nothing this run)."""
+        totals: dict[str, int] = {}
+        for node in self.nodes.values():
+            if node.status == "completed" and not node.cached:
+                _add_usage(totals, node.output)
+        return totals
+
     def to_dict(self) -> dict[str, Any]:
         """The JSON-ready run result shape (see the module docstring)."""
         return {
@@ -71,4 +84,17 @@ class RunResult:
             "nodes": {node_id: result.to_dict() for node_id, result in self.nodes.items()},
             "error": self.error,
             "resumed_from": self.resumed_from,
+            "usage": self.usage,
         }
+
+
+def _add_usage(totals: dict[str, int], output: Any) -> None:
+    if isinstance(output, list):
+        for item in output:
+            _add_usage(totals, item)
+        return
+    used = output.get("usage") if isinstance(output, dict) else None
+    if isinstance(used, dict):
+        for key, count in used.items():
+            if isinstance(count, int) and not isinstance(count, bool):
+                totals[key] = totals.get(key, 0) + count

@@ -51,6 +51,7 @@ def test_classic_trace(fake_http: FakeHTTP, tmp_path: Path, monkeypatch: pytest.
     assert nodes["readme"]["output"]["content"] == README
     assert nodes["summary"]["output"]["text"] == "Acme API answers widget questions. It is small."
     assert nodes["summary"]["output"]["usage"]["total_tokens"] == 18
+    assert result["usage"] == {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
     assert nodes["save"]["output"]["name"] == "acme-api-summary.md"
     assert [(m["role"], m["content"]) for m in nodes["history"]["output"]["messages"]] == [
         ("user", README),

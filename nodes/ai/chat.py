@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-import jsonschema
 from pydantic import BaseModel, Field
 
 from nodes.ai import transport
 from nodes.context import NodeContext
-from nodes.errors import ProviderError
 from nodes.params import Params
 from nodes.registry import node
 
@@ -39,21 +36,6 @@ class ChatOutput(BaseModel):
     model: str = Field(description="The model that answered.")
 
 
-def _parse(text: str, schema: dict[str, Any]) -> Any:
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ProviderError(f"the reply is not JSON: {exc.msg}", provider=transport.PROVIDER) from exc
-    try:
-        jsonschema.validate(data, schema)
-    except jsonschema.ValidationError as exc:
-        where = "/".join(str(p) for p in exc.absolute_path) or "(root)"
-        raise ProviderError(
-            f"the reply does not match json_schema at {where}: {exc.message}", provider=transport.PROVIDER
-        ) from exc
-    return data
-
-
 @node("ai.chat", credential="openai")
 async def chat(ctx: NodeContext, params: ChatParams) -> ChatOutput:
     """Ask a chat model (any OpenAI-compatible server); optionally remember the conversation."""
@@ -70,19 +52,12 @@ async def chat(ctx: NodeContext, params: ChatParams) -> ChatOutput:
     if params.max_tokens is not None:
         options["max_tokens"] = params.max_tokens
     if params.json_schema is not None:
-        options["response_format"] = {
-            "type": "json_schema",
-            "json_schema": {"name": "reply", "schema": params.json_schema},
-        }
-    response = await transport.request(
-        ctx,
-        lambda client: client.chat.completions.create(model=params.model, messages=messages, **options),  # type: ignore[arg-type]
-    )
-    text = response.choices[0].message.content or ""
-    data = _parse(text, params.json_schema) if params.json_schema is not None else None
-    used = transport.usage(response)
-    ctx.logger.info("ai.chat %s used %s tokens", response.model, used.get("total_tokens", "?"))
+        transport.check_schema(params.json_schema)
+        options["response_format"] = transport.json_schema_format(params.json_schema)
+    reply = await transport.complete(ctx, params.model, messages, **options)
+    data = transport.parse_json_reply(reply.text, params.json_schema) if params.json_schema is not None else None
+    text = reply.text
     if params.memory_session:
         await ctx.memory.append(params.memory_session, "user", params.prompt)
         await ctx.memory.append(params.memory_session, "assistant", text)
-    return ChatOutput(text=text, data=data, usage=used, model=response.model)
+    return ChatOutput(text=text, data=data, usage=reply.usage, model=reply.model)

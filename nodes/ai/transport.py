@@ -5,15 +5,18 @@ The SDK's own retries are off (``max_retries=0``): retries are Prefect's, per no
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import jsonschema
 import openai
 from openai import AsyncOpenAI
 
 from nodes.auth import with_token
 from nodes.context import NodeContext
-from nodes.errors import AuthError, ProviderError, TransientError, parse_retry_after
+from nodes.errors import AuthError, NodeConfigError, ProviderError, TransientError, parse_retry_after
 
 PROVIDER = "openai"
 TIMEOUT_SECONDS = 120.0
@@ -66,7 +69,62 @@ async def request(ctx: NodeContext, call: Callable[[AsyncOpenAI], Awaitable[T]])
 
 
 def usage(response: Any) -> dict[str, int]:
+    """The token usage a response reports (``prompt_tokens``, ``completion_tokens``, ``total_tokens``)."""
     used = getattr(response, "usage", None)
     if used is None:
         return {}
-    return {k: int(getattr(used, k, 0) or 0) for k in ("prompt_tokens", "completion_tokens", "total_tokens")}
+    return {
+        k: int(getattr(used, k, 0) or 0)
+        for k in ("prompt_tokens", "completion_tokens", "total_tokens")
+        if getattr(used, k, None) is not None
+    }
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One chat completion: the reply text, the answering model and the token usage."""
+
+    text: str
+    model: str
+    usage: dict[str, int]
+
+
+async def complete(ctx: NodeContext, model: str, messages: list[dict[str, str]], **options: Any) -> Reply:
+    """One chat completion for the node; logs its token usage."""
+    response = await request(
+        ctx,
+        lambda client: client.chat.completions.create(model=model, messages=messages, **options),  # type: ignore[arg-type]
+    )
+    used = usage(response)
+    ctx.logger.info("%s: model %s used %s tokens", ctx.node_id, response.model, used.get("total_tokens", "?"))
+    return Reply(text=response.choices[0].message.content or "", model=response.model, usage=used)
+
+
+def json_schema_format(schema: dict[str, Any], name: str = "reply") -> dict[str, Any]:
+    """The ``response_format`` asking for a JSON reply that matches ``schema``."""
+    return {"type": "json_schema", "json_schema": {"name": name, "schema": schema}}
+
+
+def check_schema(schema: dict[str, Any], field: str = "json_schema") -> None:
+    """Refuse an invalid JSON schema before any tokens are spent on it."""
+    try:
+        jsonschema.validators.validator_for(schema).check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        where = "/".join(str(p) for p in exc.absolute_path) or "(root)"
+        raise NodeConfigError(f"`{field}` is not a valid JSON schema at {where}: {exc.message}") from exc
+
+
+def parse_json_reply(text: str, schema: dict[str, Any]) -> Any:
+    """Parse a JSON reply and validate it; an invalid one names the schema path that failed."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ProviderError(f"the reply is not JSON: {exc.msg}", provider=PROVIDER) from exc
+    try:
+        jsonschema.validate(data, schema)
+    except jsonschema.ValidationError as exc:
+        where = "/".join(str(p) for p in exc.absolute_path) or "(root)"
+        raise ProviderError(
+            f"the reply does not match json_schema at {where}: {exc.message}", provider=PROVIDER
+        ) from exc
+    return data

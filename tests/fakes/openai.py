@@ -7,6 +7,7 @@ from typing import Any
 from tests.fakes.http import FakeHTTP, Recorded, Reply
 
 PATH = "/v1/chat/completions"
+EMBEDDINGS_PATH = "/v1/embeddings"
 
 
 def completion(text: str, *, model: str = "fake-model", prompt_tokens: int = 11, completion_tokens: int = 7) -> Reply:
@@ -27,6 +28,20 @@ def completion(text: str, *, model: str = "fake-model", prompt_tokens: int = 11,
     )
 
 
+def embeddings(vectors: list[list[float]], *, model: str = "fake-embed", prompt_tokens: int = 5) -> Reply:
+    """An embeddings response (the items deliberately out of order, as the API allows)."""
+    data = [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)]
+    return Reply(
+        200,
+        {
+            "object": "list",
+            "data": list(reversed(data)),
+            "model": model,
+            "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens},
+        },
+    )
+
+
 class FakeOpenAI:
     def __init__(self, http: FakeHTTP) -> None:
         self.http = http
@@ -38,8 +53,14 @@ class FakeOpenAI:
     def reply(self, *replies: Reply) -> None:
         self.http.script("POST", PATH, *replies)
 
+    def reply_embeddings(self, *replies: Reply) -> None:
+        self.http.script("POST", EMBEDDINGS_PATH, *replies)
+
     def requests(self) -> list[Recorded]:
         return self.http.calls(PATH, "POST")
+
+    def embedding_requests(self) -> list[Recorded]:
+        return self.http.calls(EMBEDDINGS_PATH, "POST")
 
     def last_messages(self) -> list[dict[str, Any]]:
         messages: list[dict[str, Any]] = self.requests()[-1].json()["messages"]
