@@ -112,6 +112,13 @@ class CacheSpec(_Strict):
     key: str | None = None
 
 
+class RateLimitSpec(_Strict):
+    """At most ``per_second`` requests a second across every node, run and worker sharing the
+    node's credential (see ``flows/rate_limits.py``)."""
+
+    per_second: float = Field(gt=0, le=10_000)
+
+
 class NodeDef(_Strict):
     """One node of a workflow."""
 
@@ -130,6 +137,7 @@ class NodeDef(_Strict):
     on_error: Literal["fail", "continue"] = "fail"
     for_each: Any = None
     concurrency: int | None = Field(default=None, ge=1, le=1000)
+    rate_limit: RateLimitSpec | None = None
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

@@ -44,6 +44,7 @@ from prefect.states import State
 from prefect.task_engine import run_task_async
 from pydantic import ValidationError
 
+from flows import rate_limits
 from flows.artifact import run_markdown
 from flows.expressions import ExpressionError
 from flows.model import NodeDef
@@ -211,6 +212,15 @@ async def node_task(
         memory_backend=state.services.memory,
         files_backend=state.services.files,
     )
+    limit = rate_limits.limit_for(
+        workflow=state.run.workflow,
+        node_id=node_id,
+        provider=spec.credential,
+        credential=planned.definition.credential,
+        declared=planned.definition.rate_limit.per_second if planned.definition.rate_limit else None,
+    )
+    if limit is not None:
+        await rate_limits.acquire(limit)
     try:
         return await spec.invoke(ctx, model)
     except TransientError as exc:

@@ -3,7 +3,18 @@
 Importing this package registers every built-in family explicitly (no directory scanning).
 """
 
-from nodes import ai, core, files, github, http, json_query, memory, state, text  # noqa: F401 - registration by import
+from nodes import (  # noqa: F401 - registration by import
+    ai,
+    core,
+    files,
+    github,
+    http,
+    hubspot,
+    json_query,
+    memory,
+    state,
+    text,
+)
 from nodes.context import NodeContext, RunInfo
 from nodes.errors import AuthError, NodeConfigError, NodeError, ProviderError, TransientError
 from nodes.registry import REGISTRY, NodeSpec, Registry, UnknownNodeTypeError, node

@@ -1,0 +1,94 @@
+"""Per-credential request rates, enforced by Prefect's global concurrency limits.
+
+Every node that calls a provider takes one slot of a rate limit named after its credential
+before each attempt (``switchboard:<provider>:<credential>``), so the parallel branches of a
+``for_each``, other runs and other workers share one budget instead of tripping a 429 storm.
+A node's ``rate_limit: {per_second: N}`` sets the budget; otherwise the provider's default
+below applies. Nodes without a credential are limited only when they declare ``rate_limit``
+(keyed by workflow and node id).
+
+The limit is a Prefect global concurrency limit with ``slot_decay_per_second``: it can be
+seen, changed or deactivated in the Prefect UI (Concurrency), and it is created or updated
+the first time a process uses it with a different rate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from dataclasses import dataclass
+
+from prefect.client.orchestration import get_client
+from prefect.concurrency.asyncio import rate_limit
+from prefect.exceptions import ObjectAlreadyExists
+
+#: Requests per second per credential when a node does not say. Chosen under each provider's
+#: published limits: Airtable 5/s per base; HubSpot private apps 100 per 10 s; Google Drive
+#: 12,000 per minute per user; GitHub's secondary limits (900 REST points a minute, far fewer
+#: for writes); OpenAI-compatible servers vary by tier, so only bursts are smoothed.
+PROVIDER_PER_SECOND: dict[str, float] = {
+    "airtable": 5.0,
+    "hubspot": 10.0,
+    "gdrive": 10.0,
+    "github": 10.0,
+    "openai": 50.0,
+}
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """The limit one node attempt takes a slot of."""
+
+    name: str
+    per_second: float
+
+    @property
+    def burst(self) -> int:
+        return max(1, math.ceil(self.per_second))
+
+
+def limit_for(
+    *,
+    workflow: str,
+    node_id: str,
+    provider: str | None,
+    credential: str | None,
+    declared: float | None,
+) -> RateLimit | None:
+    """The rate limit a node's attempts take, or None when it has none."""
+    if provider and credential:
+        per_second = declared if declared is not None else PROVIDER_PER_SECOND.get(provider)
+        return RateLimit(f"switchboard:{provider}:{credential}", per_second) if per_second else None
+    if declared is not None:
+        return RateLimit(f"switchboard:{workflow}:{node_id}", declared)
+    return None
+
+
+#: Limits this process has created or checked, with the rate it set.
+_ENSURED: dict[str, float] = {}
+_LOCKS: dict[str, asyncio.Lock] = {}
+
+
+async def _ensure(limit: RateLimit) -> None:
+    if _ENSURED.get(limit.name) == limit.per_second:
+        return
+    lock = _LOCKS.setdefault(limit.name, asyncio.Lock())
+    async with lock:
+        if _ENSURED.get(limit.name) == limit.per_second:
+            return
+        async with get_client() as client:
+            try:
+                await client.upsert_global_concurrency_limit_by_name(
+                    limit.name, limit.burst, slot_decay_per_second=limit.per_second
+                )
+            except ObjectAlreadyExists:  # another process created it between read and create
+                await client.upsert_global_concurrency_limit_by_name(
+                    limit.name, limit.burst, slot_decay_per_second=limit.per_second
+                )
+        _ENSURED[limit.name] = limit.per_second
+
+
+async def acquire(limit: RateLimit) -> None:
+    """Wait for one slot of ``limit`` (creating or updating the limit first if needed)."""
+    await _ensure(limit)
+    await rate_limit(limit.name, occupy=1)
