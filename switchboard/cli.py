@@ -23,7 +23,8 @@ from flows.artifact import preview
 from flows.model import DefinitionError, Workflow
 from flows.results import RunResult
 from flows.runner import NodeEvent
-from nodes.registry import REGISTRY, NodeSpec, UnknownNodeTypeError
+from nodes import catalogue
+from nodes.registry import REGISTRY, UnknownNodeTypeError
 from storage.credentials import CredentialError
 from storage.crypto import SecretKeyError
 from storage.migrate import SchemaBehindError
@@ -219,25 +220,13 @@ def retry(
     _report(result, as_json)
 
 
-def _field_rows(spec: NodeSpec) -> list[tuple[str, str, str, str]]:
-    schema = spec.params_schema()
-    required = set(schema.get("required", []))
-    rows = []
-    for name, prop in schema.get("properties", {}).items():
-        kind = (
-            prop.get("type")
-            or " | ".join(str(p.get("type", p.get("$ref", "any")).split("/")[-1]) for p in prop.get("anyOf", []))
-            or ("enum: " + ", ".join(map(str, prop["enum"])) if "enum" in prop else "any")
-        )
-        default = "required" if name in required else f"default {json.dumps(prop.get('default'))}"
-        rows.append((name, str(kind), default, prop.get("description", "")))
-    return rows
-
-
 @app.command()
 def nodes(
     node_type: Annotated[str | None, typer.Argument(help="Show one node type in full.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the node catalogue as JSON.")] = False,
+    as_markdown: Annotated[
+        bool, typer.Option("--markdown", help="Print the catalogue as Markdown (docs/nodes.md).")
+    ] = False,
 ) -> None:
     """List node types with their params and help text."""
     if node_type is not None:
@@ -248,8 +237,11 @@ def nodes(
             raise typer.Exit(EXIT_INVALID) from None
     else:
         specs = list(REGISTRY)
+    if as_markdown:
+        sys.stdout.write(catalogue.markdown(specs))
+        return
     if as_json:
-        catalogue = [
+        catalogue_json = [
             {
                 "type": s.type,
                 "version": s.version,
@@ -260,7 +252,7 @@ def nodes(
             }
             for s in specs
         ]
-        sys.stdout.write(json.dumps(catalogue, indent=2) + "\n")
+        sys.stdout.write(json.dumps(catalogue_json, indent=2) + "\n")
         return
     if node_type is None:
         table = Table(title="node types", title_justify="left")
@@ -281,9 +273,17 @@ def nodes(
     table = Table(title="params", title_justify="left")
     for column in ("name", "type", "required/default", "description"):
         table.add_column(column, overflow="fold")
-    for row in _field_rows(spec):
+    for row in catalogue.param_rows(spec):
         table.add_row(*(escape(cell) for cell in row))
     out.print(table)
+    outputs = catalogue.output_rows(spec)
+    if outputs:
+        table = Table(title="output", title_justify="left")
+        for column in ("field", "type", "presence", "description"):
+            table.add_column(column, overflow="fold")
+        for row in outputs:
+            table.add_row(*(escape(cell) for cell in row))
+        out.print(table)
     if spec.ports is not None:
         ports = spec.ports({})
         out.print(f"ports: {', '.join(ports) if ports else 'one per case, plus default'}")

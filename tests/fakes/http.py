@@ -27,10 +27,14 @@ class Reply:
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
+    #: The Content-Type of a bytes body (file content), sent as is.
+    content_type: str = "application/octet-stream"
 
     def encode(self) -> tuple[bytes, str]:
         if self.body is None:
             return b"", "text/plain"
+        if isinstance(self.body, bytes):
+            return self.body, self.content_type
         if isinstance(self.body, str):
             return self.body.encode(), "text/plain; charset=utf-8"
         return json.dumps(self.body).encode(), "application/json"
