@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 # Keep the embedded default's data inside the checkout unless told otherwise.
 export SWITCHBOARD_HOME ?= $(CURDIR)/.switchboard
 
-.PHONY: run test install lint typecheck bench clean postgres
+.PHONY: run test install lint typecheck bench clean postgres docs
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (Python 3.11+) on PATH"; exit 1; }
@@ -40,6 +40,10 @@ typecheck: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench.compile
 	$(BIN)/python -m bench.overhead
+
+# docs/nodes.md is generated from the node registry (a test checks it is current).
+docs: $(STAMP)
+	$(BIN)/switchboard nodes --markdown > docs/nodes.md
 
 clean:
 	rm -rf $(VENV) .switchboard .pytest_cache .mypy_cache .ruff_cache

@@ -5,6 +5,7 @@ Importing this package registers every built-in family explicitly (no directory 
 
 from nodes import (  # noqa: F401 - registration by import
     ai,
+    airtable,
     core,
     files,
     gdrive,
