@@ -7,6 +7,7 @@ from nodes import (  # noqa: F401 - registration by import
     ai,
     airtable,
     core,
+    document,
     files,
     gdrive,
     github,

@@ -261,7 +261,8 @@ def nodes(
         table.add_column("params")
         table.add_column("description", overflow="fold")
         for s in specs:
-            table.add_row(s.type, str(s.version), ", ".join(s.params_model.model_fields), escape(s.summary))
+            names = [f.alias or name for name, f in s.params_model.model_fields.items()]
+            table.add_row(s.type, str(s.version), ", ".join(names), escape(s.summary))
         out.print(table)
         out.print("details: switchboard nodes TYPE")
         return

@@ -1,9 +1,10 @@
-"""GitHub issue nodes: read one (with labels and comments), create, comment, label."""
+"""GitHub issue nodes: read one (with labels and comments), list, create, comment, label."""
 
 from __future__ import annotations
 
 import itertools
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, Literal
 
 from github import Github
 from pydantic import BaseModel, Field
@@ -15,6 +16,7 @@ from nodes.registry import node
 
 REPO_FIELD = Field(pattern=r"^[\w.-]+/[\w.-]+$", description="The repository, `owner/name`.")
 MAX_COMMENTS = 100
+PAGE_SIZE = 100  # GitHub's largest page
 
 
 class Comment(BaseModel):
@@ -24,7 +26,7 @@ class Comment(BaseModel):
     url: str | None = Field(description="Link to the comment.")
 
 
-class Issue(BaseModel):
+class IssueSummary(BaseModel):
     number: int = Field(description="Issue number.")
     title: str = Field(description="Title.")
     body: str | None = Field(description="Description.")
@@ -32,20 +34,26 @@ class Issue(BaseModel):
     labels: list[str] = Field(description="Label names.")
     author: str | None = Field(description="Login of the author.")
     url: str | None = Field(description="Link to the issue.")
+
+
+class Issue(IssueSummary):
     comments: list[Comment] = Field(default_factory=list, description="Comments, oldest first (get_issue only).")
 
 
+def _fields(raw: Any) -> dict[str, Any]:
+    return {
+        "number": raw.number,
+        "title": raw.title,
+        "body": raw.body,
+        "state": raw.state,
+        "labels": [label.name for label in raw.labels],
+        "author": raw.user.login if raw.user else None,
+        "url": raw.html_url,
+    }
+
+
 def _issue(raw: Any, comments: list[Comment] | None = None) -> Issue:
-    return Issue(
-        number=raw.number,
-        title=raw.title,
-        body=raw.body,
-        state=raw.state,
-        labels=[label.name for label in raw.labels],
-        author=raw.user.login if raw.user else None,
-        url=raw.html_url,
-        comments=comments or [],
-    )
+    return Issue(**_fields(raw), comments=comments or [])
 
 
 class IssueRef(Params):
@@ -56,6 +64,7 @@ class IssueRef(Params):
 @node("github.get_issue", credential="github")
 async def get_issue(ctx: NodeContext, params: IssueRef) -> Issue:
     """Fetch one issue with its labels and (up to 100) comments."""
+
     def fetch(github: Github) -> Issue:
         raw = github.get_repo(params.repo).get_issue(params.number)
         listed: Any = raw.get_comments()
@@ -66,6 +75,51 @@ async def get_issue(ctx: NodeContext, params: IssueRef) -> Issue:
         return _issue(raw, comments)
 
     return await transport.run(ctx, fetch)
+
+
+class ListIssuesParams(Params):
+    repo: str = REPO_FIELD
+    state: Literal["open", "closed", "all"] = Field(default="open", description="Which issues: open, closed or all.")
+    labels: list[str] = Field(default_factory=list, description="Only issues carrying all of these labels.")
+    since: datetime | None = Field(
+        default=None, description="Only issues updated at or after this time (ISO 8601; UTC when it has no offset)."
+    )
+    limit: int = Field(
+        default=50, ge=1, le=1000, description="At most this many issues (pages stop being fetched once reached)."
+    )
+
+
+class IssueList(BaseModel):
+    issues: list[IssueSummary] = Field(description="The issues, newest first (without comments).")
+    count: int = Field(description="How many issues were returned.")
+
+
+@node("github.list_issues", credential="github")
+async def list_issues(ctx: NodeContext, params: ListIssuesParams) -> IssueList:
+    """List a repository's issues, newest first (pull requests are left out)."""
+
+    def fetch(github: Github) -> list[IssueSummary]:
+        github.per_page = PAGE_SIZE
+        filters: dict[str, Any] = {"state": params.state}
+        if params.labels:
+            filters["labels"] = params.labels
+        if params.since is not None:  # PyGithub writes the datetime's own fields plus "Z": make them UTC
+            since = params.since
+            filters["since"] = since.astimezone(UTC) if since.tzinfo else since
+        found: list[IssueSummary] = []
+        for raw in github.get_repo(params.repo).get_issues(**filters):
+            # The issues API lists pull requests too, marked by a `pull_request` key. Read the
+            # listed JSON: `raw.pull_request` (or `raw.raw_data`) of a plain issue would fetch
+            # the issue again to "complete" it.
+            if "pull_request" in raw._rawData:
+                continue
+            found.append(IssueSummary(**_fields(raw)))
+            if len(found) == params.limit:
+                break  # before the iterator asks for another page
+        return found
+
+    issues = await transport.run(ctx, fetch)
+    return IssueList(issues=issues, count=len(issues))
 
 
 class CreateIssueParams(Params):
@@ -112,6 +166,7 @@ class LabelsOutput(BaseModel):
 @node("github.add_labels", credential="github")
 async def add_labels(ctx: NodeContext, params: AddLabelsParams) -> LabelsOutput:
     """Add labels to an issue or pull request."""
+
     def add(github: Github) -> list[str]:
         issue = github.get_repo(params.repo).get_issue(params.number)  # lazy: no request yet
         issue.add_to_labels(*params.labels)

@@ -39,8 +39,24 @@ def client(token: str, base_url: str | None) -> Github:
 
 
 def _message(exc: GithubException) -> str:
+    """GitHub's ``message``, with the details of its ``errors`` array ("Validation Failed"
+    alone does not say that a pull request already exists)."""
     data = exc.data if isinstance(exc.data, dict) else {}
-    return str(data.get("message") or exc.data or exc)
+    message = str(data.get("message") or exc.data or exc)
+    errors = data.get("errors")
+    details = [_detail(error) for error in errors] if isinstance(errors, list) else []
+    details = [d for d in details if d and d not in message]
+    return f"{message}: {'; '.join(details)}" if details else message
+
+
+def _detail(error: object) -> str:
+    """One entry of GitHub's ``errors``: a message, or ``{resource, field, code}``."""
+    if not isinstance(error, dict):
+        return str(error)
+    if error.get("message"):
+        return str(error["message"])
+    where = ".".join(str(error[key]) for key in ("resource", "field") if error.get(key))
+    return f"{where} {error.get('code', 'invalid')}".strip()
 
 
 def _retry_after(exc: GithubException) -> float | None:
