@@ -7,20 +7,35 @@ A node's ``rate_limit: {per_second: N}`` sets the budget; otherwise the provider
 below applies. Nodes without a credential are limited only when they declare ``rate_limit``
 (keyed by workflow and node id).
 
-The limit is a Prefect global concurrency limit with ``slot_decay_per_second``: it can be
-seen, changed or deactivated in the Prefect UI (Concurrency), and it is created or updated
-the first time a process uses it with a different rate.
+Where the budget lives (``SWITCHBOARD_RATE_LIMITS``):
+
+* ``prefect`` — a Prefect global concurrency limit with ``slot_decay_per_second``, shared by
+  every process and worker using the Prefect server; it can be seen, changed or deactivated in
+  the Prefect UI (Concurrency) and is created or updated the first time a process uses it with
+  a different rate. One API call per node attempt (~10 ms); a Prefect server on SQLite
+  stalls ~2 s on "database is locked" under this write load, so use Postgres behind it.
+* ``local`` — a token bucket in this process: the embedded default, where this process is the
+  only one running nodes.
+* ``auto`` (the default) — ``prefect`` when ``PREFECT_API_URL`` names a Prefect server,
+  ``local`` on the embedded ephemeral server.
+* ``off`` — no limit.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
-from dataclasses import dataclass
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Literal
 
 from prefect.client.orchestration import get_client
 from prefect.concurrency.asyncio import rate_limit
 from prefect.exceptions import ObjectAlreadyExists
+from prefect.settings import get_current_settings
+
+Backend = Literal["auto", "prefect", "local", "off"]
 
 #: Requests per second per credential when a node does not say. Chosen under each provider's
 #: published limits: Airtable 5/s per base; HubSpot private apps 100 per 10 s; Google Drive
@@ -88,7 +103,55 @@ async def _ensure(limit: RateLimit) -> None:
         _ENSURED[limit.name] = limit.per_second
 
 
-async def acquire(limit: RateLimit) -> None:
-    """Wait for one slot of ``limit`` (creating or updating the limit first if needed)."""
-    await _ensure(limit)
-    await rate_limit(limit.name, occupy=1)
+@dataclass
+class _Bucket:
+    """A token bucket that hands out reservations: a caller takes a token now and is told how
+    long to wait for it, so waiters are served in arrival order without holding a lock."""
+
+    per_second: float
+    burst: int
+    tokens: float = 0.0
+    updated: float = field(default_factory=time.monotonic)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self.tokens = float(self.burst)
+
+    def reserve(self) -> float:
+        with self.lock:
+            now = time.monotonic()
+            self.tokens = min(float(self.burst), self.tokens + (now - self.updated) * self.per_second)
+            self.updated = now
+            self.tokens -= 1.0
+            return 0.0 if self.tokens >= 0 else -self.tokens / self.per_second
+
+
+_BUCKETS: dict[str, _Bucket] = {}
+_BUCKETS_LOCK = threading.Lock()
+
+
+def _bucket(limit: RateLimit) -> _Bucket:
+    with _BUCKETS_LOCK:
+        bucket = _BUCKETS.get(limit.name)
+        if bucket is None or bucket.per_second != limit.per_second:
+            bucket = _BUCKETS[limit.name] = _Bucket(limit.per_second, limit.burst)
+        return bucket
+
+
+def resolve_backend(backend: Backend) -> Backend:
+    """``auto`` -> ``prefect`` with a Prefect server (``PREFECT_API_URL``), else ``local``."""
+    if backend != "auto":
+        return backend
+    return "prefect" if get_current_settings().api.url else "local"
+
+
+async def acquire(limit: RateLimit, backend: Backend = "auto") -> None:
+    """Wait for one slot of ``limit`` in the chosen backend."""
+    chosen = resolve_backend(backend)
+    if chosen == "prefect":
+        await _ensure(limit)
+        await rate_limit(limit.name, occupy=1)
+    elif chosen == "local":
+        wait = _bucket(limit).reserve()
+        if wait > 0:
+            await asyncio.sleep(wait)

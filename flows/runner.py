@@ -124,6 +124,8 @@ class RunServices:
     memory: MemoryBackend | None = None
     #: The file store for nodes that produce or read files.
     files: FilesBackend | None = None
+    #: Where per-credential rate limits are kept (``flows.rate_limits``): auto, prefect, local, off.
+    rate_limits: rate_limits.Backend = "auto"
 
 
 @dataclass
@@ -220,7 +222,7 @@ async def node_task(
         declared=planned.definition.rate_limit.per_second if planned.definition.rate_limit else None,
     )
     if limit is not None:
-        await rate_limits.acquire(limit)
+        await rate_limits.acquire(limit, state.services.rate_limits)
     try:
         return await spec.invoke(ctx, model)
     except TransientError as exc:

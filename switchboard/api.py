@@ -103,6 +103,7 @@ async def arun(
         listeners=list(listeners),
         template_env=settings.template_env_values(),
         max_parallel=settings.max_parallel_nodes,
+        rate_limits=settings.rate_limits,
         plan=plan,
         triggered_by=triggered_by,
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -31,6 +32,11 @@ class Settings(BaseSettings):
     template_env: str = Field(
         default="",
         description="Comma-separated environment variable names exposed to templates as `env`.",
+    )
+    rate_limits: Literal["auto", "prefect", "local", "off"] = Field(
+        default="auto",
+        description="Where per-credential rate limits are kept: prefect (global concurrency limits), "
+        "local (this process), auto (prefect with a Prefect server, else local) or off.",
     )
 
     @property

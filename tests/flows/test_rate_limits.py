@@ -1,4 +1,5 @@
-"""Per-credential rate limits: Prefect global concurrency limits with slot decay."""
+"""Per-credential rate limits: Prefect global concurrency limits with slot decay (the test
+server sets PREFECT_API_URL, so ``auto`` means ``prefect`` here), or a local token bucket."""
 
 from __future__ import annotations
 
@@ -89,3 +90,35 @@ async def test_a_changed_rate_updates_the_limit_and_nodes_without_credentials_ta
     assert (await switchboard.arun(definition, record=False)).status == "completed"
     limit = await read_limit("switchboard:no-provider:plain")
     assert (limit.limit, limit.slot_decay_per_second) == (2, 2.0)
+
+
+async def test_operators_can_turn_rate_limits_off(fake_http: FakeHTTP, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SWITCHBOARD_RATE_LIMITS", "off")
+    ai = FakeOpenAI(fake_http)
+    ai.reply(completion("ok"))
+    result = await switchboard.arun(
+        fan_out("llm-unlimited", 2), credential_resolver=resolver_for(ai.base_url), record=False
+    )
+    assert result.status == "completed", result.error
+    with pytest.raises(ObjectNotFound):
+        await read_limit("switchboard:openai:llm-unlimited")
+
+
+async def test_the_local_backend_paces_requests_without_touching_prefect(
+    fake_http: FakeHTTP, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SWITCHBOARD_RATE_LIMITS", "local")
+    ai = FakeOpenAI(fake_http)
+    ai.reply(completion("ok"))
+    result = await switchboard.arun(
+        fan_out("llm-local", 12, rate_limit={"per_second": 4}),
+        credential_resolver=resolver_for(ai.base_url),
+        record=False,
+    )
+    assert result.status == "completed", result.error
+    sent = sorted(request.at for request in ai.requests())
+    # a burst of 4, then one every 0.25 s: the 12th slot comes 2 s after the first (the first
+    # request itself may leave late, behind client set-up, hence the margin)
+    assert sent[-1] - sent[0] >= 1.5
+    with pytest.raises(ObjectNotFound):
+        await read_limit("switchboard:openai:llm-local")
