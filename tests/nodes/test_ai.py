@@ -91,3 +91,36 @@ async def test_errors_map_onto_the_error_tree(ai: FakeOpenAI, reply: Reply, erro
     if reply.status == 429:
         assert isinstance(raised.value, TransientError) and raised.value.retry_after == 2.0
     assert len(ai.requests()) == 1, "no SDK-level retries"
+
+
+@pytest.mark.usefixtures("prefect_server")
+async def test_a_rate_limited_chat_is_retried_by_the_nodes_own_retries(ai: FakeOpenAI) -> None:
+    import switchboard
+
+    ai.reply(Reply(429, {"error": {"message": "Rate limit reached"}}, {"Retry-After": "0"}), completion("done"))
+
+    async def resolve(name: str, kind: str | None, *, rejected: str | None = None) -> dict[str, Any]:
+        return {"token": "sk-test", "base_url": ai.base_url}
+
+    definition = {
+        "name": "ai-retry",
+        "nodes": [
+            {
+                "id": "ask",
+                "type": "ai.chat",
+                "credential": "llm",
+                "retries": 2,
+                "retry_delay": 0,
+                "params": {"prompt": "hi"},
+            }
+        ],
+    }
+    result = await switchboard.arun(definition, credential_resolver=resolve, record=False)
+    assert (result.status, result.nodes["ask"].attempts) == ("completed", 2)
+    assert result.nodes["ask"].output["text"] == "done"
+    assert len(ai.requests()) == 2
+
+    ai.reply(Reply(400, {"error": {"message": "model 'nope' not found"}}))
+    failed = await switchboard.arun(definition, credential_resolver=resolve, record=False)
+    assert (failed.status, failed.nodes["ask"].attempts) == ("failed", 1)
+    assert "model 'nope' not found" in (failed.nodes["ask"].error or "")

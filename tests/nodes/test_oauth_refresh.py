@@ -90,3 +90,30 @@ async def test_a_plain_token_refused_is_not_refreshed(fake_http: FakeHTTP) -> No
     with pytest.raises(AuthError, match="reconnect credential 'test-credential'"):
         await call_node("github.read_file", {"repo": "acme/api", "path": "README.md"}, ctx)
     assert len(fake_http.calls(github.contents_path("acme/api", "README.md"))) == 1
+
+
+async def test_a_refused_model_server_token_is_refreshed_once(engine: AsyncEngine, fake_http: FakeHTTP) -> None:
+    oauth = FakeOAuth(fake_http)
+    ai = FakeOpenAI(fake_http)
+    ai.reply(completion("ok"))
+    resolver = await store_resolver(engine, provider="openai", secret=oauth.credential_secret(), base_url=ai.base_url)
+    outputs = await asyncio.gather(
+        *(call_node("ai.chat", {"prompt": "hi"}, make_context(resolver=resolver)) for _ in range(5))
+    )
+    assert [o["text"] for o in outputs] == ["ok"] * 5
+    assert len(oauth.token_requests()) == 1
+    assert sum(r.headers["authorization"] == "Bearer fresh-token-1" for r in ai.requests()) == 5
+
+
+async def test_a_revoked_github_grant_says_reconnect(engine: AsyncEngine, fake_http: FakeHTTP) -> None:
+    oauth = FakeOAuth(fake_http)
+    github = FakeGitHub(fake_http)
+    github.add_file("acme/api", "README.md", b"x")
+    oauth.revoke()
+    resolver = await store_resolver(
+        engine, provider="github", secret=oauth.credential_secret(), base_url=github.base_url
+    )
+    with pytest.raises(AuthError, match=r"reconnect credential 'test-credential'") as caught:
+        await call_node("github.read_file", {"repo": "acme/api", "path": "README.md"}, make_context(resolver=resolver))
+    assert len(oauth.token_requests()) == 1
+    assert not any(secret in str(caught.value) for secret in ("stale-token", "refresh-0", "client-secret-0"))
