@@ -12,6 +12,7 @@ bounded in output size, in the size of values built with ``*`` and ``**``, and i
 
 from __future__ import annotations
 
+import difflib
 import functools
 import json
 import math
@@ -250,6 +251,12 @@ def _check_ast(ast: nodes.Template, source: str) -> tuple[frozenset[str], frozen
     names: set[str] = set()
     inputs: set[str] = set()
     for n in everything:
+        if isinstance(n, nodes.Filter | nodes.Test):
+            kind, known = ("filter", ENV.filters) if isinstance(n, nodes.Filter) else ("test", ENV.tests)
+            if n.name not in known:
+                close = difflib.get_close_matches(n.name, list(known), n=3)
+                hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+                raise ExpressionError(f"unknown {kind} {n.name!r} in {source!r}{hint}")
         if isinstance(n, nodes.Name):
             if n.ctx != "load" or n.name in stored:
                 continue

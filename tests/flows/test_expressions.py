@@ -394,3 +394,15 @@ def test_values_within_bounds_render() -> None:
 def test_bare_nodes_is_refused_because_the_dependency_would_be_unknown(source: str) -> None:
     with pytest.raises(ExpressionError, match=r"nodes\.<id>"):
         compile_value(source)
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ("{{ inputs.x | uper }}", "unknown filter 'uper' in '{{ inputs.x | uper }}'; did you mean 'upper'?"),
+        ("{% if inputs.x is od %}y{% endif %}", "unknown test 'od'"),
+    ],
+)
+def test_unknown_filters_and_tests_are_refused_when_the_workflow_is_validated(source: str, message: str) -> None:
+    with pytest.raises(ExpressionError, match=message.replace("?", r"\?").replace("|", r"\|")):
+        compile_value({"text": source}, "params")
