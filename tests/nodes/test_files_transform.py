@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 import nodes.document  # registers document.to_text for the workflow test
 import nodes.files
+import nodes.tables
 import switchboard
 from nodes.errors import NodeConfigError
 from storage.files import FileStore
@@ -237,7 +238,7 @@ async def test_params_need_exactly_one_source_and_known_formats(files: FileStore
 
 
 async def test_input_over_20_mb_is_refused(files: FileStore) -> None:
-    limit = nodes.files.MAX_TRANSFORM_BYTES
+    limit = nodes.tables.MAX_TRANSFORM_BYTES
     assert limit == 20 * 1024 * 1024
     big = "a\n" + "x" * (limit - 1)
     with pytest.raises(NodeConfigError, match=r"the data is 20,971,521 bytes; files.transform reads at most 20 MB"):
@@ -252,14 +253,14 @@ async def test_input_over_20_mb_is_refused(files: FileStore) -> None:
 
 @pytest.mark.parametrize("fmt", FORMATS)
 async def test_more_than_the_row_limit_is_refused(
-    files: FileStore, fmt: nodes.files.TableFormat, monkeypatch: pytest.MonkeyPatch
+    files: FileStore, fmt: nodes.tables.TableFormat, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert nodes.files.MAX_TRANSFORM_ROWS == 1_000_000
-    monkeypatch.setattr(nodes.files, "MAX_TRANSFORM_ROWS", 5)
+    assert nodes.tables.MAX_TRANSFORM_ROWS == 1_000_000
+    monkeypatch.setattr(nodes.tables, "MAX_TRANSFORM_ROWS", 5)
     ok = await transform(files, data=[{"n": str(i)} for i in range(5)], **{"from": "json"}, to=fmt)
     assert ok["count"] == 5
     six_rows: list[dict[str, Any]] = [{"n": str(i)} for i in range(6)]
-    six = await files.save(nodes.files.render_table(six_rows, ["n"], fmt).encode(), name="six.txt")
+    six = await files.save(nodes.tables.render_table(six_rows, ["n"], fmt).encode(), name="six.txt")
     label = {"csv": "CSV", "json": "JSON", "jsonl": "JSONL", "markdown": "markdown table"}[fmt]
     with pytest.raises(NodeConfigError, match=rf"the {label} has more than 5 rows"):
         await transform(files, file=six, **{"from": fmt}, to="json")
@@ -278,9 +279,9 @@ async def test_only_the_first_1000_rows_come_back(files: FileStore) -> None:
 
 def test_the_real_row_limit_is_one_million() -> None:
     text = "n\n" + "0\n" * 1_000_000
-    assert len(nodes.files.parse_table(text, "csv")) == 1_000_000
-    with pytest.raises(nodes.files.TableError, match=r"the CSV has more than 1,000,000 rows"):
-        nodes.files.parse_table(text + "1\n", "csv")
+    assert len(nodes.tables.parse_table(text, "csv")) == 1_000_000
+    with pytest.raises(nodes.tables.TableError, match=r"the CSV has more than 1,000,000 rows"):
+        nodes.tables.parse_table(text + "1\n", "csv")
 
 
 async def test_text_is_inline_up_to_100_kb(files: FileStore) -> None:
