@@ -106,17 +106,13 @@ async def list_issues(ctx: NodeContext, params: ListIssuesParams) -> IssueList:
         if params.since is not None:  # PyGithub writes the datetime's own fields plus "Z": make them UTC
             since = params.since
             filters["since"] = since.astimezone(UTC) if since.tzinfo else since
-        found: list[IssueSummary] = []
-        for raw in github.get_repo(params.repo).get_issues(**filters):
-            # The issues API lists pull requests too, marked by a `pull_request` key. Read the
-            # listed JSON: `raw.pull_request` (or `raw.raw_data`) of a plain issue would fetch
-            # the issue again to "complete" it.
-            if "pull_request" in raw._rawData:
-                continue
-            found.append(IssueSummary(**_fields(raw)))
-            if len(found) == params.limit:
-                break  # before the iterator asks for another page
-        return found
+        # The issues API lists pull requests too, marked by a `pull_request` key. Read the listed
+        # JSON: `raw.pull_request` (or `raw.raw_data`) of a plain issue would fetch it again.
+        listed = (
+            raw for raw in github.get_repo(params.repo).get_issues(**filters) if "pull_request" not in raw._rawData
+        )
+        # islice stops after `limit` items, before the paginated list asks for another page
+        return [IssueSummary(**_fields(raw)) for raw in itertools.islice(listed, params.limit)]
 
     issues = await transport.run(ctx, fetch)
     return IssueList(issues=issues, count=len(issues))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any, Literal
 
 from github import Github
@@ -78,12 +79,8 @@ async def list_pull_requests(ctx: NodeContext, params: ListPullsParams) -> PullR
         if params.head:  # GitHub filters on `user:branch` only (a bare branch would filter nothing)
             owner = params.repo.split("/")[0]
             filters["head"] = params.head if ":" in params.head else f"{owner}:{params.head}"
-        found: list[PullRequest] = []
-        for raw in github.get_repo(params.repo).get_pulls(**filters):
-            found.append(_pull(raw))
-            if len(found) == params.limit:
-                break  # before the iterator asks for another page
-        return found
+        # islice stops after `limit` items, before the paginated list asks for another page
+        return [_pull(raw) for raw in itertools.islice(github.get_repo(params.repo).get_pulls(**filters), params.limit)]
 
     pulls = await transport.run(ctx, fetch)
     return PullRequestList(pull_requests=pulls, count=len(pulls))
