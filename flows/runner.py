@@ -62,7 +62,9 @@ MAX_RETRY_AFTER_SECONDS = 300.0
 #: Default bound on node tasks running at once in one run.
 DEFAULT_MAX_PARALLEL = 64
 
-EventKind = Literal["started", "retrying", "finished"]
+#: ``run_started`` comes once per run, before any node, with the Prefect flow-run id (its
+#: ``node_id`` and ``label`` are empty); the others come per node (or ``for_each`` item).
+EventKind = Literal["run_started", "started", "retrying", "finished"]
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,7 @@ class NodeEvent:
     label: str
     attempt: int = 0
     result: NodeResult | None = None
+    flow_run_id: str | None = None
 
 
 Listener = Callable[[NodeEvent], None]
@@ -546,6 +549,7 @@ async def run_workflow(
     try:
         async with httpx.AsyncClient(transport=transport, timeout=30.0) as http:
             state = _RunState(services=services, plan=plan, run=run, http=http)
+            state.emit(NodeEvent(run_id, "", "run_started", "", flow_run_id=str(flow_run_id)))
             _RUNS[run_id] = state
             try:
                 # The run's tags label the flow run only. Inherited by every task run, the unique

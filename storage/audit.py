@@ -41,3 +41,9 @@ async def entries(engine: AsyncEngine, *, limit: int = 100) -> list[AuditEntry]:
     async with sessionmaker(engine)() as session:
         rows = (await session.execute(select(AuditRow).order_by(AuditRow.id.desc()).limit(limit))).scalars()
         return [AuditEntry(r.at, r.actor, r.action, r.target, r.detail) for r in rows]
+
+
+async def append(engine: AsyncEngine, *, actor: str, action: str, target: str, detail: dict[str, Any]) -> None:
+    """Record an event that changes nothing else (a refused action), in its own transaction."""
+    async with sessionmaker(engine)() as session, session.begin():
+        await record(session, actor=actor, action=action, target=target, detail=detail)

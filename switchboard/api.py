@@ -16,6 +16,7 @@ from prefect import tags
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
 from prefect.client.schemas.sorting import FlowRunSort
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from flows.model import DefinitionError, Problem, Workflow, load_definition
 from flows.plan import Plan, build_plan
@@ -82,6 +83,7 @@ async def arun(
     resume_root: str | None = None,
     triggered_by: str | None = None,
     record: bool = True,
+    engine: AsyncEngine | None = None,
 ) -> RunResult:
     """Run a workflow in this process and return its :class:`RunResult`.
 
@@ -91,7 +93,8 @@ async def arun(
 
     With ``record`` (the default) the run gets a row in Switchboard's database
     (``switchboard runs``), written when it starts and when it ends, and its memory.* and
-    state.* nodes use that database.
+    state.* nodes use that database. Long-lived callers (the Slack bot, workers) pass their
+    own ``engine`` so runs share one connection pool; otherwise each run opens and closes one.
     """
     plan = workflow if isinstance(workflow, Plan) else build_plan(workflow)
     resolved = plan.workflow.resolve_inputs(inputs or {}, from_text=inputs_are_text)
@@ -109,7 +112,8 @@ async def arun(
     )
     async with AsyncExitStack() as stack:
         if record:
-            engine = await stack.enter_async_context(open_engine(settings))
+            if engine is None:
+                engine = await stack.enter_async_context(open_engine(settings))
             services.recorder = RunStore(engine)
             services.memory = MemoryStore(engine)
             services.files = FileStore(engine, settings.files_path)
@@ -171,12 +175,37 @@ def run(workflow: Runnable, inputs: Mapping[str, Any] | None = None, **options: 
     return asyncio.run(arun(workflow, inputs, **options))
 
 
-async def aretry(run_id: str, *, listeners: Iterable[Listener] = (), **options: Any) -> RunResult:
+async def aretry(
+    run_id: str, *, listeners: Iterable[Listener] = (), new_run_id: str | None = None, **options: Any
+) -> RunResult:
     """Resume a failed run: same definition and inputs; completed nodes are not re-executed.
+
+    The resumed run gets a new run id (``new_run_id``, or a fresh one); ``options`` are
+    :func:`arun`'s.
 
     Completed nodes reuse their persisted outputs and are reported ``cached: true``; failed,
     failure-skipped and downstream nodes run.
     """
+    flow_run = await check_retryable(run_id)
+    parameters = flow_run.parameters
+    definition = parameters.get("definition")
+    if not isinstance(definition, dict):
+        raise DefinitionError([Problem("the run's definition was not recorded")], source=f"run {run_id}")
+    return await arun(
+        definition,
+        parameters.get("inputs") or {},
+        trigger="retry",
+        version=parameters.get("version"),
+        listeners=listeners,
+        resume_of=run_id,
+        resume_root=parameters.get("resume_root") or run_id,
+        run_id=new_run_id,
+        **options,
+    )
+
+
+async def check_retryable(run_id: str) -> Any:
+    """The Prefect flow run of ``run_id`` if it can be retried; raises saying why not."""
     async with get_client() as client:
         runs = await client.read_flow_runs(
             flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[_run_tag(run_id)])),
@@ -192,20 +221,7 @@ async def aretry(run_id: str, *, listeners: Iterable[Listener] = (), **options: 
         raise NotRetryableError(f"run {run_id} was cancelled; start it again with `switchboard run`")
     if flow_run.state is not None and not flow_run.state.is_final():
         raise NotRetryableError(f"run {run_id} is still {flow_run.state.name}; retry it once it has ended")
-    parameters = flow_run.parameters
-    definition = parameters.get("definition")
-    if not isinstance(definition, dict):
-        raise DefinitionError([Problem("the run's definition was not recorded")], source=f"run {run_id}")
-    return await arun(
-        definition,
-        parameters.get("inputs") or {},
-        trigger="retry",
-        version=parameters.get("version"),
-        listeners=listeners,
-        resume_of=run_id,
-        resume_root=parameters.get("resume_root") or run_id,
-        **options,
-    )
+    return flow_run
 
 
 def retry(run_id: str, **options: Any) -> RunResult:

@@ -532,6 +532,23 @@ def runs(
     out.print(table)
 
 
+@app.command()
+def bot(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 3000,
+) -> None:
+    """Serve the Slack bot over HTTP: /slack/events (commands, buttons, modals) and /healthz."""
+    from bot.app import BotConfigError
+    from bot.server import run
+    from switchboard.settings import Settings
+
+    try:
+        run(Settings(), host=host, port=port)
+    except BotConfigError as exc:
+        err.print(f"[red]✗[/red] {escape(str(exc))}")
+        raise typer.Exit(EXIT_INVALID) from None
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -38,6 +38,35 @@ class Settings(BaseSettings):
         description="Where per-credential rate limits are kept: prefect (global concurrency limits), "
         "local (this process), auto (prefect with a Prefect server, else local) or off.",
     )
+
+    # --- Slack (bot/) ---------------------------------------------------------------------
+    slack_bot_token: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("SWITCHBOARD_SLACK_BOT_TOKEN", "SLACK_BOT_TOKEN"),
+        description="The bot token (xoxb-...) of a single-workspace install.",
+    )
+    slack_signing_secret: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("SWITCHBOARD_SLACK_SIGNING_SECRET", "SLACK_SIGNING_SECRET"),
+        description="Verifies that HTTP requests come from Slack.",
+    )
+    slack_app_token: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("SWITCHBOARD_SLACK_APP_TOKEN", "SLACK_APP_TOKEN"),
+        description="The app-level token (xapp-...) for Socket Mode.",
+    )
+    slack_api_url: str = Field(
+        default="https://slack.com/api/", description="Slack's Web API base URL (a fake's in tests)."
+    )
+    slack_command: str = Field(default="/flow", pattern=r"^/[a-z0-9_-]+$", description="The slash command's name.")
+    slack_admins: str = Field(default="", description="Comma-separated Slack user ids that may do anything.")
+    public_url: str | None = Field(
+        default=None, description="Where Slack and browsers reach the bot (links to OAuth callbacks and webhooks)."
+    )
+
+    @property
+    def slack_admin_ids(self) -> frozenset[str]:
+        return frozenset(user.strip() for user in self.slack_admins.split(",") if user.strip())
 
     @property
     def home_dir(self) -> Path:

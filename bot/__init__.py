@@ -1,0 +1,5 @@
+"""The Slack bot: slash commands, live run threads, buttons and modals (slack-bolt AsyncApp).
+
+``bot.server`` serves it over HTTP (Starlette under uvicorn); ``switchboard bot`` starts it.
+The bot only calls Switchboard's Python API and repositories, never Prefect internals.
+"""

@@ -1,0 +1,150 @@
+"""Block Kit for the bot: the live run message, help, lists and errors. Pure functions.
+
+Everything shown about a run goes through :func:`flows.artifact.redact` and is trimmed, so
+secret-looking values never reach a channel.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from flows.artifact import preview, redact
+from flows.results import RunResult
+
+#: Slack refuses a section text over 3000 characters and a message over 50 blocks.
+SECTION_LIMIT = 2900
+NODE_LINES = 40
+
+STATUS_EMOJI = {
+    "queued": ":white_circle:",
+    "running": ":arrows_counterclockwise:",
+    "retrying": ":repeat:",
+    "completed": ":white_check_mark:",
+    "failed": ":x:",
+    "skipped": ":fast_forward:",
+    "cancelled": ":no_entry_sign:",
+    "crashed": ":boom:",
+}
+
+
+@dataclass
+class NodeLine:
+    status: str = "queued"
+    attempts: int = 0
+    duration_ms: float = 0.0
+    detail: str = ""
+
+
+@dataclass
+class RunView:
+    """What the run message shows; updated from node events, rendered by :func:`run_message`."""
+
+    run_id: str
+    workflow: str
+    version: int | None
+    user: str | None
+    inputs: dict[str, Any]
+    status: str = "running"
+    nodes: dict[str, NodeLine] = field(default_factory=dict)
+    flow_run_url: str | None = None
+    error: str | None = None
+    started: float = field(default_factory=time.monotonic)
+    duration_s: float | None = None
+
+    def finish(self, result: RunResult) -> None:
+        self.status = result.status
+        self.error = result.error
+        self.duration_s = time.monotonic() - self.started
+        for node_id, node in result.nodes.items():
+            shown = node.error if node.status == "failed" else preview(node.output, 120)
+            self.nodes[node_id] = NodeLine(node.status, node.attempts, node.duration_ms, shown or "")
+
+
+def _section(text: str) -> dict[str, Any]:
+    if len(text) > SECTION_LIMIT:
+        text = text[: SECTION_LIMIT - 1] + "…"
+    return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
+
+
+def _context(text: str) -> dict[str, Any]:
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": text}]}
+
+
+def escape(text: str) -> str:
+    """Slack's three control characters, escaped."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def inputs_line(inputs: dict[str, Any]) -> str:
+    if not inputs:
+        return "no inputs"
+    shown = redact(inputs)
+    parts = [f"`{escape(k)}`={escape(preview(v, 60))}" for k, v in shown.items()]
+    return ", ".join(parts)
+
+
+def run_message(view: RunView) -> tuple[str, list[dict[str, Any]]]:
+    """The text fallback and blocks of a run's message, for any state of the run."""
+    version = f"v{view.version}" if view.version is not None else "draft"
+    emoji = STATUS_EMOJI.get(view.status, "")
+    text = f"{view.workflow} {version}: {view.status}"
+    who = f" · by <@{view.user}>" if view.user else ""
+    blocks: list[dict[str, Any]] = [
+        _section(f"{emoji} *{escape(view.workflow)}* {version} — *{view.status}*"),
+        _context(f"run `{view.run_id}`{who} · {inputs_line(view.inputs)}"),
+    ]
+    lines = []
+    for node_id, node in list(view.nodes.items())[:NODE_LINES]:
+        attempts = f" ×{node.attempts}" if node.attempts > 1 else ""
+        took = f" {node.duration_ms / 1000:.1f}s" if node.duration_ms else ""
+        detail = f" — {escape(node.detail)}" if node.detail else ""
+        lines.append(f"{STATUS_EMOJI.get(node.status, '')} `{escape(node_id)}`{attempts}{took}{detail}")
+    if len(view.nodes) > NODE_LINES:
+        lines.append(f"… and {len(view.nodes) - NODE_LINES} more nodes")
+    if lines:
+        blocks.append(_section("\n".join(lines)))
+    if view.error:
+        blocks.append(_section(f"*Error:* {escape(view.error)}"))
+    if view.duration_s is not None:
+        blocks.append(_context(f"took {view.duration_s:.1f}s"))
+    buttons: list[dict[str, Any]] = []
+    if view.flow_run_url:
+        buttons.append(
+            {
+                "type": "button",
+                "action_id": "open_prefect",
+                "text": {"type": "plain_text", "text": "Open in Prefect"},
+                "url": view.flow_run_url,
+            }
+        )
+    if view.status == "running":
+        buttons.append(_button("cancel_run", "Cancel", view.run_id, style="danger"))
+    elif view.status in ("failed", "cancelled", "crashed"):
+        buttons.append(_button("retry_run", "Retry", view.run_id, style="primary"))
+    if buttons:
+        blocks.append({"type": "actions", "block_id": "run_actions", "elements": buttons})
+    return text, blocks
+
+
+def _button(action_id: str, label: str, value: str, *, style: str | None = None) -> dict[str, Any]:
+    button: dict[str, Any] = {
+        "type": "button",
+        "action_id": action_id,
+        "text": {"type": "plain_text", "text": label},
+        "value": value,
+    }
+    if style:
+        button["style"] = style
+    return button
+
+
+def ephemeral(text: str) -> dict[str, Any]:
+    """A reply only the user who typed the command sees."""
+    return {"response_type": "ephemeral", "text": text}
+
+
+def code(value: Any) -> str:
+    return "```" + json.dumps(redact(value), indent=2, default=str)[: SECTION_LIMIT - 10] + "```"

@@ -1,0 +1,291 @@
+"""The slash command (``/flow`` by default) and the run-inputs modal.
+
+Every command is acknowledged at once (an empty 200, well inside Slack's 3 seconds); answers
+and errors follow through the command's ``response_url`` as ephemeral messages that say what
+to type instead. ``run`` posts the run's live message in the channel.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.blocks import escape
+from bot.permissions import is_permitted
+from bot.runtime import BotRuntime, workflow_of
+from flows.model import InputError, InputSpec, Workflow
+from storage.runs import RunRecordNotFoundError
+from storage.workflows import StoredVersion, WorkflowNotFoundError
+
+Respond = Callable[..., Awaitable[Any]]
+
+MODAL_CALLBACK = "run_inputs"
+
+HELP = """*{cmd}* runs and watches Switchboard workflows:
+• `{cmd} list` — workflows, their latest version and last run
+• `{cmd} describe NAME` — inputs, nodes, schedule and who may run it
+• `{cmd} run NAME key=value "key2=two words"` — start a run (a form asks for missing inputs)
+• `{cmd} status [RUN_ID|last]` — how a run is doing
+• `{cmd} cancel RUN_ID` · `{cmd} retry RUN_ID` — stop a run, or resume a failed one
+• `{cmd} help` — this message"""
+
+
+class CommandError(Exception):
+    """A mistake in the command; the message says what to type instead."""
+
+
+def parse_assignments(words: list[str]) -> dict[str, str]:
+    """``key=value`` words (quoted as the shell does) into text inputs."""
+    given: dict[str, str] = {}
+    for word in words:
+        key, sep, value = word.partition("=")
+        if not sep or not key:
+            raise CommandError(f'`{escape(word)}` is not `key=value`; quote values with spaces: `"key=two words"`')
+        given[key] = value
+    return given
+
+
+def register(app: AsyncApp, runtime: BotRuntime) -> None:
+    """Attach the slash command and the modal's submission handler to ``app``."""
+    command = runtime.settings.slack_command
+
+    @app.command(command)
+    async def on_command(
+        ack: Callable[..., Awaitable[None]], body: dict[str, Any], respond: Respond, client: AsyncWebClient
+    ) -> None:
+        await ack()
+        try:
+            await dispatch(runtime, body, respond, client)
+        except CommandError as exc:
+            await respond(text=str(exc), response_type="ephemeral")
+
+    @app.view(MODAL_CALLBACK)
+    async def on_inputs(ack: Callable[..., Awaitable[None]], body: dict[str, Any], client: AsyncWebClient) -> None:
+        view = body["view"]
+        meta = json.loads(view.get("private_metadata") or "{}")
+        user = body["user"]["id"]
+        stored = await runtime.workflows.get(meta["workflow"], meta.get("version"))
+        workflow = workflow_of(stored)
+        given = dict(meta.get("given") or {})
+        given.update(_modal_values(view["state"]["values"]))
+        try:
+            inputs = workflow.resolve_inputs(given, from_text=True)
+        except InputError as exc:
+            errors = {p.field.removeprefix("inputs."): p.message for p in exc.problems if p.field}
+            await ack(response_action="errors", errors=errors)
+            return
+        await ack()
+        await runtime.start_run(stored, inputs, user=user, channel=meta["channel"])
+
+
+async def dispatch(runtime: BotRuntime, body: dict[str, Any], respond: Respond, client: AsyncWebClient) -> None:
+    cmd = runtime.settings.slack_command
+    try:
+        words = shlex.split(body.get("text") or "")
+    except ValueError as exc:
+        raise CommandError(f"could not read the command ({exc}); check the quotes") from None
+    verb, args = (words[0].lower(), words[1:]) if words else ("help", [])
+    if verb == "help":
+        await respond(text=HELP.format(cmd=cmd), response_type="ephemeral")
+    elif verb == "list":
+        await respond(text=await list_text(runtime), response_type="ephemeral")
+    elif verb == "describe":
+        stored = await _stored(runtime, args, f"{cmd} describe NAME")
+        await respond(text=describe_text(stored), response_type="ephemeral")
+    elif verb == "run":
+        await run_command(runtime, body, args, respond, client)
+    elif verb == "status":
+        await respond(
+            text=await status_text(runtime, args[0] if args else "last", body["user_id"]), response_type="ephemeral"
+        )
+    elif verb == "cancel":
+        run_id = _one(args, f"{cmd} cancel RUN_ID")
+        cancelled = await runtime.cancel(run_id)
+        text = f"Cancelled run `{run_id}`." if cancelled else f"Run `{escape(run_id)}` is not running here."
+        await respond(text=text, response_type="ephemeral")
+    else:
+        raise CommandError(f"I don't know `{escape(verb)}`. Try `{cmd} help`.")
+
+
+def _one(args: list[str], usage: str) -> str:
+    if len(args) != 1:
+        raise CommandError(f"Usage: `{usage}`")
+    return args[0]
+
+
+async def _stored(runtime: BotRuntime, args: list[str], usage: str) -> StoredVersion:
+    if not args:
+        raise CommandError(f"Usage: `{usage}`")
+    try:
+        return await runtime.workflows.get(args[0])
+    except WorkflowNotFoundError:
+        names = [w.name for w in await runtime.workflows.list()]
+        known = ", ".join(f"`{n}`" for n in names) or "none yet (`switchboard apply FILE`)"
+        raise CommandError(f"No workflow named `{escape(args[0])}`. Known: {known}") from None
+
+
+async def list_text(runtime: BotRuntime) -> str:
+    summaries = await runtime.workflows.list()
+    if not summaries:
+        return "No workflows yet: store one with `switchboard apply FILE`."
+    lines = []
+    for summary in summaries:
+        last = await runtime.runs.list(workflow=summary.name, limit=1)
+        ran = f"last run {last[0].status} {last[0].started_at:%Y-%m-%d %H:%M}" if last else "never run"
+        stored = await runtime.workflows.get(summary.name)
+        schedule = workflow_of(stored).schedule
+        when = f" · schedule {schedule.cron or f'every {schedule.interval:g}s'}" if schedule else ""
+        description = f" — {escape(summary.description)}" if summary.description else ""
+        lines.append(f"• *{escape(summary.name)}* v{summary.latest_version}{description} · {ran}{when}")
+    return "\n".join(lines)
+
+
+def _input_line(name: str, spec: InputSpec) -> str:
+    need = "required" if spec.required and spec.default is None else f"default `{spec.default}`"
+    choices = f", one of {spec.enum}" if spec.enum else ""
+    about = f" — {escape(spec.description)}" if spec.description else ""
+    return f"• `{escape(name)}` ({spec.type}, {need}{choices}){about}"
+
+
+def describe_text(stored: StoredVersion) -> str:
+    workflow = workflow_of(stored)
+    lines = [
+        f"*{escape(workflow.name)}* v{stored.version}"
+        + (f" — {escape(workflow.description)}" if workflow.description else "")
+    ]
+    lines.append("*Inputs:*" if workflow.inputs else "*Inputs:* none")
+    lines += [_input_line(name, spec) for name, spec in workflow.inputs.items()]
+    lines.append("*Nodes:* " + ", ".join(f"`{n.id}` ({n.type})" for n in workflow.nodes))
+    if workflow.schedule:
+        s = workflow.schedule
+        lines.append(f"*Schedule:* {s.cron or f'every {s.interval:g}s'} ({s.timezone})")
+    permissions = workflow.permissions
+    run_by = ", ".join(_mention(e) for e in permissions.run) if permissions and permissions.run else "everyone"
+    approve_by = ", ".join(_mention(e) for e in permissions.approve) if permissions and permissions.approve else "-"
+    lines.append(f"*May run:* {run_by} · *May approve:* {approve_by}")
+    return "\n".join(lines)
+
+
+def _mention(entry: str) -> str:
+    if entry.startswith("S"):
+        return f"<!subteam^{entry}>"
+    if entry.startswith(("C", "G")):
+        return f"<#{entry}>"
+    return f"<@{entry}>"
+
+
+async def run_command(
+    runtime: BotRuntime, body: dict[str, Any], args: list[str], respond: Respond, client: AsyncWebClient
+) -> None:
+    cmd = runtime.settings.slack_command
+    stored = await _stored(runtime, args, f"{cmd} run NAME key=value ...")
+    workflow = workflow_of(stored)
+    user = body["user_id"]
+    allowed = workflow.permissions.run if workflow.permissions else None
+    if not await is_permitted(client, user, allowed, admins=runtime.settings.slack_admin_ids):
+        await runtime.audit_refusal(user, "run", workflow.name)
+        raise CommandError(
+            f"You may not run `{escape(workflow.name)}`; ask one of: " + ", ".join(_mention(e) for e in allowed or [])
+        )
+    given = parse_assignments(args[1:])
+    try:
+        inputs = workflow.resolve_inputs(given, from_text=True)
+    except InputError as exc:
+        missing = [p.field.removeprefix("inputs.") for p in exc.problems if p.field and "missing" in p.message]
+        others = [p for p in exc.problems if p.field and "missing" not in p.message]
+        if missing and not others:
+            await client.views_open(
+                trigger_id=body["trigger_id"], view=inputs_modal(workflow, stored, missing, given, body["channel_id"])
+            )
+            return
+        problems = "\n".join(f"• `{escape(p.field or '')}`: {escape(p.message)}" for p in exc.problems)
+        usage = " ".join(f"{name}=…" for name in workflow.inputs)
+        raise CommandError(
+            f"Those inputs do not fit `{escape(workflow.name)}`:\n{problems}\nType: `{cmd} run {workflow.name} {usage}`"
+        ) from None
+    await runtime.start_run(stored, inputs, user=user, channel=body["channel_id"])
+
+
+def inputs_modal(
+    workflow: Workflow, stored: StoredVersion, missing: list[str], given: dict[str, str], channel: str
+) -> dict[str, Any]:
+    """A modal asking for the missing inputs, one field per input, typed by the input's type."""
+    blocks = [_input_block(name, workflow.inputs[name]) for name in missing]
+    meta = {"workflow": stored.name, "version": stored.version, "channel": channel, "given": given}
+    return {
+        "type": "modal",
+        "callback_id": MODAL_CALLBACK,
+        "private_metadata": json.dumps(meta),
+        "title": {"type": "plain_text", "text": f"Run {stored.name}"[:24]},
+        "submit": {"type": "plain_text", "text": "Run"},
+        "close": {"type": "plain_text", "text": "Cancel"},
+        "blocks": blocks,
+    }
+
+
+def _input_block(name: str, spec: InputSpec) -> dict[str, Any]:
+    element: dict[str, Any]
+    if spec.enum:
+        options = [{"text": {"type": "plain_text", "text": str(v)}, "value": str(v)} for v in spec.enum]
+        element = {"type": "static_select", "action_id": "value", "options": options}
+    elif spec.type == "boolean":
+        options = [{"text": {"type": "plain_text", "text": v}, "value": v} for v in ("true", "false")]
+        element = {"type": "static_select", "action_id": "value", "options": options}
+    elif spec.type in ("integer", "number"):
+        element = {"type": "number_input", "action_id": "value", "is_decimal_allowed": spec.type == "number"}
+    elif spec.type in ("object", "array"):
+        element = {
+            "type": "plain_text_input",
+            "action_id": "value",
+            "multiline": True,
+            "placeholder": {"type": "plain_text", "text": "JSON"},
+        }
+    else:
+        element = {"type": "plain_text_input", "action_id": "value"}
+    block: dict[str, Any] = {
+        "type": "input",
+        "block_id": name,
+        "label": {"type": "plain_text", "text": name},
+        "element": element,
+    }
+    if spec.description:
+        block["hint"] = {"type": "plain_text", "text": spec.description[:150]}
+    return block
+
+
+def _modal_values(values: dict[str, dict[str, dict[str, Any]]]) -> dict[str, str]:
+    """The submitted fields as text inputs (parsed by type like command-line inputs)."""
+    given: dict[str, str] = {}
+    for block_id, actions in values.items():
+        state = actions.get("value") or {}
+        if state.get("type") == "static_select":
+            selected = state.get("selected_option") or {}
+            if selected.get("value") is not None:
+                given[block_id] = str(selected["value"])
+        elif state.get("value") not in (None, ""):
+            given[block_id] = str(state["value"])
+    return given
+
+
+async def status_text(runtime: BotRuntime, which: str, user: str) -> str:
+    if which == "last":
+        records = await runtime.runs.list(limit=1)
+        if not records:
+            return "No runs yet."
+        record = records[0]
+    else:
+        try:
+            record = await runtime.runs.get(which)
+        except RunRecordNotFoundError:
+            return f"No run `{escape(which)}`. `{runtime.settings.slack_command} status last` shows the latest."
+    took = f" in {(record.ended_at - record.started_at).total_seconds():.1f}s" if record.ended_at else ""
+    error = f"\n*Error:* {escape(record.error)}" if record.error else ""
+    return (
+        f"Run `{record.id}` of *{escape(record.workflow)}* v{record.version}: *{record.status}*{took} "
+        f"(started {record.started_at:%Y-%m-%d %H:%M:%S} UTC by {record.triggered_by or record.trigger}){error}"
+    )

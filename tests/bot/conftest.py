@@ -1,0 +1,97 @@
+"""A real bot server on 127.0.0.1 (uvicorn in the test's event loop) talking to a fake Slack."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from pydantic import SecretStr
+from slack_sdk.web.async_client import AsyncWebClient
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.runtime import BotRuntime
+from bot.server import create_web_app
+from storage.db import create_engine
+from storage.migrate import upgrade
+from storage.workflows import WorkflowStore
+from switchboard.settings import Settings
+from tests.fakes.http import FakeHTTP
+from tests.fakes.slack import BOT_TOKEN, SIGNING_SECRET, FakeSlack
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class Bot:
+    """The running bot, its fake Slack and its database."""
+
+    url: str
+    slack: FakeSlack
+    runtime: BotRuntime
+    engine: AsyncEngine
+    http: httpx.AsyncClient
+
+    async def post(self, headers: dict[str, str], body: bytes, path: str = "/slack/events") -> httpx.Response:
+        return await self.http.post(self.url + path, headers=headers, content=body)
+
+    async def apply(self, definition: dict[str, Any]) -> None:
+        await WorkflowStore(self.engine).apply(definition, actor="test")
+
+    async def settle(self, timeout: float = 60.0) -> None:
+        """Wait until every run the bot started has ended and its message was finalised."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self.runtime.running:
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"runs still going: {list(self.runtime.running)}")
+            await asyncio.sleep(0.05)
+
+
+def bot_settings(tmp_path: Path, slack: FakeSlack, database_url: str, **overrides: Any) -> Settings:
+    return Settings(
+        home=tmp_path,
+        database_url=database_url,
+        slack_bot_token=SecretStr(BOT_TOKEN),
+        slack_signing_secret=SecretStr(SIGNING_SECRET),
+        slack_api_url=slack.api_url,
+        **overrides,
+    )
+
+
+@pytest.fixture
+async def bot(tmp_path: Path, prefect_server: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Bot]:
+    """The bot over HTTP on a free port, with a fresh SQLite database and a fake Slack."""
+    database_url = f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"
+    monkeypatch.setenv("SWITCHBOARD_DATABASE_URL", database_url)
+    monkeypatch.setenv("SWITCHBOARD_FILES_DIR", str(tmp_path / "files"))
+    fake = FakeHTTP().start()
+    slack = FakeSlack(fake)
+    engine = create_engine(database_url)
+    await upgrade(engine)
+    settings = bot_settings(tmp_path, slack, database_url, slack_admins="UADMIN")
+    client = AsyncWebClient(token=BOT_TOKEN, base_url=slack.api_url)
+    runtime = BotRuntime(settings=settings, engine=engine, client=client)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_web_app(runtime), host="127.0.0.1", port=port, log_level="warning"))
+    serving = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.01)
+    async with httpx.AsyncClient(timeout=30) as http:
+        try:
+            yield Bot(f"http://127.0.0.1:{port}", slack, runtime, engine, http)
+        finally:
+            await runtime.close()
+            server.should_exit = True
+            await serving
+            await engine.dispose()
+            fake.stop()

@@ -1,0 +1,297 @@
+"""A recording fake of Slack: the Web API methods the bot calls, response URLs, and helpers
+that build correctly signed slash-command and interactivity requests.
+
+>>> slack = FakeSlack(fake_http)              # Web API at slack.api_url (".../api/")
+>>> slack.calls("chat.postMessage")[0].args["channel"]
+>>> headers, body = slash_command(SECRET, "/flow", "run hello name=Ada", user="U1")
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import itertools
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs, urlencode
+
+from tests.fakes.http import FakeHTTP, Recorded, Reply
+
+SIGNING_SECRET = "test-signing-secret"
+BOT_TOKEN = "xoxb-test-token"
+TEAM = "T0TEAM"
+BOT_USER = "UBOT"
+
+
+@dataclass(frozen=True)
+class SlackCall:
+    """One Web API call: the method, its arguments (blocks decoded), the bearer token."""
+
+    method: str
+    args: dict[str, Any]
+    token: str | None
+
+
+@dataclass
+class Message:
+    """A message as the channel shows it now (after every chat.update)."""
+
+    channel: str
+    ts: str
+    text: str
+    blocks: list[dict[str, Any]]
+    thread_ts: str | None = None
+    updates: int = 0
+
+
+@dataclass
+class FakeSlack:
+    """Slack's Web API on a FakeHTTP, under ``/api/``; ``response_url`` posts under ``/responses/``."""
+
+    http: FakeHTTP
+    token: str = BOT_TOKEN
+    #: User-group id -> member user ids (``usergroups.users.list``).
+    groups: dict[str, list[str]] = field(default_factory=dict)
+    #: Channel id -> member user ids (``conversations.members``).
+    channels: dict[str, list[str]] = field(default_factory=dict)
+    #: What ``apps.connections.open`` returns (a local WebSocket URL for Socket Mode).
+    socket_url: str | None = None
+    calls_made: list[SlackCall] = field(default_factory=list)
+    messages: dict[tuple[str, str], Message] = field(default_factory=dict)
+    _ts: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self.http.route("POST", "/api/", self._api, prefix=True)
+        self.http.route("GET", "/api/", self._api, prefix=True)  # slack_sdk GETs some read methods
+        self.http.route("POST", "/responses/", self._response, prefix=True)
+
+    @property
+    def api_url(self) -> str:
+        """The Web API base URL (``SWITCHBOARD_SLACK_API_URL``)."""
+        return self.http.url("/api/")
+
+    def response_url(self, name: str = "r1") -> str:
+        return self.http.url(f"/responses/{name}")
+
+    def calls(self, method: str | None = None) -> list[SlackCall]:
+        with self._lock:
+            return [c for c in self.calls_made if method is None or c.method == method]
+
+    def responses(self, name: str | None = None) -> list[dict[str, Any]]:
+        """What was posted to response URLs (``respond()``), oldest first."""
+        prefix = "/responses/" + (name or "")
+        return [r.json() for r in self.http.requests if r.path.startswith(prefix) and r.method == "POST"]
+
+    def message(self, channel: str, ts: str) -> Message:
+        with self._lock:
+            return self.messages[(channel, ts)]
+
+    def channel_messages(self, channel: str) -> list[Message]:
+        with self._lock:
+            return [m for (c, _), m in self.messages.items() if c == channel]
+
+    # --- the server side ------------------------------------------------------------------
+
+    def _response(self, request: Recorded) -> Reply:
+        return Reply(200, "ok")
+
+    def _api(self, request: Recorded) -> Reply:
+        method = request.path.removeprefix("/api/")
+        args = _arguments(request)
+        _, _, token = request.headers.get("authorization", "").partition(" ")
+        with self._lock:
+            self.calls_made.append(SlackCall(method, args, token or None))
+        if method == "apps.connections.open":
+            return Reply(200, {"ok": True, "url": self.socket_url} if self.socket_url else _error("not_configured"))
+        if token != self.token:
+            return Reply(200, _error("invalid_auth"))
+        handler = getattr(self, "_" + method.replace(".", "_"), None)
+        if handler is None:
+            return Reply(200, _error("unknown_method"))
+        body: dict[str, Any] = handler(args)
+        return Reply(200, body)
+
+    def _auth_test(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "ok": True,
+            "url": "https://fake.slack.example/",
+            "team": "Fake",
+            "user": "switchboard",
+            "team_id": TEAM,
+            "user_id": BOT_USER,
+            "bot_id": "BBOT",
+        }
+
+    def _chat_postMessage(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel = str(args.get("channel", ""))
+        if not channel:
+            return _error("channel_not_found")
+        ts = f"{int(time.time())}.{next(self._ts):06d}"
+        message = Message(channel, ts, str(args.get("text", "")), args.get("blocks") or [], args.get("thread_ts"))
+        with self._lock:
+            self.messages[(channel, ts)] = message
+        return {"ok": True, "channel": channel, "ts": ts, "message": {"text": message.text, "ts": ts}}
+
+    def _chat_update(self, args: dict[str, Any]) -> dict[str, Any]:
+        key = (str(args.get("channel")), str(args.get("ts")))
+        with self._lock:
+            message = self.messages.get(key)
+            if message is None:
+                return _error("message_not_found")
+            message.text = str(args.get("text", message.text))
+            message.blocks = args.get("blocks") or message.blocks
+            message.updates += 1
+        return {"ok": True, "channel": key[0], "ts": key[1], "text": message.text}
+
+    def _chat_postEphemeral(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {"ok": True, "message_ts": f"{int(time.time())}.{next(self._ts):06d}"}
+
+    def _views_open(self, args: dict[str, Any]) -> dict[str, Any]:
+        view = args.get("view")
+        return {"ok": True, "view": {"id": f"V{next(self._ts)}", **(view if isinstance(view, dict) else {})}}
+
+    def _views_update(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {"ok": True, "view": args.get("view") or {}}
+
+    def _usergroups_users_list(self, args: dict[str, Any]) -> dict[str, Any]:
+        group = str(args.get("usergroup"))
+        if group not in self.groups:
+            return _error("no_such_subteam")
+        return {"ok": True, "users": self.groups[group]}
+
+    def _conversations_members(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel = str(args.get("channel"))
+        if channel not in self.channels:
+            return _error("channel_not_found")
+        return {"ok": True, "members": self.channels[channel], "response_metadata": {"next_cursor": ""}}
+
+
+def _error(code: str) -> dict[str, Any]:
+    return {"ok": False, "error": code}
+
+
+def _arguments(request: Recorded) -> dict[str, Any]:
+    """The call's arguments from a JSON or form body (JSON-encoded fields such as ``blocks`` decoded)."""
+    if "json" in request.headers.get("content-type", ""):
+        args: dict[str, Any] = request.json() if request.body else {}
+    else:
+        args = {k: v[-1] for k, v in parse_qs(request.body.decode()).items()}
+        args.update({k: v[-1] for k, v in request.query.items()})
+    for key in ("blocks", "view", "attachments"):
+        if isinstance(args.get(key), str):
+            with contextlib.suppress(json.JSONDecodeError):
+                args[key] = json.loads(args[key])
+    return args
+
+
+# --- requests from Slack to the bot --------------------------------------------------------
+
+
+def sign(body: bytes, *, secret: str = SIGNING_SECRET, timestamp: int | None = None) -> dict[str, str]:
+    """The headers Slack sends with a request: a timestamp and ``v0=`` HMAC-SHA256 signature."""
+    when = str(int(time.time()) if timestamp is None else timestamp)
+    digest = hmac.new(secret.encode(), b"v0:" + when.encode() + b":" + body, hashlib.sha256).hexdigest()
+    return {
+        "X-Slack-Request-Timestamp": when,
+        "X-Slack-Signature": f"v0={digest}",
+        "Content-Type": "application/x-www-form-urlencoded",
+    }
+
+
+def slash_command(
+    text: str,
+    *,
+    command: str = "/flow",
+    user: str = "U1",
+    channel: str = "C1",
+    response_url: str = "http://127.0.0.1:1/responses/none",
+    trigger_id: str = "trigger-1",
+    secret: str = SIGNING_SECRET,
+    timestamp: int | None = None,
+) -> tuple[dict[str, str], bytes]:
+    """A signed slash-command request (form fields as Slack documents them)."""
+    body = urlencode(
+        {
+            "token": "deprecated-verification-token",
+            "team_id": TEAM,
+            "team_domain": "fake",
+            "channel_id": channel,
+            "channel_name": "general",
+            "user_id": user,
+            "user_name": user.lower(),
+            "command": command,
+            "text": text,
+            "api_app_id": "A0APP",
+            "response_url": response_url,
+            "trigger_id": trigger_id,
+        }
+    ).encode()
+    return sign(body, secret=secret, timestamp=timestamp), body
+
+
+def interaction(
+    payload: dict[str, Any], *, secret: str = SIGNING_SECRET, timestamp: int | None = None
+) -> tuple[dict[str, str], bytes]:
+    """A signed interactivity request: the payload JSON in one form field, ``payload``."""
+    body = urlencode({"payload": json.dumps(payload)}).encode()
+    return sign(body, secret=secret, timestamp=timestamp), body
+
+
+def block_action(
+    action_id: str,
+    value: str,
+    *,
+    user: str = "U1",
+    channel: str = "C1",
+    message_ts: str = "1.000001",
+    response_url: str = "http://127.0.0.1:1/responses/none",
+) -> dict[str, Any]:
+    """A ``block_actions`` payload for a button click."""
+    return {
+        "type": "block_actions",
+        "team": {"id": TEAM, "domain": "fake"},
+        "user": {"id": user, "username": user.lower(), "team_id": TEAM},
+        "api_app_id": "A0APP",
+        "token": "deprecated-verification-token",
+        "container": {"type": "message", "message_ts": message_ts, "channel_id": channel, "is_ephemeral": False},
+        "trigger_id": "trigger-2",
+        "channel": {"id": channel, "name": "general"},
+        "message": {"ts": message_ts, "text": "", "blocks": []},
+        "response_url": response_url,
+        "actions": [
+            {
+                "action_id": action_id,
+                "block_id": "actions",
+                "value": value,
+                "type": "button",
+                "action_ts": str(time.time()),
+            }
+        ],
+    }
+
+
+def view_submission(
+    callback_id: str, values: dict[str, dict[str, dict[str, Any]]], *, private_metadata: str = "", user: str = "U1"
+) -> dict[str, Any]:
+    """A ``view_submission`` payload: ``values`` is ``{block_id: {action_id: {type, value...}}}``."""
+    return {
+        "type": "view_submission",
+        "team": {"id": TEAM, "domain": "fake"},
+        "user": {"id": user, "username": user.lower(), "team_id": TEAM},
+        "api_app_id": "A0APP",
+        "token": "deprecated-verification-token",
+        "trigger_id": "trigger-3",
+        "view": {
+            "id": "V1",
+            "type": "modal",
+            "callback_id": callback_id,
+            "private_metadata": private_metadata,
+            "state": {"values": values},
+            "hash": "h1",
+        },
+    }
