@@ -15,22 +15,25 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.blocks import escape
+from bot.blocks import SECTION_LIMIT, escape
 from bot.permissions import is_permitted
 from bot.runtime import BotRuntime, workflow_of
 from flows.model import InputError, InputSpec, Workflow
 from storage.runs import RunRecordNotFoundError
 from storage.workflows import StoredVersion, WorkflowNotFoundError
+from switchboard.runs import flow_run_logs
 
 Respond = Callable[..., Awaitable[Any]]
 
 MODAL_CALLBACK = "run_inputs"
+LOG_LINES = 20
 
 HELP = """*{cmd}* runs and watches Switchboard workflows:
 • `{cmd} list` — workflows, their latest version and last run
 • `{cmd} describe NAME` — inputs, nodes, schedule and who may run it
 • `{cmd} run NAME key=value "key2=two words"` — start a run (a form asks for missing inputs)
 • `{cmd} status [RUN_ID|last]` — how a run is doing
+• `{cmd} logs RUN_ID [NODE]` — the last log lines of a run (redacted)
 • `{cmd} cancel RUN_ID` · `{cmd} retry RUN_ID` — stop a run, or resume a failed one
 • `{cmd} help` — this message"""
 
@@ -103,6 +106,16 @@ async def dispatch(runtime: BotRuntime, body: dict[str, Any], respond: Respond, 
         await respond(
             text=await status_text(runtime, args[0] if args else "last", body["user_id"]), response_type="ephemeral"
         )
+    elif verb == "logs":
+        if not 1 <= len(args) <= 2:
+            raise CommandError(f"Usage: `{cmd} logs RUN_ID [NODE]`")
+        await respond(text=await logs_text(runtime, args[0], args[1] if len(args) == 2 else None),
+                      response_type="ephemeral")
+    elif verb == "retry":
+        run_id = _one(args, f"{cmd} retry RUN_ID")
+        why_not = await runtime.retry(run_id, user=body["user_id"], channel=body["channel_id"])
+        await respond(text=why_not or f"Retrying run `{escape(run_id)}`: completed nodes are reused.",
+                      response_type="ephemeral")
     elif verb == "cancel":
         run_id = _one(args, f"{cmd} cancel RUN_ID")
         cancelled = await runtime.cancel(run_id)
@@ -270,6 +283,24 @@ def _modal_values(values: dict[str, dict[str, dict[str, Any]]]) -> dict[str, str
         elif state.get("value") not in (None, ""):
             given[block_id] = str(state["value"])
     return given
+
+
+async def logs_text(runtime: BotRuntime, run_id: str, node: str | None) -> str:
+    """The last log lines of a run (or of one node), redacted, as a code block."""
+    try:
+        record = await runtime.runs.get(run_id)
+    except RunRecordNotFoundError:
+        return f"No run `{escape(run_id)}`. `{runtime.settings.slack_command} status last` shows the latest."
+    if not record.flow_run_id:
+        return f"Run `{record.id}` has no Prefect flow run (it never started)."
+    lines = await flow_run_logs(record.flow_run_id, node=node, limit=LOG_LINES)
+    if not lines:
+        return f"No logs for run `{record.id}`" + (f" node `{escape(node)}`" if node else "") + " (yet)."
+    shown = "\n".join(
+        f"{line.at:%H:%M:%S} {line.level:<7} {line.node or '-':<12} {line.message}"[:300] for line in lines
+    )
+    title = f"Last {len(lines)} log lines of run `{record.id}`" + (f", node `{escape(node)}`" if node else "")
+    return f"{title}:\n```{escape(shown)[:SECTION_LIMIT]}```"
 
 
 async def status_text(runtime: BotRuntime, which: str, user: str) -> str:

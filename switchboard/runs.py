@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+import re
+from dataclasses import dataclass
+from datetime import datetime
 from uuid import UUID
 
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, LogFilter, LogFilterFlowRunId
+from prefect.client.schemas.sorting import LogSort
 
 from storage.runs import RunRecord, RunStore
 from switchboard.database import open_engine
@@ -55,3 +60,47 @@ async def get_run(run_id: str) -> RunRecord:
         if await _reconcile(store, [record]):
             record = await store.get(run_id)
         return record
+
+
+@dataclass(frozen=True)
+class LogLine:
+    """One log line of a run, as Prefect stored it."""
+
+    at: datetime
+    level: str
+    node: str | None
+    message: str
+
+
+#: Token shapes that must never be shown even if a log line carried one.
+_TOKEN = re.compile(r"\b(xox[abposr]-[\w-]+|xapp-[\w-]+|gh[pousr]_\w+|github_pat_\w+|sk-[\w-]{8,}|ya29\.[\w.-]+)")
+
+
+def redact_line(text: str) -> str:
+    """``text`` with anything shaped like a Slack, GitHub, OpenAI or Google token replaced."""
+    return _TOKEN.sub("[redacted]", text)
+
+
+async def flow_run_logs(flow_run_id: str, *, node: str | None = None, limit: int = 20) -> list[LogLine]:
+    """The last ``limit`` log lines of a flow run (of one node's task runs with ``node``), oldest
+    first, redacted."""
+    async with get_client() as client:
+        task_runs = await client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[UUID(flow_run_id)]))
+        )
+        names = {str(t.id): t.name for t in task_runs}
+        logs = await client.read_logs(
+            log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[UUID(flow_run_id)])),
+            sort=LogSort.TIMESTAMP_DESC,
+            limit=200,
+        )
+    lines = []
+    for log in logs:
+        task = names.get(str(log.task_run_id)) if log.task_run_id else None
+        node_id = task.split("[", 1)[0] if task else None
+        if node is not None and node_id != node:
+            continue
+        lines.append(LogLine(log.timestamp, logging.getLevelName(log.level), node_id, redact_line(log.message)))
+        if len(lines) == limit:
+            break
+    return list(reversed(lines))

@@ -1,0 +1,99 @@
+"""Managing runs from Slack: the Retry button and /flow retry, /flow logs, cancelling."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tests.bot.conftest import Bot
+from tests.bot.test_commands import block_text
+from tests.fakes.http import FakeHTTP, Reply
+from tests.fakes.slack import block_action, interaction, slash_command
+
+
+async def until(condition: object, timeout: float = 30.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():  # type: ignore[operator]
+        if loop.time() > deadline:
+            raise TimeoutError("condition not met")
+        await asyncio.sleep(0.05)
+
+
+def flaky(url: str) -> dict:
+    return {
+        "name": "flaky",
+        "nodes": [
+            {"id": "first", "type": "text.template", "params": {"template": "ready"}},
+            {"id": "call", "type": "http.request", "params": {"url": url}, "needs": ["first"]},
+        ],
+    }
+
+
+async def test_a_failed_run_offers_retry_which_resumes_it(
+    bot: Bot, fake_http: FakeHTTP, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SWITCHBOARD_HTTP_ALLOW_HOSTS", "127.0.0.1")
+    fake_http.script("GET", "/flaky", Reply(500, "down"), Reply(200, {"ok": True}))
+    await bot.apply(flaky(fake_http.url("/flaky")))
+    headers, body = slash_command("run flaky", channel="CF")
+    await bot.post(headers, body)
+    await until(lambda: bot.slack.channel_messages("CF"))
+    await bot.settle()
+    (failed,) = bot.slack.channel_messages("CF")
+    assert "failed" in block_text(failed.blocks)
+    actions = next(b for b in failed.blocks if b["type"] == "actions")
+    retry = next(e for e in actions["elements"] if e["action_id"] == "retry_run")
+    failed_run = retry["value"]
+
+    headers, body = interaction(block_action("retry_run", failed_run, user="U1", channel="CF", message_ts=failed.ts))
+    assert (await bot.post(headers, body)).status_code == 200
+    await until(lambda: len(bot.slack.channel_messages("CF")) == 2)
+    await bot.settle()
+    resumed = next(m for m in bot.slack.channel_messages("CF") if m.ts != failed.ts)
+    assert "completed" in block_text(resumed.blocks)
+    assert len(fake_http.calls("/flaky")) == 2
+    record = (await bot.runtime.runs.list(limit=1))[0]
+    assert (record.status, record.resumed_from, record.triggered_by) == ("completed", failed_run, "slack:U1")
+
+    url = bot.slack.response_url("again")
+    headers, body = slash_command(f"retry {record.id}", response_url=url, channel="CF")
+    await bot.post(headers, body)
+    await until(lambda: bot.slack.responses("again"))
+    assert "only failed runs can be retried" in bot.slack.responses("again")[0]["text"]
+
+
+async def test_logs_show_a_nodes_last_lines(bot: Bot) -> None:
+    await bot.apply({"name": "chatty", "nodes": [{"id": "say", "type": "text.template", "params": {"template": "hi"}}]})
+    headers, body = slash_command("run chatty", channel="CL")
+    await bot.post(headers, body)
+    await until(lambda: bot.slack.channel_messages("CL"))
+    await bot.settle()
+    run_id = (await bot.runtime.runs.list(limit=1))[0].id
+    text = ""
+    for attempt in range(20):  # Prefect ships logs to the API in batches
+        url = bot.slack.response_url(f"logs{attempt}")
+        headers, body = slash_command(f"logs {run_id} say", response_url=url)
+        await bot.post(headers, body)
+        await until(lambda url_name=f"logs{attempt}": bot.slack.responses(url_name))
+        text = bot.slack.responses(f"logs{attempt}")[0]["text"]
+        if "Finished in state Completed" in text:
+            break
+        await asyncio.sleep(0.5)
+    assert f"log lines of run `{run_id}`, node `say`" in text
+    assert "say" in text and "Finished in state Completed" in text
+
+
+async def test_cancel_stops_a_running_run_and_says_so(bot: Bot) -> None:
+    await bot.apply({"name": "slow", "nodes": [{"id": "nap", "type": "core.wait", "params": {"seconds": 30}}]})
+    headers, body = slash_command("run slow", channel="CS")
+    await bot.post(headers, body)
+    await until(lambda: bot.runtime.running)
+    run_id = next(iter(bot.runtime.running))
+    await until(lambda: bot.slack.channel_messages("CS"))
+    message = bot.slack.channel_messages("CS")[0]
+    headers, body = interaction(block_action("cancel_run", run_id, channel="CS", message_ts=message.ts))
+    assert (await bot.post(headers, body)).status_code == 200
+    await until(lambda: not bot.runtime.running, timeout=15)
+    await until(lambda: "cancelled" in block_text(bot.slack.channel_messages("CS")[0].blocks), timeout=5)
