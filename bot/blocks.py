@@ -22,6 +22,7 @@ STATUS_EMOJI = {
     "queued": ":white_circle:",
     "running": ":arrows_counterclockwise:",
     "retrying": ":repeat:",
+    "waiting": ":hourglass_flowing_sand:",
     "completed": ":white_check_mark:",
     "failed": ":x:",
     "skipped": ":fast_forward:",
@@ -122,7 +123,7 @@ def run_message(view: RunView) -> tuple[str, list[dict[str, Any]]]:
         )
     if view.status == "running":
         buttons.append(_button("cancel_run", "Cancel", view.run_id, style="danger"))
-    elif view.status in ("failed", "cancelled", "crashed"):
+    elif view.status in ("failed", "crashed"):  # a cancelled run is started again, not resumed
         buttons.append(_button("retry_run", "Retry", view.run_id, style="primary"))
     if buttons:
         blocks.append({"type": "actions", "block_id": "run_actions", "elements": buttons})

@@ -15,6 +15,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot import connect
 from bot.blocks import SECTION_LIMIT, escape
 from bot.permissions import is_permitted
 from bot.runtime import BotRuntime, workflow_of
@@ -35,6 +36,7 @@ HELP = """*{cmd}* runs and watches Switchboard workflows:
 • `{cmd} status [RUN_ID|last]` — how a run is doing
 • `{cmd} logs RUN_ID [NODE]` — the last log lines of a run (redacted)
 • `{cmd} cancel RUN_ID` · `{cmd} retry RUN_ID` — stop a run, or resume a failed one
+• `{cmd} connect PROVIDER [NAME]` — link your own account (github, gdrive, ...); your runs use it
 • `{cmd} help` — this message"""
 
 
@@ -116,11 +118,12 @@ async def dispatch(runtime: BotRuntime, body: dict[str, Any], respond: Respond, 
         why_not = await runtime.retry(run_id, user=body["user_id"], channel=body["channel_id"])
         await respond(text=why_not or f"Retrying run `{escape(run_id)}`: completed nodes are reused.",
                       response_type="ephemeral")
+    elif verb == "connect":
+        await connect.connect_command(runtime, body, args, respond)
     elif verb == "cancel":
         run_id = _one(args, f"{cmd} cancel RUN_ID")
-        cancelled = await runtime.cancel(run_id)
-        text = f"Cancelled run `{run_id}`." if cancelled else f"Run `{escape(run_id)}` is not running here."
-        await respond(text=text, response_type="ephemeral")
+        why_not = await runtime.cancel(run_id, user=body["user_id"])
+        await respond(text=escape(why_not) if why_not else f"Cancelled run `{run_id}`.", response_type="ephemeral")
     else:
         raise CommandError(f"I don't know `{escape(verb)}`. Try `{cmd} help`.")
 

@@ -12,6 +12,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
@@ -19,14 +20,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 import switchboard
 from bot.blocks import NodeLine, RunView
+from bot.permissions import is_permitted
 from bot.threads import ChannelPacer, LiveThread
 from flows.model import Workflow
 from flows.plan import build_plan
 from flows.results import RunResult
 from flows.runner import Listener, NodeEvent
 from storage import audit
+from storage.models import utcnow
 from storage.runs import RunRecordNotFoundError, RunStore
-from storage.workflows import StoredVersion, WorkflowStore
+from storage.workflows import StoredVersion, WorkflowNotFoundError, WorkflowStore
 from switchboard.api import new_run_id
 from switchboard.settings import Settings
 
@@ -36,7 +39,8 @@ logger = logging.getLogger(__name__)
 @dataclass
 class StartedRun:
     run_id: str
-    thread: LiveThread
+    workflow: str
+    thread: LiveThread | None  # None: an unattended run without a notify channel
     task: asyncio.Task[Any]
 
 
@@ -49,6 +53,11 @@ class BotRuntime:
     client: AsyncWebClient
     pacer: ChannelPacer = field(default_factory=ChannelPacer)
     running: dict[str, StartedRun] = field(default_factory=dict)
+    #: When this process started: unfinished in-process runs from before it died with an earlier one.
+    started_at: datetime = field(default_factory=utcnow)
+    #: Also told every node event of the runs started here, with the run's live thread (None:
+    #: the run has no message); ``bot.approvals`` posts its buttons from a ``waiting`` event.
+    event_hooks: list[Callable[[LiveThread | None, NodeEvent], None]] = field(default_factory=list)
 
     @property
     def workflows(self) -> WorkflowStore:
@@ -82,7 +91,7 @@ class BotRuntime:
         view = RunView(run_id=new_run_id(), workflow=stored.name, version=stored.version, user=user, inputs=inputs)
         view.nodes = {node_id: NodeLine() for node_id in plan.order}
 
-        async def call(listen: Listener) -> RunResult:
+        async def call(listen: Listener, slack_thread: tuple[str, str] | None) -> RunResult:
             return await switchboard.arun(
                 plan,
                 inputs,
@@ -92,6 +101,7 @@ class BotRuntime:
                 run_id=view.run_id,
                 triggered_by=f"slack:{user}" if user else None,
                 engine=self.engine,
+                slack_thread=slack_thread,
             )
 
         return await self._launch(view, channel, call)
@@ -102,13 +112,21 @@ class BotRuntime:
             record = await self.runs.get(run_id)
         except RunRecordNotFoundError:
             return f"No run `{run_id}`."
+        if not await self.may_run(user, record.workflow):
+            await self.audit_refusal(user, "retry", record.workflow, {"run_id": run_id})
+            return f"You may not run `{record.workflow}`, so you may not retry its runs."
         view = RunView(
             run_id=new_run_id(), workflow=record.workflow, version=record.version, user=user, inputs=record.inputs
         )
 
-        async def call(listen: Listener) -> RunResult:
+        async def call(listen: Listener, slack_thread: tuple[str, str] | None) -> RunResult:
             return await switchboard.aretry(
-                run_id, listeners=[listen], new_run_id=view.run_id, triggered_by=f"slack:{user}", engine=self.engine
+                run_id,
+                listeners=[listen],
+                new_run_id=view.run_id,
+                triggered_by=f"slack:{user}",
+                engine=self.engine,
+                slack_thread=slack_thread,
             )
 
         try:
@@ -119,34 +137,99 @@ class BotRuntime:
         return None
 
     async def _launch(
-        self, view: RunView, channel: str, call: Callable[[Listener], Awaitable[RunResult]]
+        self,
+        view: RunView,
+        channel: str | None,
+        call: Callable[[Listener, tuple[str, str] | None], Awaitable[RunResult]],
+        *,
+        post_first: bool = True,
     ) -> StartedRun:
-        thread = LiveThread(self.client, self.pacer, channel, view)
-        await thread.post()
+        """Run ``call`` in the background with a live message in ``channel`` (None: no message).
+
+        ``post_first``: post before returning (a Slack user waits to see it), or from the run's
+        task (webhooks and schedules answer at once; a channel Slack refuses costs the message,
+        not the run).
+        """
+        thread = LiveThread(self.client, self.pacer, channel, view) if channel else None
+        slack_thread = (thread.channel, await thread.post()) if thread and post_first else None
+        attaching: list[asyncio.Task[None]] = []
 
         def listen(event: NodeEvent) -> None:
             if event.kind == "run_started" and event.flow_run_id:
                 view.flow_run_url = self.prefect_ui_url(event.flow_run_id)
-            thread.on_event(event)
+                if thread is not None and thread.ts is not None:
+                    attaching.append(asyncio.create_task(self._attach(view.run_id, thread.channel, thread.ts)))
+            if thread is not None:
+                thread.on_event(event)
+            for hook in self.event_hooks:
+                hook(thread, event)
 
         async def execute() -> None:
+            nonlocal slack_thread
             try:
-                result = await call(listen)
+                if thread is not None and not post_first:
+                    slack_thread = await _post_quietly(thread)
+                result = await call(listen, slack_thread)
             except asyncio.CancelledError:
-                await thread.fail("cancelled", "cancelled from Slack")
+                if thread is not None:
+                    await thread.fail("cancelled", "cancelled from Slack")
                 raise
             except Exception as exc:  # the run could not start or record itself
                 logger.exception("run %s of %s failed to run", view.run_id, view.workflow)
-                await thread.fail("failed", f"{type(exc).__name__}: {exc}")
+                if thread is not None:
+                    await thread.fail("failed", f"{type(exc).__name__}: {exc}")
             else:
-                await thread.finish(result)
+                if thread is not None:
+                    await thread.finish(result)
             finally:
                 self.running.pop(view.run_id, None)
+            if attaching:
+                await asyncio.gather(*attaching)
+                await self.runs.mark_slack_reported(view.run_id)
 
         task = asyncio.create_task(execute(), name=f"run-{view.run_id}")
-        started = StartedRun(view.run_id, thread, task)
+        started = StartedRun(view.run_id, view.workflow, thread, task)
         self.running[view.run_id] = started
         return started
+
+    async def start_unattended(
+        self, stored: StoredVersion, inputs: dict[str, Any], *, trigger: str, triggered_by: str | None = None
+    ) -> StartedRun:
+        """Start a run no Slack user asked for (a webhook, a schedule) and return at once.
+
+        ``inputs`` must already be resolved against the workflow. The live message goes to the
+        workflow's ``notify: {channel}`` if it has one; it is posted from the run's task, so a
+        busy channel never delays the caller, and a channel the bot cannot post in costs the
+        message, not the run. Without ``notify`` the run has no Slack message. The run is
+        recorded with ``trigger`` and ``triggered_by`` (default: the trigger's name).
+        """
+        plan = build_plan(stored.definition)
+        notify = plan.workflow.notify
+        view = RunView(run_id=new_run_id(), workflow=stored.name, version=stored.version, user=None, inputs=inputs)
+        view.nodes = {node_id: NodeLine() for node_id in plan.order}
+
+        async def call(listen: Listener, slack_thread: tuple[str, str] | None) -> RunResult:
+            return await switchboard.arun(
+                plan,
+                inputs,
+                trigger=trigger,
+                version=stored.version,
+                listeners=[listen],
+                run_id=view.run_id,
+                triggered_by=triggered_by or trigger,
+                engine=self.engine,
+                slack_thread=slack_thread,
+            )
+
+        return await self._launch(view, notify.channel if notify else None, call, post_first=False)
+
+    async def _attach(self, run_id: str, channel: str, ts: str | None) -> None:
+        if ts is None:
+            return
+        try:
+            await self.runs.attach_slack(run_id, channel=channel, message_ts=ts)
+        except Exception:  # no run record (an unrecorded run): nothing to report later
+            logger.warning("could not remember the Slack message of run %s", run_id, exc_info=True)
 
     async def audit_refusal(self, user: str, action: str, workflow: str, detail: dict[str, Any] | None = None) -> None:
         """An audit-log row for an action a Slack user was not permitted."""
@@ -154,21 +237,50 @@ class BotRuntime:
             self.engine, actor=f"slack:{user}", action=f"refused-{action}", target=workflow, detail=detail or {}
         )
 
-    async def cancel(self, run_id: str) -> bool:
-        """Cancel a run this process is executing; False if it is not running here."""
+    async def may_run(self, user: str, workflow: str) -> bool:
+        """Whether ``user`` may run (and so retry or cancel runs of) ``workflow``."""
+        try:
+            stored = await self.workflows.get(workflow)
+        except WorkflowNotFoundError:
+            return user in self.settings.slack_admin_ids
+        permissions = workflow_of(stored).permissions
+        allowed = permissions.run if permissions else None
+        return await is_permitted(self.client, user, allowed, admins=self.settings.slack_admin_ids)
+
+    async def cancel(self, run_id: str, *, user: str | None = None) -> str | None:
+        """Cancel a run this process is executing; returns why not, or None when cancelled.
+
+        With ``user``, only someone who may run the workflow may cancel it (refusals audited).
+        """
         started = self.running.get(run_id)
         if started is None:
-            return False
+            return f"Run `{run_id}` is not running here."
+        if user is not None and not await self.may_run(user, started.workflow):
+            await self.audit_refusal(user, "cancel", started.workflow, {"run_id": run_id})
+            return f"You may not run `{started.workflow}`, so you may not cancel its runs."
         started.task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await started.task
-        return True
+        return None
 
     async def close(self) -> None:
         """Wait for the runs in flight (a clean shutdown lets them finish)."""
         tasks = [started.task for started in self.running.values()]
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _post_quietly(thread: LiveThread | None) -> tuple[str, str] | None:
+    """Post an unattended run's message; ``(channel, ts)``, or None (no channel, or Slack refused)."""
+    if thread is None:
+        return None
+    try:
+        return thread.channel, await thread.post()
+    except Exception as exc:  # a missing channel or a Slack outage must not stop the run
+        logger.warning(
+            "run %s: could not post to %s (%s); it runs without a message", thread.view.run_id, thread.channel, exc
+        )
+        return None
 
 
 def workflow_of(stored: StoredVersion) -> Workflow:

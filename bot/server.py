@@ -24,8 +24,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from bot import connect
 from bot.app import BotConfigError, create_app
+from bot.reporter import INTERVAL as REPORT_INTERVAL
+from bot.reporter import report_forever
 from bot.runtime import BotRuntime
+from bot.webhooks import webhook_endpoint
 from switchboard.database import open_engine
 from switchboard.settings import Settings
 
@@ -63,8 +67,9 @@ def slack_client(settings: Settings) -> AsyncWebClient:
     return AsyncWebClient(token=settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url)
 
 
-def create_web_app(runtime: BotRuntime) -> Starlette:
-    """The ASGI app for a runtime (whose engine the caller owns)."""
+def create_web_app(runtime: BotRuntime, *, report_interval: float = REPORT_INTERVAL) -> Starlette:
+    """The ASGI app for a runtime (whose engine the caller owns); every ``report_interval``
+    seconds it reports the end of runs it is not watching (:mod:`bot.reporter`)."""
     bolt = create_app(runtime)
     handler = AsyncSlackRequestHandler(bolt)
     guard = ReplayGuard()
@@ -89,13 +94,21 @@ def create_web_app(runtime: BotRuntime) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        yield
-        await runtime.close()
+        reporting = asyncio.create_task(report_forever(runtime, report_interval), name="report-unwatched-runs")
+        try:
+            yield
+        finally:
+            reporting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reporting
+            await runtime.close()
 
     return Starlette(
         routes=[
             Route("/slack/events", slack_events, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
+            *connect.routes(runtime),
+            Route("/hooks/{workflow}", webhook_endpoint(runtime), methods=["POST"]),
         ],
         lifespan=lifespan,
     )

@@ -71,6 +71,8 @@ class LiveThread:
         line = view.nodes.setdefault(event.node_id, NodeLine())
         if event.kind == "started" and line.status in ("queued", "running"):
             line.status = "running"
+        elif event.kind == "waiting":
+            line.status = "waiting"
         elif event.kind == "retrying":
             line.status, line.attempts = "retrying", max(line.attempts, event.attempt)
         elif event.kind == "finished" and event.result is not None:

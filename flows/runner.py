@@ -44,7 +44,7 @@ from prefect.states import State
 from prefect.task_engine import run_task_async
 from pydantic import ValidationError
 
-from flows import rate_limits
+from flows import pauses, rate_limits
 from flows.artifact import run_markdown
 from flows.expressions import ExpressionError
 from flows.model import NodeDef
@@ -64,7 +64,8 @@ DEFAULT_MAX_PARALLEL = 64
 
 #: ``run_started`` comes once per run, before any node, with the Prefect flow-run id (its
 #: ``node_id`` and ``label`` are empty); the others come per node (or ``for_each`` item).
-EventKind = Literal["run_started", "started", "retrying", "finished"]
+#: ``waiting``: the node paused the flow run for a person's answer (``request`` says what).
+EventKind = Literal["run_started", "started", "retrying", "waiting", "finished"]
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,9 @@ class NodeEvent:
     attempt: int = 0
     result: NodeResult | None = None
     flow_run_id: str | None = None
+    #: For ``waiting``: what is asked (``core.approval``: message, approvers, allow_self,
+    #: timeout) and the pause ``key`` an answer must name (``flows.pauses.answer``).
+    request: dict[str, Any] | None = None
 
 
 Listener = Callable[[NodeEvent], None]
@@ -129,6 +133,8 @@ class RunServices:
     files: FilesBackend | None = None
     #: Where per-credential rate limits are kept (``flows.rate_limits``): auto, prefect, local, off.
     rate_limits: rate_limits.Backend = "auto"
+    #: ``(channel, ts)`` of the run's Slack message (runs the bot started), for ``thread: run``.
+    slack_thread: tuple[str, str] | None = None
 
 
 @dataclass
@@ -138,6 +144,8 @@ class _RunState:
     run: RunInfo
     http: httpx.AsyncClient
     attempts: dict[str, int] = field(default_factory=dict)
+    #: One pause (``core.approval``) at a time: a flow run has one state.
+    pause_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def emit(self, event: NodeEvent) -> None:
         for listener in self.services.listeners:
@@ -216,6 +224,15 @@ async def node_task(
         credential_kind=spec.credential,
         memory_backend=state.services.memory,
         files_backend=state.services.files,
+        input_waiter=pauses.Pauser(
+            key=pauses.pause_key(label, attempt),
+            lock=state.pause_lock,
+            announce=lambda request: state.emit(
+                NodeEvent(
+                    run_id, node_id, "waiting", label, attempt, flow_run_id=state.run.flow_run_id, request=request
+                )
+            ),
+        ),
     )
     limit = rate_limits.limit_for(
         workflow=state.run.workflow,
@@ -530,7 +547,14 @@ async def run_workflow(
     plan = services.plan or build_plan(definition)
     resolved_inputs = plan.workflow.resolve_inputs(inputs)
     flow_run_id = runtime_flow_run.id
-    run = RunInfo(id=run_id, workflow=plan.workflow.name, version=version, trigger=trigger, flow_run_id=flow_run_id)
+    run = RunInfo(
+        id=run_id,
+        workflow=plan.workflow.name,
+        version=version,
+        trigger=trigger,
+        flow_run_id=flow_run_id,
+        slack_thread=services.slack_thread,
+    )
     recorder = services.recorder
     if recorder is not None:
         await _recording(

@@ -6,6 +6,7 @@ Importing this package registers every built-in family explicitly (no directory 
 from nodes import (  # noqa: F401 - registration by import
     ai,
     airtable,
+    approval,
     core,
     document,
     files,
@@ -15,6 +16,7 @@ from nodes import (  # noqa: F401 - registration by import
     hubspot,
     json_query,
     memory,
+    slack,
     state,
     text,
 )

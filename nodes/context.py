@@ -8,9 +8,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import httpx
+from pydantic import BaseModel
 
 from nodes.errors import NodeConfigError
 
@@ -24,6 +25,8 @@ class RunInfo:
     version: int | None
     trigger: str
     flow_run_id: str | None = None
+    #: ``(channel, ts)`` of the run's Slack message when the bot started it (replies thread there).
+    slack_thread: tuple[str, str] | None = None
 
     def as_template_value(self) -> dict[str, Any]:
         return {
@@ -59,6 +62,20 @@ class MemoryBackend(Protocol):
     async def incr(self, scope: str, key: str, by: float) -> Any: ...
 
 
+M = TypeVar("M", bound=BaseModel)
+
+
+class InputTimeoutError(Exception):
+    """Nobody answered a paused run in time (raised by ``NodeContext.wait_for_input``)."""
+
+
+class InputWaiter(Protocol):
+    """Pauses the run until a person answers (``flows.pauses.Pauser``: Prefect's pause with
+    typed input); ``request`` tells the run's listeners what is asked."""
+
+    async def __call__(self, model: type[M], *, request: Mapping[str, Any], timeout: int) -> M: ...
+
+
 class FilesBackend(Protocol):
     """The file store (``storage.files.FileStore`` in Switchboard)."""
 
@@ -83,6 +100,8 @@ class NodeContext:
     credential_kind: str | None = None
     memory_backend: MemoryBackend | None = None
     files_backend: FilesBackend | None = None
+    #: Pauses the run for a person's answer (core.approval); set by the runner.
+    input_waiter: InputWaiter | None = None
 
     @property
     def memory(self) -> MemoryBackend:
@@ -104,6 +123,17 @@ class NodeContext:
                 node_id=self.node_id,
             )
         return self.files_backend
+
+    async def wait_for_input(self, model: type[M], *, request: Mapping[str, Any], timeout: int) -> M:
+        """Pause the run until someone answers with a ``model``; raises
+        :class:`InputTimeoutError` after ``timeout`` seconds."""
+        if self.input_waiter is None:
+            raise NodeConfigError(
+                f"node '{self.node_id}' waits for an answer, but this run cannot pause "
+                "(run it with Switchboard's runner)",
+                node_id=self.node_id,
+            )
+        return await self.input_waiter(model, request=request, timeout=timeout)
 
     async def credential(self, *, rejected: str | None = None) -> Mapping[str, Any]:
         """The decrypted credential named by the node's ``credential`` field.

@@ -116,7 +116,10 @@ class CredentialStore:
         owner: str | None = None,
         base_url: str | None = None,
         scopes: list[str] | None = None,
+        replace: bool = False,
     ) -> CredentialInfo:
+        """Encrypt and store a credential; ``replace``: an existing one of that name and owner is
+        removed in the same transaction (reconnecting an account)."""
         data = parse_secret(secret)
         row = CredentialRow(
             name=name,
@@ -130,11 +133,17 @@ class CredentialStore:
         )
         try:
             async with self.sessions() as session, session.begin():
+                replaced = False
+                if replace:
+                    deleted = await session.execute(
+                        delete(CredentialRow).where(CredentialRow.name == name, CredentialRow.owner == (owner or ""))
+                    )
+                    replaced = bool(getattr(deleted, "rowcount", 0))
                 session.add(row)
                 await record(
                     session,
                     actor=actor,
-                    action="credential-add",
+                    action="credential-replace" if replaced else "credential-add",
                     target=_label(name, owner),
                     detail={"provider": provider},
                 )

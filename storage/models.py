@@ -87,6 +87,8 @@ class RunRow(Base):
     slack_channel: Mapped[str | None] = mapped_column(String(40))
     slack_thread: Mapped[str | None] = mapped_column(String(40))
     slack_message: Mapped[str | None] = mapped_column(String(40))
+    #: When the bot last wrote the run's final state into its Slack message (None: not yet).
+    slack_reported_at: Mapped[datetime | None] = mapped_column(default=None)
     inputs: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     status: Mapped[str] = mapped_column(String(20))
     error: Mapped[str | None] = mapped_column(Text)

@@ -38,6 +38,7 @@ class RunRecord:
     slack_channel: str | None = None
     slack_thread: str | None = None
     slack_message: str | None = None
+    slack_reported_at: datetime | None = None
 
     @property
     def is_final(self) -> bool:
@@ -77,6 +78,7 @@ def _record(row: RunRow) -> RunRecord:
         slack_channel=row.slack_channel,
         slack_thread=row.slack_thread,
         slack_message=row.slack_message,
+        slack_reported_at=row.slack_reported_at,
     )
 
 
@@ -133,6 +135,32 @@ class RunStore:
             row.status = status
             row.error = error
             row.ended_at = utcnow()
+
+    async def attach_slack(self, run_id: str, *, channel: str, message_ts: str) -> None:
+        """Remember the run's Slack message (so its end is reported even after a bot restart)."""
+        async with self.sessions() as session, session.begin():
+            row = await session.get(RunRow, run_id, with_for_update=True)
+            if row is None:
+                raise RunRecordNotFoundError(f"no run record {run_id!r}")
+            row.slack_channel, row.slack_message, row.slack_thread = channel, message_ts, message_ts
+
+    async def mark_slack_reported(self, run_id: str) -> None:
+        """The run's final state is in its Slack message."""
+        async with self.sessions() as session, session.begin():
+            row = await session.get(RunRow, run_id, with_for_update=True)
+            if row is not None:
+                row.slack_reported_at = utcnow()
+
+    async def unreported_slack(self, *, limit: int = 200) -> list[RunRecord]:
+        """Runs with a Slack message whose final state has not been written into it, oldest first."""
+        query = (
+            select(RunRow)
+            .where(RunRow.slack_message.is_not(None), RunRow.slack_reported_at.is_(None))
+            .order_by(RunRow.started_at)
+            .limit(limit)
+        )
+        async with self.sessions() as session:
+            return [_record(row) for row in (await session.execute(query)).scalars()]
 
     async def get(self, run_id: str) -> RunRecord:
         async with self.sessions() as session:

@@ -84,6 +84,7 @@ async def arun(
     triggered_by: str | None = None,
     record: bool = True,
     engine: AsyncEngine | None = None,
+    slack_thread: tuple[str, str] | None = None,
 ) -> RunResult:
     """Run a workflow in this process and return its :class:`RunResult`.
 
@@ -95,6 +96,8 @@ async def arun(
     (``switchboard runs``), written when it starts and when it ends, and its memory.* and
     state.* nodes use that database. Long-lived callers (the Slack bot, workers) pass their
     own ``engine`` so runs share one connection pool; otherwise each run opens and closes one.
+    ``slack_thread`` is ``(channel, ts)`` of the run's Slack message (the bot passes it), where
+    ``slack.post_message`` with ``thread: run`` replies.
     """
     plan = workflow if isinstance(workflow, Plan) else build_plan(workflow)
     resolved = plan.workflow.resolve_inputs(inputs or {}, from_text=inputs_are_text)
@@ -109,6 +112,7 @@ async def arun(
         rate_limits=settings.rate_limits,
         plan=plan,
         triggered_by=triggered_by,
+        slack_thread=slack_thread,
     )
     async with AsyncExitStack() as stack:
         if record:

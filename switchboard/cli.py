@@ -33,6 +33,7 @@ from storage.workflows import WorkflowNotFoundError
 from switchboard import credentials as credential_records
 from switchboard import runs as run_records
 from switchboard import workflows as stored_workflows
+from switchboard.cli_webhooks import app as webhooks_app
 
 app = typer.Typer(
     name="switchboard",
@@ -437,6 +438,7 @@ credentials_app = typer.Typer(
     help="Encrypted credentials (secrets are read from stdin or a prompt).", no_args_is_help=True
 )
 app.add_typer(credentials_app, name="credentials")
+app.add_typer(webhooks_app, name="webhooks")
 
 
 def _credentials(call: Any) -> Any:
@@ -536,14 +538,24 @@ def runs(
 def bot(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 3000,
+    socket: Annotated[
+        bool, typer.Option("--socket", help="Connect over Slack's Socket Mode (SLACK_APP_TOKEN) instead of HTTP.")
+    ] = False,
 ) -> None:
-    """Serve the Slack bot over HTTP: /slack/events (commands, buttons, modals) and /healthz."""
+    """Serve the Slack bot over HTTP: /slack/events (commands, buttons, modals) and /healthz.
+
+    With --socket, connect to Slack over Socket Mode instead: no public URL needed.
+    """
+    from bot import socket_mode
     from bot.app import BotConfigError
     from bot.server import run
     from switchboard.settings import Settings
 
     try:
-        run(Settings(), host=host, port=port)
+        if socket:
+            socket_mode.run(Settings())
+        else:
+            run(Settings(), host=host, port=port)
     except BotConfigError as exc:
         err.print(f"[red]✗[/red] {escape(str(exc))}")
         raise typer.Exit(EXIT_INVALID) from None

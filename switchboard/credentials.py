@@ -29,21 +29,48 @@ async def open_credentials(settings: Settings | None = None) -> AsyncIterator[Cr
         yield credential_store(engine, settings)
 
 
-def resolver_for(engine: AsyncEngine, settings: Settings, owner: str | None) -> CredentialResolver:
-    """What a run's nodes call: the triggering user's own credential first, then the shared one.
+def credential_owner(triggered_by: str | None) -> str | None:
+    """The credential owner of a run's ``triggered_by``: ``slack:U123`` (the bot) -> ``U123``;
+    a bare user id (``arun(triggered_by="U123")``) is the owner itself.
+
+    Other actors (``cli:alice``, ``webhook:...``) have no credentials of their own.
+    """
+    if not triggered_by:
+        return None
+    scheme, sep, user = triggered_by.partition(":")
+    if not sep:
+        return triggered_by
+    return (user or None) if scheme == "slack" else None
+
+
+#: Credentials Switchboard keeps for itself (webhook signing secrets): never handed to a node.
+INTERNAL_PROVIDERS = frozenset({"webhook"})
+
+
+def resolver_for(engine: AsyncEngine, settings: Settings, triggered_by: str | None) -> CredentialResolver:
+    """What a run's nodes call: the triggering Slack user's own credential first (stored with
+    ``owner=<Slack user id>``, e.g. by ``/flow connect``), then the shared one.
 
     The key is loaded on the first credential a node asks for, so runs without credentials
     never touch it.
     """
+    owner = credential_owner(triggered_by)
     stores: list[CredentialStore] = []
 
     async def resolve(name: str, provider: str | None, *, rejected: str | None = None) -> Mapping[str, Any]:
         if not stores:
             stores.append(credential_store(engine, settings))
         try:
-            return await stores[0].resolve(name, provider, owner=owner, rejected=rejected)
+            resolved = await stores[0].resolve(name, provider, owner=owner, rejected=rejected)
         except CredentialError as exc:
             raise AuthError(str(exc), provider=provider or "credentials", credential=name) from None
+        if resolved.get("provider") in INTERNAL_PROVIDERS:
+            raise AuthError(
+                f"credential {name!r} belongs to Switchboard itself, not to nodes",
+                provider=provider or "credentials",
+                credential=name,
+            )
+        return resolved
 
     return resolve
 

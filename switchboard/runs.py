@@ -19,7 +19,7 @@ from switchboard.database import open_engine
 _FINAL = {"COMPLETED": "completed", "FAILED": "failed", "CRASHED": "crashed", "CANCELLED": "cancelled"}
 
 
-async def _reconcile(store: RunStore, records: list[RunRecord]) -> bool:
+async def reconcile(store: RunStore, records: list[RunRecord]) -> bool:
     """Bring records still marked running up to date with their Prefect flow runs.
 
     A run whose process died (or whose database went away) before it could record its end is
@@ -48,7 +48,7 @@ async def list_runs(*, workflow: str | None = None, status: str | None = None, l
     """Run records, newest first; records left "running" are reconciled with Prefect first."""
     async with open_engine() as engine:
         store = RunStore(engine)
-        await _reconcile(store, await store.list(workflow=workflow, status="running", limit=limit))
+        await reconcile(store, await store.list(workflow=workflow, status="running", limit=limit))
         return await store.list(workflow=workflow, status=status, limit=limit)
 
 
@@ -57,7 +57,7 @@ async def get_run(run_id: str) -> RunRecord:
     async with open_engine() as engine:
         store = RunStore(engine)
         record = await store.get(run_id)
-        if await _reconcile(store, [record]):
+        if await reconcile(store, [record]):
             record = await store.get(run_id)
         return record
 

@@ -9,6 +9,8 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from switchboard.oauth_settings import OAuthProvider, configured_providers, read_provider
+
 
 class Settings(BaseSettings):
     """Switchboard's configuration. Prefect's own settings (``PREFECT_*``) stay Prefect's."""
@@ -79,6 +81,14 @@ class Settings(BaseSettings):
     @property
     def effective_database_url(self) -> str:
         return self.database_url or f"sqlite+aiosqlite:///{self.home_dir / 'switchboard.db'}"
+
+    def oauth_provider(self, name: str) -> OAuthProvider | None:
+        """``SWITCHBOARD_OAUTH_<NAME>_*``: the OAuth client of a provider (None if not configured)."""
+        return read_provider(name)
+
+    def oauth_providers(self) -> list[str]:
+        """The providers ``/flow connect`` can connect (those with a client id)."""
+        return configured_providers()
 
     def template_env_values(self) -> dict[str, str]:
         names = [n.strip() for n in self.template_env.split(",") if n.strip()]

@@ -72,6 +72,7 @@ def bot_settings(tmp_path: Path, slack: FakeSlack, database_url: str, **override
 async def bot(tmp_path: Path, prefect_server: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Bot]:
     """The bot over HTTP on a free port, with a fresh SQLite database and a fake Slack."""
     database_url = f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"
+    monkeypatch.setenv("SWITCHBOARD_HOME", str(tmp_path))  # runs read Settings() too: same home, same key
     monkeypatch.setenv("SWITCHBOARD_DATABASE_URL", database_url)
     monkeypatch.setenv("SWITCHBOARD_FILES_DIR", str(tmp_path / "files"))
     fake = FakeHTTP().start()
@@ -82,7 +83,8 @@ async def bot(tmp_path: Path, prefect_server: str, monkeypatch: pytest.MonkeyPat
     client = AsyncWebClient(token=BOT_TOKEN, base_url=slack.api_url)
     runtime = BotRuntime(settings=settings, engine=engine, client=client)
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_web_app(runtime), host="127.0.0.1", port=port, log_level="warning"))
+    web = create_web_app(runtime, report_interval=3600)  # tests call bot.reporter themselves
+    server = uvicorn.Server(uvicorn.Config(web, host="127.0.0.1", port=port, log_level="warning"))
     serving = asyncio.create_task(server.serve())
     while not server.started:
         await asyncio.sleep(0.01)

@@ -97,3 +97,31 @@ async def test_cancel_stops_a_running_run_and_says_so(bot: Bot) -> None:
     assert (await bot.post(headers, body)).status_code == 200
     await until(lambda: not bot.runtime.running, timeout=15)
     await until(lambda: "cancelled" in block_text(bot.slack.channel_messages("CS")[0].blocks), timeout=5)
+
+
+async def test_only_people_who_may_run_a_workflow_may_cancel_or_retry_it(bot: Bot) -> None:
+    from storage.audit import entries
+
+    await bot.apply(
+        {
+            "name": "guarded",
+            "permissions": {"run": ["U1"]},
+            "nodes": [{"id": "nap", "type": "core.wait", "params": {"seconds": 30}}],
+        }
+    )
+    headers, body = slash_command("run guarded", user="U1", channel="CG")
+    await bot.post(headers, body)
+    await until(lambda: bot.runtime.running)
+    run_id = next(iter(bot.runtime.running))
+    url = bot.slack.response_url("nope")
+    headers, body = slash_command(f"cancel {run_id}", user="U9", response_url=url)
+    await bot.post(headers, body)
+    await until(lambda: bot.slack.responses("nope"))
+    assert "You may not run `guarded`, so you may not cancel its runs." in bot.slack.responses("nope")[0]["text"]
+    assert run_id in bot.runtime.running
+    assert [(e.actor, e.action) for e in await entries(bot.engine, limit=1)] == [("slack:U9", "refused-cancel")]
+    headers, body = slash_command(f"cancel {run_id}", user="U1", response_url=bot.slack.response_url("yes"))
+    await bot.post(headers, body)
+    await until(lambda: bot.slack.responses("yes"))
+    assert bot.slack.responses("yes")[0]["text"] == f"Cancelled run `{run_id}`."
+    assert run_id not in bot.runtime.running

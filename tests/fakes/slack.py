@@ -63,6 +63,8 @@ class FakeSlack:
     calls_made: list[SlackCall] = field(default_factory=list)
     messages: dict[tuple[str, str], Message] = field(default_factory=dict)
     _ts: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    #: Scripted answers per method, used (oldest first) before the method's normal handler.
+    _failures: dict[str, list[Reply]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
@@ -77,6 +79,11 @@ class FakeSlack:
 
     def response_url(self, name: str = "r1") -> str:
         return self.http.url(f"/responses/{name}")
+
+    def fail_next(self, method: str, *replies: Reply) -> None:
+        """Answer the next calls of ``method`` with ``replies`` (e.g. :func:`ratelimited`, :func:`error`)."""
+        with self._lock:
+            self._failures.setdefault(method, []).extend(replies)
 
     def calls(self, method: str | None = None) -> list[SlackCall]:
         with self._lock:
@@ -106,6 +113,9 @@ class FakeSlack:
         _, _, token = request.headers.get("authorization", "").partition(" ")
         with self._lock:
             self.calls_made.append(SlackCall(method, args, token or None))
+            scripted = self._failures.get(method)
+            if scripted:
+                return scripted.pop(0)
         if method == "apps.connections.open":
             return Reply(200, {"ok": True, "url": self.socket_url} if self.socket_url else _error("not_configured"))
         if token != self.token:
@@ -173,6 +183,16 @@ class FakeSlack:
 
 def _error(code: str) -> dict[str, Any]:
     return {"ok": False, "error": code}
+
+
+def error(code: str, **extra: Any) -> Reply:
+    """Slack's answer to a refused call: HTTP 200 with ``{"ok": false, "error": code}``."""
+    return Reply(200, {**_error(code), **extra})
+
+
+def ratelimited(retry_after: int = 1) -> Reply:
+    """Slack's rate limit: HTTP 429 with ``Retry-After`` and ``{"ok": false, "error": "ratelimited"}``."""
+    return Reply(429, _error("ratelimited"), {"Retry-After": str(retry_after)})
 
 
 def _arguments(request: Recorded) -> dict[str, Any]:

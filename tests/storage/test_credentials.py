@@ -216,3 +216,17 @@ async def test_nodes_resolve_credentials_preferring_the_triggering_user(
     assert missing.nodes["t"].status == "failed"
     assert "no credential named 'nope'" in (missing.nodes["t"].error or "")
     assert "reconnect credential 'nope'" in (missing.nodes["t"].error or "")
+
+
+async def test_nodes_never_receive_switchboards_own_secrets(engine: object, tmp_path: Path) -> None:
+    from nodes.errors import AuthError
+    from switchboard.credentials import credential_store, resolver_for
+    from switchboard.settings import Settings
+
+    settings = Settings(home=tmp_path, secret_key=Fernet.generate_key().decode())
+    store = credential_store(engine, settings)  # type: ignore[arg-type]
+    await store.add("webhook:deploy", provider="webhook", secret="whsec-abc", actor="test")
+    resolve = resolver_for(engine, settings, None)  # type: ignore[arg-type]
+    with pytest.raises(AuthError, match="belongs to Switchboard itself") as caught:
+        await resolve("webhook:deploy", None)  # a node that declares no credential kind
+    assert "whsec-abc" not in str(caught.value)

@@ -1,0 +1,215 @@
+"""Webhook triggers from Python: per-workflow secrets, and signing and checking requests.
+
+``POST /hooks/<workflow>`` on the bot starts a run of the workflow's latest version with the
+request's JSON body (an object) as its inputs. Every request is signed with the workflow's
+webhook secret::
+
+    X-Switchboard-Timestamp: 1718000000          (unix seconds, when the request was made)
+    X-Switchboard-Signature: sha256=<hex>        (HMAC-SHA256, key: the secret,
+                                                  message: b"<timestamp>." + the raw body)
+
+The bot refuses (401) a missing or malformed header, a wrong signature, and a timestamp more
+than :data:`TOLERANCE_SECONDS` before or after its clock. :func:`signed_headers` builds the
+two headers for a Python sender.
+
+Secrets are stored encrypted in the credential store (provider ``webhook``, credential name
+``webhook:<workflow>``); they are shown once, by :func:`add` and :func:`rotate`, and never
+listed, logged or posted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from storage.credentials import CredentialError, CredentialStore
+from storage.workflows import WorkflowStore
+from switchboard.credentials import credential_store
+from switchboard.database import open_engine
+from switchboard.settings import Settings
+from switchboard.workflows import default_actor
+
+#: The credential-store provider of webhook secrets.
+PROVIDER = "webhook"
+#: Credential names are ``webhook:<workflow>``.
+PREFIX = "webhook:"
+TIMESTAMP_HEADER = "X-Switchboard-Timestamp"
+SIGNATURE_HEADER = "X-Switchboard-Signature"
+#: How far a request's timestamp may be from the receiver's clock, either way.
+TOLERANCE_SECONDS = 300
+
+
+class WebhookError(RuntimeError):
+    """A webhook secret is missing, exists already, or its workflow is unknown."""
+
+
+class SignatureError(ValueError):
+    """A webhook request is not correctly signed; the message says what is wrong."""
+
+
+def credential_name(workflow: str) -> str:
+    """The credential holding ``workflow``'s webhook secret."""
+    return PREFIX + workflow
+
+
+def new_secret() -> str:
+    """A fresh secret: 32 random bytes, URL-safe base64 (43 characters)."""
+    return secrets.token_urlsafe(32)
+
+
+def signature(secret: str, timestamp: int | str, body: bytes) -> str:
+    """``sha256=<hex HMAC-SHA256(secret, b"<timestamp>." + body)>``."""
+    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"sha256={digest}"
+
+
+def signed_headers(secret: str, body: bytes, *, timestamp: int | None = None) -> dict[str, str]:
+    """The headers a sender adds to ``POST /hooks/<workflow>`` (``timestamp``: now)."""
+    stamp = int(time.time()) if timestamp is None else timestamp
+    return {
+        "Content-Type": "application/json",
+        TIMESTAMP_HEADER: str(stamp),
+        SIGNATURE_HEADER: signature(secret, stamp, body),
+    }
+
+
+def verify(
+    secret: str, *, timestamp: str | None, signature_header: str | None, body: bytes, now: float | None = None
+) -> int:
+    """Check a request's two headers; returns its timestamp, or raises :class:`SignatureError`.
+
+    The signature is compared in constant time.
+    """
+    if not timestamp:
+        raise SignatureError(f"missing {TIMESTAMP_HEADER} header (unix seconds)")
+    if not signature_header:
+        raise SignatureError(f"missing {SIGNATURE_HEADER} header (sha256=<hex HMAC-SHA256>)")
+    try:
+        stamp = int(timestamp)
+    except ValueError:
+        raise SignatureError(f"{TIMESTAMP_HEADER} must be unix seconds (an integer)") from None
+    now = time.time() if now is None else now
+    if abs(now - stamp) > TOLERANCE_SECONDS:
+        raise SignatureError(
+            f"{TIMESTAMP_HEADER} is {now - stamp:+.0f} s from the server's clock "
+            f"(allowed: ±{TOLERANCE_SECONDS} s); sign each request when you send it"
+        )
+    if not signature_header.startswith("sha256="):
+        raise SignatureError(f"{SIGNATURE_HEADER} must look like sha256=<hex>")
+    if not hmac.compare_digest(signature_header.encode(), signature(secret, stamp, body).encode()):
+        raise SignatureError("the signature does not match (wrong secret, or the body changed after signing)")
+    return stamp
+
+
+@dataclass
+class WebhookSecrets:
+    """Webhook secrets in the (encrypted) credential store."""
+
+    credentials: CredentialStore
+    workflows: WorkflowStore
+
+    @classmethod
+    def on(cls, engine: AsyncEngine, settings: Settings | None = None) -> WebhookSecrets:
+        return cls(credential_store(engine, settings), WorkflowStore(engine))
+
+    async def get(self, workflow: str) -> str | None:
+        """The decrypted secret of ``workflow``'s webhook, or None when it has none."""
+        try:
+            data = await self.credentials.resolve(credential_name(workflow), PROVIDER)
+        except CredentialError:
+            return None
+        token = data.get("token")
+        return token if isinstance(token, str) else None
+
+    async def add(self, workflow: str, *, actor: str) -> str:
+        """Create ``workflow``'s secret and return it (the only time it is shown)."""
+        await self.workflows.get(workflow)  # WorkflowNotFoundError names the fix
+        if workflow in await self.names():
+            raise WebhookError(
+                f"workflow {workflow!r} has a webhook secret already; "
+                f"`switchboard webhooks rotate {workflow}` replaces it"
+            )
+        secret = new_secret()
+        await self.credentials.add(credential_name(workflow), provider=PROVIDER, secret=secret, actor=actor)
+        return secret
+
+    async def rotate(self, workflow: str, *, actor: str) -> str:
+        """Replace ``workflow``'s secret (the old one stops working at once); return the new one."""
+        await self.remove(workflow, actor=actor)
+        secret = new_secret()
+        await self.credentials.add(credential_name(workflow), provider=PROVIDER, secret=secret, actor=actor)
+        return secret
+
+    async def remove(self, workflow: str, *, actor: str) -> None:
+        """Delete ``workflow``'s secret: its webhook refuses every request until `add`."""
+        if workflow not in await self.names():
+            raise WebhookError(f"workflow {workflow!r} has no webhook secret (`switchboard webhooks add {workflow}`)")
+        await self.credentials.remove(credential_name(workflow), actor=actor)
+
+    async def names(self) -> list[str]:
+        """The workflows that have a webhook secret (never the secrets)."""
+        return sorted(
+            info.name.removeprefix(PREFIX)
+            for info in await self.credentials.list()
+            if info.provider == PROVIDER and info.name.startswith(PREFIX) and not info.owner
+        )
+
+
+@asynccontextmanager
+async def open_webhooks(settings: Settings | None = None) -> AsyncIterator[WebhookSecrets]:
+    async with open_engine(settings) as engine:
+        yield WebhookSecrets.on(engine, settings)
+
+
+async def add(workflow: str, *, actor: str | None = None) -> str:
+    """Create a webhook secret for a stored workflow; returns it (shown once)."""
+    async with open_webhooks() as hooks:
+        return await hooks.add(workflow, actor=actor or default_actor())
+
+
+async def rotate(workflow: str, *, actor: str | None = None) -> str:
+    """Replace a workflow's webhook secret; returns the new one (shown once)."""
+    async with open_webhooks() as hooks:
+        return await hooks.rotate(workflow, actor=actor or default_actor())
+
+
+async def remove(workflow: str, *, actor: str | None = None) -> None:
+    """Delete a workflow's webhook secret."""
+    async with open_webhooks() as hooks:
+        await hooks.remove(workflow, actor=actor or default_actor())
+
+
+async def list_webhooks() -> list[str]:
+    """Names of the workflows that have a webhook secret."""
+    async with open_webhooks() as hooks:
+        return await hooks.names()
+
+
+def hook_url(workflow: str, settings: Settings | None = None) -> str:
+    """Where senders post: ``<SWITCHBOARD_PUBLIC_URL>/hooks/<workflow>`` (default: the local bot)."""
+    base = (settings or Settings()).public_url or "http://127.0.0.1:3000"
+    return f"{base.rstrip('/')}/hooks/{workflow}"
+
+
+def curl_example(workflow: str, secret: str, settings: Settings | None = None) -> str:
+    """A shell snippet that signs and sends a request (bash, openssl and curl)."""
+    return "\n".join(
+        [
+            f"SECRET='{secret}'",
+            "BODY='{}'   # the run's inputs, a JSON object",
+            "TS=$(date +%s)",
+            'SIG=$(printf \'%s.%s\' "$TS" "$BODY" | openssl dgst -sha256 -hmac "$SECRET" | sed \'s/^.*= //\')',
+            f"curl -sS -X POST '{hook_url(workflow, settings)}' \\",
+            "  -H 'Content-Type: application/json' \\",
+            f'  -H "{TIMESTAMP_HEADER}: $TS" \\',
+            f'  -H "{SIGNATURE_HEADER}: sha256=$SIG" \\',
+            '  --data-binary "$BODY"',
+        ]
+    )

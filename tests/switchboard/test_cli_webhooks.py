@@ -1,0 +1,111 @@
+"""`switchboard webhooks`: secrets shown once, stored encrypted, listed by name only."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from switchboard import webhooks
+from switchboard.cli import app
+from tests.bot.test_commands import GREET
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "switchboard.db"
+    monkeypatch.setenv("SWITCHBOARD_DATABASE_URL", f"sqlite+aiosqlite:///{path}")
+    monkeypatch.setenv("SWITCHBOARD_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("SWITCHBOARD_PUBLIC_URL", "https://bot.example.com/")
+    workflow = tmp_path / "greet.yaml"
+    workflow.write_text(yaml.safe_dump(GREET))
+    applied = runner.invoke(app, ["apply", str(workflow)])
+    assert applied.exit_code == 0, applied.output
+    return path
+
+
+def printed_secret(output: str) -> str:
+    found = re.search(r"SECRET='([A-Za-z0-9_-]+)'", output)
+    assert found, output
+    return found.group(1)
+
+
+async def stored_secret(name: str) -> str | None:
+    async with webhooks.open_webhooks() as hooks:
+        return await hooks.get(name)
+
+
+def test_add_prints_the_secret_once_with_url_and_curl_example(database: Path) -> None:
+    added = runner.invoke(app, ["webhooks", "add", "greet"])
+    assert added.exit_code == 0, added.output
+    secret = printed_secret(added.stdout)
+    assert len(secret) >= 43  # secrets.token_urlsafe(32)
+    assert added.stdout.count(secret) == 1
+    assert "URL: https://bot.example.com/hooks/greet" in added.stdout
+    assert "X-Switchboard-Signature: sha256=$SIG" in added.stdout and "openssl dgst -sha256 -hmac" in added.stdout
+    assert asyncio.run(stored_secret("greet")) == secret
+
+    listed = runner.invoke(app, ["webhooks", "list"])
+    assert listed.exit_code == 0
+    assert "greet  https://bot.example.com/hooks/greet" in listed.stdout
+    assert secret not in listed.stdout
+    credentials = runner.invoke(app, ["credentials", "list", "--json"])
+    assert secret not in credentials.stdout
+    assert secret.encode() not in database.read_bytes()
+
+
+def test_add_twice_rotate_remove(database: Path) -> None:
+    first = printed_secret(runner.invoke(app, ["webhooks", "add", "greet"]).stdout)
+    again = runner.invoke(app, ["webhooks", "add", "greet"])
+    assert again.exit_code == 2 and "switchboard webhooks rotate greet" in again.stderr
+
+    rotated = runner.invoke(app, ["webhooks", "rotate", "greet"])
+    assert rotated.exit_code == 0 and "rotated webhook secret for greet" in rotated.stdout
+    second = printed_secret(rotated.stdout)
+    assert second != first and asyncio.run(stored_secret("greet")) == second
+
+    removed = runner.invoke(app, ["webhooks", "remove", "greet"])
+    assert removed.exit_code == 0
+    assert asyncio.run(stored_secret("greet")) is None
+    assert "no webhooks" in runner.invoke(app, ["webhooks", "list"]).stdout
+    gone = runner.invoke(app, ["webhooks", "remove", "greet"])
+    assert gone.exit_code == 2 and "switchboard webhooks add greet" in gone.stderr
+    assert runner.invoke(app, ["webhooks", "rotate", "greet"]).exit_code == 2
+
+
+def test_add_for_an_unknown_workflow_says_so(database: Path) -> None:
+    result = runner.invoke(app, ["webhooks", "add", "nobody"])
+    assert result.exit_code == 2
+    assert "no stored workflow named 'nobody'" in result.stderr
+
+
+def test_signing_helpers_match_the_documented_format() -> None:
+    headers = webhooks.signed_headers("s3cret", b'{"a": 1}', timestamp=1700000000)
+    assert headers["X-Switchboard-Timestamp"] == "1700000000"
+    # printf '1700000000.{"a": 1}' | openssl dgst -sha256 -hmac s3cret
+    expected = "sha256=82fc0b8ba35d4f5b38af534e00d41a2de7d21fa3bae904bd50a8f0c3a7afb835"
+    assert headers["X-Switchboard-Signature"] == expected
+    assert (
+        webhooks.verify(
+            "s3cret",
+            timestamp="1700000000",
+            signature_header=headers["X-Switchboard-Signature"],
+            body=b'{"a": 1}',
+            now=1700000299,
+        )
+        == 1700000000
+    )
+    with pytest.raises(webhooks.SignatureError, match="±300 s"):
+        webhooks.verify(
+            "s3cret",
+            timestamp="1700000000",
+            signature_header=headers["X-Switchboard-Signature"],
+            body=b'{"a": 1}',
+            now=1700000301,
+        )
