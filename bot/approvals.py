@@ -28,7 +28,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.blocks import escape
 from bot.permissions import is_permitted
-from bot.runtime import BotRuntime, workflow_of
+from bot.runtime import BotRuntime, WorkspaceNotInstalledError, workflow_of
 from bot.threads import LiveThread
 from flows import pauses
 from flows.runner import NodeEvent
@@ -66,6 +66,8 @@ class Approval:
     answering: str | None = None
     outcome: str | None = None
     posting: asyncio.Task[None] | None = None
+    #: Posts and updates the question (its workspace's token; None: the runtime's client).
+    client: AsyncWebClient | None = None
 
 
 def mention(entry: str) -> str:
@@ -202,6 +204,7 @@ class ApprovalDesk:
 
     async def _ask(self, approval: Approval, thread: LiveThread | None) -> None:
         runtime = self.runtime
+        team: str | None = None
         try:
             if thread is not None:
                 name, version, started_by = thread.view.workflow, thread.view.version, thread.view.user
@@ -210,6 +213,7 @@ class ApprovalDesk:
                 name, version = record.workflow, record.version
                 by = record.triggered_by or ""
                 started_by = by.removeprefix("slack:") if by.startswith("slack:") else None
+                team = record.slack_team
             workflow = workflow_of(await runtime.workflows.get(name, version))
         except Exception:
             logger.exception("approval %s: could not read its run's workflow; nobody was asked", approval.id)
@@ -224,10 +228,15 @@ class ApprovalDesk:
         else:
             logger.warning("approval %s: the run has no Slack thread and %s no notify channel", approval.id, name)
             return
+        try:
+            approval.client = thread.client if thread is not None else await runtime.client_for(team)
+        except WorkspaceNotInstalledError as exc:
+            logger.warning("approval %s: nobody was asked: %s", approval.id, exc)
+            return
         text, blocks = question_message(approval)
         await asyncio.sleep(runtime.pacer.reserve(approval.channel))
         try:
-            response = await runtime.client.chat_postMessage(
+            response = await approval.client.chat_postMessage(
                 channel=approval.channel, thread_ts=approval.thread_ts, text=text, blocks=blocks
             )
         except SlackApiError as exc:
@@ -259,7 +268,8 @@ class ApprovalDesk:
         text, blocks = answered_message(approval, outcome)
         await asyncio.sleep(self.runtime.pacer.reserve(approval.channel))
         try:
-            await self.runtime.client.chat_update(channel=approval.channel, ts=approval.ts, text=text, blocks=blocks)
+            client = approval.client or self.runtime.client
+            await client.chat_update(channel=approval.channel, ts=approval.ts, text=text, blocks=blocks)
         except SlackApiError as exc:
             logger.warning("approval %s: could not update its message: %s", approval.id, exc)
 

@@ -85,7 +85,8 @@ def register(app: AsyncApp, runtime: BotRuntime) -> None:
             await ack(response_action="errors", errors=errors)
             return
         await ack()
-        await runtime.start_run(stored, inputs, user=user, channel=meta["channel"])
+        team = (body.get("team") or {}).get("id")
+        await runtime.start_run(stored, inputs, user=user, channel=meta["channel"], client=client, team=team)
 
 
 async def dispatch(runtime: BotRuntime, body: dict[str, Any], respond: Respond, client: AsyncWebClient) -> None:
@@ -111,18 +112,22 @@ async def dispatch(runtime: BotRuntime, body: dict[str, Any], respond: Respond, 
     elif verb == "logs":
         if not 1 <= len(args) <= 2:
             raise CommandError(f"Usage: `{cmd} logs RUN_ID [NODE]`")
-        await respond(text=await logs_text(runtime, args[0], args[1] if len(args) == 2 else None),
-                      response_type="ephemeral")
+        await respond(
+            text=await logs_text(runtime, args[0], args[1] if len(args) == 2 else None), response_type="ephemeral"
+        )
     elif verb == "retry":
         run_id = _one(args, f"{cmd} retry RUN_ID")
-        why_not = await runtime.retry(run_id, user=body["user_id"], channel=body["channel_id"])
-        await respond(text=why_not or f"Retrying run `{escape(run_id)}`: completed nodes are reused.",
-                      response_type="ephemeral")
+        why_not = await runtime.retry(
+            run_id, user=body["user_id"], channel=body["channel_id"], client=client, team=body.get("team_id")
+        )
+        await respond(
+            text=why_not or f"Retrying run `{escape(run_id)}`: completed nodes are reused.", response_type="ephemeral"
+        )
     elif verb == "connect":
         await connect.connect_command(runtime, body, args, respond)
     elif verb == "cancel":
         run_id = _one(args, f"{cmd} cancel RUN_ID")
-        why_not = await runtime.cancel(run_id, user=body["user_id"])
+        why_not = await runtime.cancel(run_id, user=body["user_id"], client=client)
         await respond(text=escape(why_not) if why_not else f"Cancelled run `{run_id}`.", response_type="ephemeral")
     else:
         raise CommandError(f"I don't know `{escape(verb)}`. Try `{cmd} help`.")
@@ -224,7 +229,9 @@ async def run_command(
         raise CommandError(
             f"Those inputs do not fit `{escape(workflow.name)}`:\n{problems}\nType: `{cmd} run {workflow.name} {usage}`"
         ) from None
-    await runtime.start_run(stored, inputs, user=user, channel=body["channel_id"])
+    await runtime.start_run(
+        stored, inputs, user=user, channel=body["channel_id"], client=client, team=body.get("team_id")
+    )
 
 
 def inputs_modal(

@@ -274,6 +274,7 @@ async def notify(runtime: BotRuntime, pending: PendingAuthorization) -> None:
         f"`{escape(pending.credential)}`: the runs you start from Slack use it."
     )
     try:
-        await runtime.client.chat_postMessage(channel=pending.slack_user, text=text)
+        client = await runtime.client_for(pending.slack_team)
+        await client.chat_postMessage(channel=pending.slack_user, text=text)
     except Exception:  # the credential is stored; a failed notice must not fail the page
         logger.exception("could not tell %s that %s is connected", pending.slack_user, pending.provider)

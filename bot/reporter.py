@@ -22,7 +22,7 @@ from prefect.states import Crashed
 from slack_sdk.errors import SlackApiError
 
 from bot.blocks import RunView, run_message
-from bot.runtime import BotRuntime
+from bot.runtime import BotRuntime, WorkspaceNotInstalledError
 from storage.runs import RunRecord
 from switchboard.runs import reconcile
 
@@ -78,11 +78,14 @@ async def _write_summary(runtime: BotRuntime, record: RunRecord) -> bool:
     if record.ended_at is not None:
         view.duration_s = (record.ended_at - record.started_at).total_seconds()
     text, blocks = run_message(view)
+    try:
+        client = await runtime.client_for(record.slack_team)
+    except WorkspaceNotInstalledError as exc:
+        logger.warning("could not report run %s: %s", record.id, exc)
+        return True  # the workspace removed the app: nothing can be updated there
     await asyncio.sleep(runtime.pacer.reserve(record.slack_channel))
     try:
-        await runtime.client.chat_update(
-            channel=record.slack_channel, ts=record.slack_message, text=text, blocks=blocks
-        )
+        await client.chat_update(channel=record.slack_channel, ts=record.slack_message, text=text, blocks=blocks)
     except SlackApiError as exc:
         logger.warning("could not report run %s: %s", record.id, exc.response.get("error"))
         return exc.response.get("error") in ("message_not_found", "channel_not_found")  # nothing left to update

@@ -1,6 +1,11 @@
 """What the bot holds while it serves: one database engine, the Slack client, the runs it is
 executing and their live messages.
 
+With one workspace (``SLACK_BOT_TOKEN``) every post goes through :attr:`BotRuntime.client`. In
+multi-workspace mode (``SLACK_CLIENT_ID`` and ``SLACK_CLIENT_SECRET``) that client has no token:
+each run posts with its own workspace's bot token (the listener's client, or
+:meth:`BotRuntime.client_for` from the installation store).
+
 Runs triggered from Slack execute in this process (as asyncio tasks) on the embedded or
 configured Prefect API; each gets a :class:`~bot.threads.LiveThread`.
 """
@@ -27,13 +32,19 @@ from flows.plan import build_plan
 from flows.results import RunResult
 from flows.runner import Listener, NodeEvent
 from storage import audit
+from storage.crypto import load_keyring
 from storage.models import utcnow
 from storage.runs import RunRecordNotFoundError, RunStore
+from storage.slack_installations import SlackInstallationStore
 from storage.workflows import StoredVersion, WorkflowNotFoundError, WorkflowStore
 from switchboard.api import new_run_id
 from switchboard.settings import Settings
 
 logger = logging.getLogger(__name__)
+
+
+class WorkspaceNotInstalledError(LookupError):
+    """No bot token for that Slack workspace (multi-workspace mode): it has not installed the app."""
 
 
 @dataclass
@@ -53,11 +64,45 @@ class BotRuntime:
     client: AsyncWebClient
     pacer: ChannelPacer = field(default_factory=ChannelPacer)
     running: dict[str, StartedRun] = field(default_factory=dict)
+    #: Runs whose message is being posted and that are not in :attr:`running` yet.
+    launching: int = 0
     #: When this process started: unfinished in-process runs from before it died with an earlier one.
     started_at: datetime = field(default_factory=utcnow)
     #: Also told every node event of the runs started here, with the run's live thread (None:
     #: the run has no message); ``bot.approvals`` posts its buttons from a ``waiting`` event.
     event_hooks: list[Callable[[LiveThread | None, NodeEvent], None]] = field(default_factory=list)
+    #: The installed workspaces (multi-workspace mode only; None: one workspace, one token).
+    installations: SlackInstallationStore | None = None
+
+    def __post_init__(self) -> None:
+        if self.installations is None and self.settings.slack_multi_workspace:
+            secret = self.settings.secret_key.get_secret_value() if self.settings.secret_key else None
+            self.installations = SlackInstallationStore(self.engine, load_keyring(secret, self.settings.home_dir))
+
+    async def client_for(self, team: str | None) -> AsyncWebClient:
+        """The client that posts in Slack workspace ``team``.
+
+        One workspace: :attr:`client`. Several: a client with ``team``'s bot token from the
+        installation store (``team`` None: the only installed workspace); raises
+        :class:`WorkspaceNotInstalledError` when there is none.
+        """
+        if self.installations is None:
+            return self.client
+        team = team or await self.only_team()
+        token = await self.installations.bot_token(team)
+        if token is None:
+            raise WorkspaceNotInstalledError(f"Slack workspace {team} has not installed the app (/slack/install)")
+        return AsyncWebClient(token=token, base_url=self.client.base_url, timeout=self.client.timeout)
+
+    async def only_team(self) -> str:
+        """The one installed workspace, for runs not started from Slack (webhooks, schedules)."""
+        teams = await self.installations.teams() if self.installations is not None else []
+        if len(teams) != 1:
+            raise WorkspaceNotInstalledError(
+                f"{len(teams)} Slack workspaces installed the app: a run not started from Slack "
+                "cannot tell which one to post in"
+            )
+        return teams[0]
 
     @property
     def workflows(self) -> WorkflowStore:
@@ -82,11 +127,22 @@ class BotRuntime:
         user: str | None,
         channel: str,
         trigger: str = "slack",
+        client: AsyncWebClient | None = None,
+        team: str | None = None,
     ) -> StartedRun:
         """Post the run's message and start the run in the background.
 
         ``inputs`` must already be resolved (typed and validated) against the workflow.
+        ``client`` posts the run's messages (default :attr:`client`; a listener's client carries
+        its workspace's token); ``team`` is that workspace, remembered with the run.
         """
+        view, call = self._fresh_run(stored, inputs, user=user, trigger=trigger, triggered_by=None)
+        return await self._launch(view, channel, call, client=client, team=team)
+
+    def _fresh_run(
+        self, stored: StoredVersion, inputs: dict[str, Any], *, user: str | None, trigger: str, triggered_by: str | None
+    ) -> tuple[RunView, Callable[[Listener, tuple[str, str] | None], Awaitable[RunResult]]]:
+        """The view of a new run of ``stored`` (every node queued) and the call that runs it."""
         plan = build_plan(stored.definition)
         view = RunView(run_id=new_run_id(), workflow=stored.name, version=stored.version, user=user, inputs=inputs)
         view.nodes = {node_id: NodeLine() for node_id in plan.order}
@@ -99,20 +155,31 @@ class BotRuntime:
                 version=stored.version,
                 listeners=[listen],
                 run_id=view.run_id,
-                triggered_by=f"slack:{user}" if user else None,
+                triggered_by=triggered_by or (f"slack:{user}" if user else None),
                 engine=self.engine,
                 slack_thread=slack_thread,
             )
 
-        return await self._launch(view, channel, call)
+        return view, call
 
-    async def retry(self, run_id: str, *, user: str, channel: str) -> str | None:
-        """Resume a failed run with a new live message; returns why not, or None when started."""
+    async def retry(
+        self,
+        run_id: str,
+        *,
+        user: str,
+        channel: str,
+        client: AsyncWebClient | None = None,
+        team: str | None = None,
+    ) -> str | None:
+        """Resume a failed run with a new live message; returns why not, or None when started.
+
+        ``client`` and ``team`` as for :meth:`start_run`.
+        """
         try:
             record = await self.runs.get(run_id)
         except RunRecordNotFoundError:
             return f"No run `{run_id}`."
-        if not await self.may_run(user, record.workflow):
+        if not await self.may_run(user, record.workflow, client=client):
             await self.audit_refusal(user, "retry", record.workflow, {"run_id": run_id})
             return f"You may not run `{record.workflow}`, so you may not retry its runs."
         view = RunView(
@@ -133,7 +200,7 @@ class BotRuntime:
             await switchboard.api.check_retryable(run_id)
         except (switchboard.NotRetryableError, switchboard.RunNotFoundError) as exc:
             return str(exc)
-        await self._launch(view, channel, call)
+        await self._launch(view, channel, call, client=client, team=team)
         return None
 
     async def _launch(
@@ -143,22 +210,29 @@ class BotRuntime:
         call: Callable[[Listener, tuple[str, str] | None], Awaitable[RunResult]],
         *,
         post_first: bool = True,
+        client: AsyncWebClient | None = None,
+        team: str | None = None,
     ) -> StartedRun:
         """Run ``call`` in the background with a live message in ``channel`` (None: no message).
 
         ``post_first``: post before returning (a Slack user waits to see it), or from the run's
         task (webhooks and schedules answer at once; a channel Slack refuses costs the message,
-        not the run).
+        not the run). ``client`` posts it (default :attr:`client`) in workspace ``team``.
         """
-        thread = LiveThread(self.client, self.pacer, channel, view) if channel else None
-        slack_thread = (thread.channel, await thread.post()) if thread and post_first else None
+        thread = LiveThread(client or self.client, self.pacer, channel, view) if channel else None
+        self.launching += 1
+        try:
+            slack_thread = (thread.channel, await thread.post()) if thread and post_first else None
+        except BaseException:
+            self.launching -= 1
+            raise
         attaching: list[asyncio.Task[None]] = []
 
         def listen(event: NodeEvent) -> None:
             if event.kind == "run_started" and event.flow_run_id:
                 view.flow_run_url = self.prefect_ui_url(event.flow_run_id)
                 if thread is not None and thread.ts is not None:
-                    attaching.append(asyncio.create_task(self._attach(view.run_id, thread.channel, thread.ts)))
+                    attaching.append(asyncio.create_task(self._attach(view.run_id, thread.channel, thread.ts, team)))
             if thread is not None:
                 thread.on_event(event)
             for hook in self.event_hooks:
@@ -190,6 +264,7 @@ class BotRuntime:
         task = asyncio.create_task(execute(), name=f"run-{view.run_id}")
         started = StartedRun(view.run_id, view.workflow, thread, task)
         self.running[view.run_id] = started
+        self.launching -= 1
         return started
 
     async def start_unattended(
@@ -203,31 +278,23 @@ class BotRuntime:
         message, not the run. Without ``notify`` the run has no Slack message. The run is
         recorded with ``trigger`` and ``triggered_by`` (default: the trigger's name).
         """
-        plan = build_plan(stored.definition)
-        notify = plan.workflow.notify
-        view = RunView(run_id=new_run_id(), workflow=stored.name, version=stored.version, user=None, inputs=inputs)
-        view.nodes = {node_id: NodeLine() for node_id in plan.order}
+        notify = workflow_of(stored).notify
+        channel, client, team = notify.channel if notify else None, self.client, None
+        if channel and self.installations is not None:
+            try:
+                team = await self.only_team()
+                client = await self.client_for(team)
+            except WorkspaceNotInstalledError as exc:
+                logger.warning("a %s run of %s has no Slack message: %s", trigger, stored.name, exc)
+                channel = None
+        view, call = self._fresh_run(stored, inputs, user=None, trigger=trigger, triggered_by=triggered_by or trigger)
+        return await self._launch(view, channel, call, post_first=False, client=client, team=team)
 
-        async def call(listen: Listener, slack_thread: tuple[str, str] | None) -> RunResult:
-            return await switchboard.arun(
-                plan,
-                inputs,
-                trigger=trigger,
-                version=stored.version,
-                listeners=[listen],
-                run_id=view.run_id,
-                triggered_by=triggered_by or trigger,
-                engine=self.engine,
-                slack_thread=slack_thread,
-            )
-
-        return await self._launch(view, notify.channel if notify else None, call, post_first=False)
-
-    async def _attach(self, run_id: str, channel: str, ts: str | None) -> None:
+    async def _attach(self, run_id: str, channel: str, ts: str | None, team: str | None = None) -> None:
         if ts is None:
             return
         try:
-            await self.runs.attach_slack(run_id, channel=channel, message_ts=ts)
+            await self.runs.attach_slack(run_id, channel=channel, message_ts=ts, team=team)
         except Exception:  # no run record (an unrecorded run): nothing to report later
             logger.warning("could not remember the Slack message of run %s", run_id, exc_info=True)
 
@@ -237,25 +304,27 @@ class BotRuntime:
             self.engine, actor=f"slack:{user}", action=f"refused-{action}", target=workflow, detail=detail or {}
         )
 
-    async def may_run(self, user: str, workflow: str) -> bool:
-        """Whether ``user`` may run (and so retry or cancel runs of) ``workflow``."""
+    async def may_run(self, user: str, workflow: str, *, client: AsyncWebClient | None = None) -> bool:
+        """Whether ``user`` may run (and so retry or cancel runs of) ``workflow``; ``client`` (of
+        the user's workspace, default :attr:`client`) reads user groups and channel members."""
         try:
             stored = await self.workflows.get(workflow)
         except WorkflowNotFoundError:
             return user in self.settings.slack_admin_ids
         permissions = workflow_of(stored).permissions
         allowed = permissions.run if permissions else None
-        return await is_permitted(self.client, user, allowed, admins=self.settings.slack_admin_ids)
+        return await is_permitted(client or self.client, user, allowed, admins=self.settings.slack_admin_ids)
 
-    async def cancel(self, run_id: str, *, user: str | None = None) -> str | None:
+    async def cancel(self, run_id: str, *, user: str | None = None, client: AsyncWebClient | None = None) -> str | None:
         """Cancel a run this process is executing; returns why not, or None when cancelled.
 
-        With ``user``, only someone who may run the workflow may cancel it (refusals audited).
+        With ``user``, only someone who may run the workflow may cancel it (refusals audited);
+        ``client`` as for :meth:`may_run`.
         """
         started = self.running.get(run_id)
         if started is None:
             return f"Run `{run_id}` is not running here."
-        if user is not None and not await self.may_run(user, started.workflow):
+        if user is not None and not await self.may_run(user, started.workflow, client=client):
             await self.audit_refusal(user, "cancel", started.workflow, {"run_id": run_id})
             return f"You may not run `{started.workflow}`, so you may not cancel its runs."
         started.task.cancel()

@@ -25,7 +25,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from bot import connect
-from bot.app import BotConfigError, create_app
+from bot.app import INSTALL_PATH, REDIRECT_PATH, BotConfigError, create_app
 from bot.reporter import INTERVAL as REPORT_INTERVAL
 from bot.reporter import report_forever
 from bot.runtime import BotRuntime
@@ -62,6 +62,10 @@ class ReplayGuard:
 
 
 def slack_client(settings: Settings) -> AsyncWebClient:
+    """The bot's Web API client: with the single workspace's token, or, in multi-workspace mode,
+    without one (each workspace's token comes from the installation store)."""
+    if settings.slack_multi_workspace:
+        return AsyncWebClient(base_url=settings.slack_api_url)
     if settings.slack_bot_token is None:
         raise BotConfigError("set SLACK_BOT_TOKEN (xoxb-..., the app's OAuth & Permissions page)")
     return AsyncWebClient(token=settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url)
@@ -73,6 +77,9 @@ def create_web_app(runtime: BotRuntime, *, report_interval: float = REPORT_INTER
     bolt = create_app(runtime)
     handler = AsyncSlackRequestHandler(bolt)
     guard = ReplayGuard()
+
+    async def slack_install(request: Request) -> Response:
+        return await handler.handle(request)  # Bolt's OAuth flow: the install redirect, the callback
 
     async def slack_events(request: Request) -> Response:
         key = (request.headers.get("x-slack-signature", ""), request.headers.get("x-slack-request-timestamp", ""))
@@ -107,6 +114,11 @@ def create_web_app(runtime: BotRuntime, *, report_interval: float = REPORT_INTER
         routes=[
             Route("/slack/events", slack_events, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
+            *(
+                [Route(path, slack_install, methods=["GET"]) for path in (INSTALL_PATH, REDIRECT_PATH)]
+                if runtime.settings.slack_multi_workspace
+                else []
+            ),
             *connect.routes(runtime),
             Route("/hooks/{workflow}", webhook_endpoint(runtime), methods=["POST"]),
         ],
@@ -122,6 +134,8 @@ async def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 3000
         config = uvicorn.Config(web, host=host, port=port, log_level="info", lifespan="on")
         server = uvicorn.Server(config)
         logger.info("Switchboard bot on http://%s:%d/slack/events", host, port)
+        if settings.slack_multi_workspace:
+            logger.info("workspaces install the app from http://%s:%d%s", host, port, INSTALL_PATH)
         await server.serve()
 
 

@@ -87,6 +87,8 @@ class RunRow(Base):
     slack_channel: Mapped[str | None] = mapped_column(String(40))
     slack_thread: Mapped[str | None] = mapped_column(String(40))
     slack_message: Mapped[str | None] = mapped_column(String(40))
+    #: The Slack workspace (team id) of the message; None: the single workspace.
+    slack_team: Mapped[str | None] = mapped_column(String(40), default=None)
     #: When the bot last wrote the run's final state into its Slack message (None: not yet).
     slack_reported_at: Mapped[datetime | None] = mapped_column(default=None)
     inputs: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

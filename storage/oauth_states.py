@@ -84,11 +84,17 @@ class OAuthStateStore:
             session.add(row)
         return state, _pending(row)
 
-    async def consume(self, state: str) -> PendingAuthorization | None:
-        """The authorization ``state`` stands for, deleting it; None if unknown, used or expired."""
+    async def consume(self, state: str, *, provider: str | None = None) -> PendingAuthorization | None:
+        """The authorization ``state`` stands for, deleting it; None if unknown, used or expired.
+
+        ``provider``: only a state issued for that provider counts (others are left alone).
+        """
         key = hash_state(state)
+        query = select(OAuthStateRow).where(OAuthStateRow.state_hash == key)
+        if provider is not None:
+            query = query.where(OAuthStateRow.provider == provider)
         async with self.sessions() as session, session.begin():
-            row = (await session.execute(select(OAuthStateRow).where(OAuthStateRow.state_hash == key))).scalar()
+            row = (await session.execute(query)).scalar()
             if row is None:
                 return None
             deleted = await session.execute(delete(OAuthStateRow).where(OAuthStateRow.state_hash == key))

@@ -39,6 +39,7 @@ class RunRecord:
     slack_thread: str | None = None
     slack_message: str | None = None
     slack_reported_at: datetime | None = None
+    slack_team: str | None = None
 
     @property
     def is_final(self) -> bool:
@@ -79,6 +80,7 @@ def _record(row: RunRow) -> RunRecord:
         slack_thread=row.slack_thread,
         slack_message=row.slack_message,
         slack_reported_at=row.slack_reported_at,
+        slack_team=row.slack_team,
     )
 
 
@@ -136,13 +138,15 @@ class RunStore:
             row.error = error
             row.ended_at = utcnow()
 
-    async def attach_slack(self, run_id: str, *, channel: str, message_ts: str) -> None:
-        """Remember the run's Slack message (so its end is reported even after a bot restart)."""
+    async def attach_slack(self, run_id: str, *, channel: str, message_ts: str, team: str | None = None) -> None:
+        """Remember the run's Slack message (so its end is reported even after a bot restart);
+        ``team``: its workspace, when the bot serves several."""
         async with self.sessions() as session, session.begin():
             row = await session.get(RunRow, run_id, with_for_update=True)
             if row is None:
                 raise RunRecordNotFoundError(f"no run record {run_id!r}")
             row.slack_channel, row.slack_message, row.slack_thread = channel, message_ts, message_ts
+            row.slack_team = team
 
     async def mark_slack_reported(self, run_id: str) -> None:
         """The run's final state is in its Slack message."""

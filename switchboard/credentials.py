@@ -12,6 +12,7 @@ from nodes.context import CredentialResolver
 from nodes.errors import AuthError
 from storage.credentials import CredentialError, CredentialInfo, CredentialStore
 from storage.crypto import load_keyring
+from storage.slack_installations import SlackInstallationStore
 from switchboard.database import open_engine
 from switchboard.settings import Settings
 from switchboard.workflows import default_actor
@@ -109,6 +110,8 @@ async def remove(name: str, *, owner: str | None = None, actor: str | None = Non
 
 
 async def rotate_key(*, actor: str | None = None) -> int:
-    """Re-encrypt every credential under the first key of ``SWITCHBOARD_SECRET_KEY``."""
+    """Re-encrypt every credential (and the Slack workspaces' bot tokens) under the first key of
+    ``SWITCHBOARD_SECRET_KEY``; returns how many."""
     async with open_credentials() as store:
-        return await store.rotate_key(actor=actor or default_actor())
+        count = await store.rotate_key(actor=actor or default_actor())
+        return count + await SlackInstallationStore(store.engine, store.keyring).rotate_key()

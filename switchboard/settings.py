@@ -60,11 +60,30 @@ class Settings(BaseSettings):
     slack_api_url: str = Field(
         default="https://slack.com/api/", description="Slack's Web API base URL (a fake's in tests)."
     )
+    slack_client_id: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("SWITCHBOARD_SLACK_CLIENT_ID", "SLACK_CLIENT_ID"),
+        description="The app's client id: with the client secret, the bot serves any workspace that installs it.",
+    )
+    slack_client_secret: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("SWITCHBOARD_SLACK_CLIENT_SECRET", "SLACK_CLIENT_SECRET"),
+        description="The app's client secret (multi-workspace install flow).",
+    )
+    slack_oauth_url: str = Field(
+        default="https://slack.com/oauth/v2/authorize",
+        description="Where /slack/install sends the browser to authorize the app (a fake's in tests).",
+    )
     slack_command: str = Field(default="/flow", pattern=r"^/[a-z0-9_-]+$", description="The slash command's name.")
     slack_admins: str = Field(default="", description="Comma-separated Slack user ids that may do anything.")
     public_url: str | None = Field(
         default=None, description="Where Slack and browsers reach the bot (links to OAuth callbacks and webhooks)."
     )
+
+    @property
+    def slack_multi_workspace(self) -> bool:
+        """Client id and secret set: workspaces install the app (OAuth), each with its own bot token."""
+        return bool(self.slack_client_id and self.slack_client_secret and self.slack_client_secret.get_secret_value())
 
     @property
     def slack_admin_ids(self) -> frozenset[str]:

@@ -51,7 +51,7 @@ class Bot:
     async def settle(self, timeout: float = 60.0) -> None:
         """Wait until every run the bot started has ended and its message was finalised."""
         deadline = asyncio.get_running_loop().time() + timeout
-        while self.runtime.running:
+        while self.runtime.running or self.runtime.launching:
             if asyncio.get_running_loop().time() > deadline:
                 raise TimeoutError(f"runs still going: {list(self.runtime.running)}")
             await asyncio.sleep(0.05)

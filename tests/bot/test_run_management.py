@@ -26,7 +26,15 @@ def flaky(url: str) -> dict:
         "name": "flaky",
         "nodes": [
             {"id": "first", "type": "text.template", "params": {"template": "ready"}},
-            {"id": "call", "type": "http.request", "params": {"url": url}, "needs": ["first"]},
+            # a 404 is permanent (not retried); retries only cover a flaky local connection
+            {
+                "id": "call",
+                "type": "http.request",
+                "params": {"url": url},
+                "needs": ["first"],
+                "retries": 2,
+                "retry_delay": 0,
+            },
         ],
     }
 
@@ -35,7 +43,7 @@ async def test_a_failed_run_offers_retry_which_resumes_it(
     bot: Bot, fake_http: FakeHTTP, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("SWITCHBOARD_HTTP_ALLOW_HOSTS", "127.0.0.1")
-    fake_http.script("GET", "/flaky", Reply(500, "down"), Reply(200, {"ok": True}))
+    fake_http.script("GET", "/flaky", Reply(404, "not yet"), Reply(200, {"ok": True}))
     await bot.apply(flaky(fake_http.url("/flaky")))
     headers, body = slash_command("run flaky", channel="CF")
     await bot.post(headers, body)

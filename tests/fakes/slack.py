@@ -4,20 +4,27 @@ that build correctly signed slash-command and interactivity requests.
 >>> slack = FakeSlack(fake_http)              # Web API at slack.api_url (".../api/")
 >>> slack.calls("chat.postMessage")[0].args["channel"]
 >>> headers, body = slash_command(SECRET, "/flow", "run hello name=Ada", user="U1")
+
+Several workspaces (the multi-workspace install flow): ``authorize_url`` is Slack's OAuth
+authorize page, which approves at once and sends the browser back with a code;
+``oauth.v2.access`` exchanges it for a new bot token of that workspace, and every Web API call
+records the workspace its token belongs to (``SlackCall.team``).
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import hmac
 import itertools
 import json
+import secrets
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qs, urlencode
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 from tests.fakes.http import FakeHTTP, Recorded, Reply
 
@@ -25,6 +32,9 @@ SIGNING_SECRET = "test-signing-secret"
 BOT_TOKEN = "xoxb-test-token"
 TEAM = "T0TEAM"
 BOT_USER = "UBOT"
+CLIENT_ID = "1111.2222"
+CLIENT_SECRET = "test-client-secret"
+APP_ID = "A0APP"
 
 
 @dataclass(frozen=True)
@@ -34,6 +44,20 @@ class SlackCall:
     method: str
     args: dict[str, Any]
     token: str | None
+    #: The workspace the token belongs to (None: no token, or one Slack does not know).
+    team: str | None = None
+
+
+@dataclass(frozen=True)
+class Grant:
+    """An authorization the user approved on the authorize page, waiting for ``oauth.v2.access``."""
+
+    team: str
+    team_name: str
+    user: str
+    scope: str
+    user_scope: str
+    redirect_uri: str | None
 
 
 @dataclass
@@ -60,7 +84,13 @@ class FakeSlack:
     channels: dict[str, list[str]] = field(default_factory=dict)
     #: What ``apps.connections.open`` returns (a local WebSocket URL for Socket Mode).
     socket_url: str | None = None
+    #: Bot token -> the workspace (team id) it belongs to; ``token`` belongs to ``TEAM``.
+    teams: dict[str, str] = field(default_factory=dict)
+    #: The OAuth app ``oauth.v2.access`` accepts.
+    client_id: str = CLIENT_ID
+    client_secret: str = CLIENT_SECRET
     calls_made: list[SlackCall] = field(default_factory=list)
+    _grants: dict[str, Grant] = field(default_factory=dict)
     messages: dict[tuple[str, str], Message] = field(default_factory=dict)
     _ts: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     #: Scripted answers per method, used (oldest first) before the method's normal handler.
@@ -68,6 +98,8 @@ class FakeSlack:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
+        self.teams.setdefault(self.token, TEAM)
+        self.http.route("GET", "/oauth/v2/authorize", self._authorize)
         self.http.route("POST", "/api/", self._api, prefix=True)
         self.http.route("GET", "/api/", self._api, prefix=True)  # slack_sdk GETs some read methods
         self.http.route("POST", "/responses/", self._response, prefix=True)
@@ -76,6 +108,16 @@ class FakeSlack:
     def api_url(self) -> str:
         """The Web API base URL (``SWITCHBOARD_SLACK_API_URL``)."""
         return self.http.url("/api/")
+
+    @property
+    def authorize_url(self) -> str:
+        """Slack's OAuth authorize page (``SWITCHBOARD_SLACK_OAUTH_URL``)."""
+        return self.http.url("/oauth/v2/authorize")
+
+    def tokens_of(self, team: str) -> list[str]:
+        """The bot tokens issued to workspace ``team``, oldest first."""
+        with self._lock:
+            return [token for token, owner in self.teams.items() if owner == team]
 
     def response_url(self, name: str = "r1") -> str:
         return self.http.url(f"/responses/{name}")
@@ -107,32 +149,100 @@ class FakeSlack:
     def _response(self, request: Recorded) -> Reply:
         return Reply(200, "ok")
 
+    def _authorize(self, request: Recorded) -> Reply:
+        """The user approves the install at once: back to the redirect URI with a code and the state.
+
+        ``team`` (Bolt passes on ``/slack/install?team=T...``) picks the workspace; default ``TEAM``.
+        """
+        query = {key: values[-1] for key, values in request.query.items()}
+        if query.get("client_id") != self.client_id:
+            return Reply(400, "invalid_client_id")
+        redirect = query.get("redirect_uri")
+        if not redirect:
+            return Reply(400, "this fake needs a redirect_uri (set the bot's public URL)")
+        team = query.get("team") or TEAM
+        code = secrets.token_urlsafe(12)
+        grant = Grant(
+            team=team,
+            team_name=f"Workspace {team}",
+            user=f"U{team}ADMIN",
+            scope=query.get("scope", ""),
+            user_scope=query.get("user_scope", ""),
+            redirect_uri=redirect,
+        )
+        with self._lock:
+            self._grants[code] = grant
+        back = urlencode({"code": code, "state": query.get("state", "")})
+        separator = "&" if urlsplit(redirect).query else "?"
+        return Reply(302, "", {"Location": f"{redirect}{separator}{back}"})
+
+    def _oauth_v2_access(self, request: Recorded, args: dict[str, Any]) -> dict[str, Any]:
+        """The code for a new bot token (the documented response shape; single-use codes)."""
+        scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+        client_id, client_secret = args.get("client_id"), args.get("client_secret")
+        if scheme.lower() == "basic":
+            client_id, _, client_secret = base64.b64decode(credentials).decode().partition(":")
+        if client_id != self.client_id:
+            return _error("invalid_client_id")
+        if client_secret != self.client_secret:
+            return _error("bad_client_secret")
+        with self._lock:
+            grant = self._grants.pop(str(args.get("code")), None)
+        if grant is None:
+            return _error("invalid_code")
+        if grant.redirect_uri and args.get("redirect_uri") != grant.redirect_uri:
+            return _error("bad_redirect_uri")
+        token = f"xoxb-{grant.team}-{secrets.token_hex(8)}"
+        with self._lock:
+            self.teams[token] = grant.team
+        installer: dict[str, Any] = {"id": grant.user}
+        if grant.user_scope:
+            installer.update(scope=grant.user_scope, access_token=f"xoxp-{secrets.token_hex(8)}", token_type="user")
+        return {
+            "ok": True,
+            "access_token": token,
+            "token_type": "bot",
+            "scope": grant.scope,
+            "bot_user_id": BOT_USER,
+            "app_id": APP_ID,
+            "team": {"id": grant.team, "name": grant.team_name},
+            "enterprise": None,
+            "is_enterprise_install": False,
+            "authed_user": installer,
+        }
+
     def _api(self, request: Recorded) -> Reply:
         method = request.path.removeprefix("/api/")
         args = _arguments(request)
-        _, _, token = request.headers.get("authorization", "").partition(" ")
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        token = token if scheme.lower() == "bearer" else ""
         with self._lock:
-            self.calls_made.append(SlackCall(method, args, token or None))
+            team = self.teams.get(token)
+            self.calls_made.append(SlackCall(method, args, token or None, team))
             scripted = self._failures.get(method)
             if scripted:
                 return scripted.pop(0)
         if method == "apps.connections.open":
             return Reply(200, {"ok": True, "url": self.socket_url} if self.socket_url else _error("not_configured"))
-        if token != self.token:
+        if method == "oauth.v2.access":
+            return Reply(200, self._oauth_v2_access(request, args))
+        if team is None:
             return Reply(200, _error("invalid_auth"))
+        if method == "auth.test":
+            return Reply(200, self._auth_test(args, team))
         handler = getattr(self, "_" + method.replace(".", "_"), None)
         if handler is None:
             return Reply(200, _error("unknown_method"))
         body: dict[str, Any] = handler(args)
         return Reply(200, body)
 
-    def _auth_test(self, args: dict[str, Any]) -> dict[str, Any]:
+    def _auth_test(self, args: dict[str, Any], team: str = TEAM) -> dict[str, Any]:
         return {
             "ok": True,
             "url": "https://fake.slack.example/",
             "team": "Fake",
             "user": "switchboard",
-            "team_id": TEAM,
+            "team_id": team,
             "user_id": BOT_USER,
             "bot_id": "BBOT",
         }
@@ -233,12 +343,13 @@ def slash_command(
     trigger_id: str = "trigger-1",
     secret: str = SIGNING_SECRET,
     timestamp: int | None = None,
+    team: str = TEAM,
 ) -> tuple[dict[str, str], bytes]:
-    """A signed slash-command request (form fields as Slack documents them)."""
+    """A signed slash-command request (form fields as Slack documents them) from workspace ``team``."""
     body = urlencode(
         {
             "token": "deprecated-verification-token",
-            "team_id": TEAM,
+            "team_id": team,
             "team_domain": "fake",
             "channel_id": channel,
             "channel_name": "general",
