@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import builtins
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from storage.audit import record
@@ -182,3 +183,49 @@ class RunStore:
             query = query.where(RunRow.status == status)
         async with self.sessions() as session:
             return [_record(row) for row in (await session.execute(query)).scalars()]
+
+    async def ended_before(self, cutoff: datetime, *, limit: int = 500) -> builtins.list[RunRecord]:
+        """Runs that ended (a final status) before ``cutoff``, oldest first; running ones never."""
+        query = (
+            select(RunRow)
+            .where(RunRow.status.in_(FINAL_STATUSES), RunRow.ended_at.is_not(None), RunRow.ended_at < cutoff)
+            .order_by(RunRow.ended_at, RunRow.id)
+            .limit(limit)
+        )
+        async with self.sessions() as session:
+            return [_record(row) for row in (await session.execute(query)).scalars()]
+
+    async def count_ended_before(self, cutoff: datetime) -> tuple[int, int]:
+        """How many runs :meth:`ended_before` would return without a limit, and how many of them
+        have a Prefect flow run."""
+        query = select(func.count(), func.count(RunRow.flow_run_id)).where(
+            RunRow.status.in_(FINAL_STATUSES), RunRow.ended_at.is_not(None), RunRow.ended_at < cutoff
+        )
+        async with self.sessions() as session:
+            runs, flow_runs = (await session.execute(query)).one()
+            return int(runs), int(flow_runs)
+
+    async def count_running_since_before(self, cutoff: datetime) -> int:
+        """Runs still marked running that started before ``cutoff`` (kept by a clean-up)."""
+        query = select(func.count()).select_from(RunRow).where(RunRow.status == "running", RunRow.started_at < cutoff)
+        async with self.sessions() as session:
+            return int((await session.execute(query)).scalar_one())
+
+    async def delete_ended(self, run_ids: builtins.list[str], *, actor: str, detail: dict[str, Any]) -> int:
+        """Delete the ended runs among ``run_ids`` and audit it in the same transaction; returns
+        how many were deleted. A run still running is never deleted."""
+        async with self.sessions() as session, session.begin():
+            deleted = 0
+            if run_ids:
+                result = await session.execute(
+                    delete(RunRow).where(RunRow.id.in_(run_ids), RunRow.status.in_(FINAL_STATUSES))
+                )
+                deleted = int(result.rowcount or 0)
+            await record(
+                session,
+                actor=actor,
+                action="cleanup",
+                target=f"{deleted} run record(s)",
+                detail={**detail, "runs_deleted": deleted},
+            )
+            return deleted

@@ -14,11 +14,13 @@ from typing import Annotated, Any
 
 import typer
 import yaml
+from prefect.exceptions import PrefectHTTPStatusError
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 import switchboard
+from deployments.sync import WORK_POOL, api_url_configured
 from flows.artifact import preview
 from flows.model import DefinitionError, Workflow
 from flows.results import RunResult
@@ -331,6 +333,9 @@ def _emit_json(data: Any) -> None:
 def apply(
     file: Annotated[Path, typer.Argument(help="Workflow file (YAML or JSON).")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    deploy_: Annotated[
+        bool, typer.Option("--deploy", help="Then sync this workflow's schedule to Prefect (`switchboard deploy`).")
+    ] = False,
 ) -> None:
     """Validate a workflow file and store it as a new version if it changed."""
     try:
@@ -338,12 +343,77 @@ def apply(
     except DefinitionError as exc:
         _print_problems(exc)
         raise typer.Exit(EXIT_INVALID) from None
+    report = _deploy(result.name) if deploy_ else None
     if as_json:
-        _emit_json({"name": result.name, "version": result.version, "created": result.created})
-    elif result.created:
+        data: dict[str, Any] = {"name": result.name, "version": result.version, "created": result.created}
+        if report is not None:
+            data["deployments"] = report.to_dict()["deployments"]
+        _emit_json(data)
+        return
+    if result.created:
         out.print(f"[green]✔[/green] stored {result.name} v{result.version}")
     else:
         out.print(f"{result.name} v{result.version} unchanged")
+    if report is not None:
+        _print_deploy_report(report)
+    elif switchboard.load(file).schedule is not None:
+        out.print(f"it has a schedule: run `switchboard deploy {result.name}` to sync it to Prefect (or use --deploy)")
+
+
+def _deploy(name: str | None) -> Any:
+    try:
+        return _stored(stored_workflows.deploy(name))
+    except PrefectHTTPStatusError as exc:
+        err.print(f"[red]✗[/red] the Prefect API refused: {escape(str(exc))}")
+        raise typer.Exit(EXIT_FAILED) from None
+
+
+def _print_deploy_report(report: Any) -> None:
+    table = Table(title="deployments", title_justify="left")
+    for column in ("workflow", "action", "version", "schedule", "changed"):
+        table.add_column(column, overflow="fold", no_wrap=column in ("workflow", "action", "version"))
+    for c in report.changes:
+        style = _DEPLOY_STYLE.get(c.action, "")
+        table.add_row(
+            escape(c.workflow),
+            f"[{style}]{c.action}[/{style}]" if style else c.action,
+            f"v{c.version}" if c.version is not None else "",
+            escape(c.schedule + (" · paused" if c.paused and c.action != "removed" else "")),
+            ", ".join(c.changed),
+        )
+    out.print(table)
+    if report.changed:
+        out.print(f"deployments run-workflow/workflow-<name> on work pool {WORK_POOL}")
+    else:
+        out.print("in sync: nothing changed")
+
+
+_DEPLOY_STYLE = {"created": "green", "updated": "cyan", "paused": "yellow", "resumed": "green", "removed": "red"}
+
+
+@app.command()
+def deploy(
+    name: Annotated[str | None, typer.Argument(help="Only this stored workflow (default: all).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print what changed as JSON.")] = False,
+) -> None:
+    """Sync stored schedules to Prefect deployments: create, update, pause and remove them.
+
+    Idempotent: run it again and nothing changes. Needs PREFECT_API_URL pointing at the
+    Prefect server the workers use.
+    """
+    if not api_url_configured():
+        err.print(
+            "[yellow]![/yellow] PREFECT_API_URL is not set: the deployments go to the embedded Prefect server, "
+            "which no worker will see (start one with `prefect server start` and set PREFECT_API_URL)"
+        )
+    report = _deploy(name)
+    if as_json:
+        _emit_json(report.to_dict())
+        return
+    if not report.changes:
+        out.print("no scheduled workflows" + (f" named {escape(name)}" if name else ""))
+        return
+    _print_deploy_report(report)
 
 
 @app.command("list")
@@ -559,6 +629,82 @@ def bot(
     except BotConfigError as exc:
         err.print(f"[red]✗[/red] {escape(str(exc))}")
         raise typer.Exit(EXIT_INVALID) from None
+
+
+@app.command()
+def doctor(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the checks as JSON.")] = False,
+    slack_api: Annotated[
+        bool, typer.Option("--slack-api/--no-slack-api", help="Check the bot token with Slack's auth.test.")
+    ] = True,
+) -> None:
+    """Check the database, migrations, secret key, Prefect, workers and Slack; say what to fix.
+
+    Exit 0 when nothing failed (✗), 1 otherwise.
+    """
+    from switchboard.doctor import run_checks
+    from switchboard.settings import Settings
+
+    _quiet_prefect_console(False)
+    checks = asyncio.run(run_checks(Settings(), slack_api=slack_api))
+    failed = any(c.status == "fail" for c in checks)
+    if as_json:
+        _emit_json({"ok": not failed, "checks": [c.to_dict() for c in checks]})
+    else:
+        styles = {"ok": "green", "warn": "yellow", "fail": "red", "info": "dim"}
+        for c in checks:
+            style = styles[c.status]
+            out.print(f"[{style}]{c.mark}[/{style}] [bold]{escape(c.name)}[/bold]: {escape(c.summary)}")
+            if c.fix and c.status in ("warn", "fail"):
+                out.print(f"    fix: {escape(c.fix)}")
+    raise typer.Exit(EXIT_FAILED if failed else EXIT_OK)
+
+
+def _age(text: str | None) -> Any:
+    from switchboard.retention import parse_age
+
+    if text is None:
+        return None
+    try:
+        return parse_age(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--older-than") from None
+
+
+@app.command()
+def cleanup(
+    older_than: Annotated[
+        str | None, typer.Option("--older-than", help="Age like 30d, 12h, 90m (default: SWITCHBOARD_RETENTION_DAYS).")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Count what would be deleted; delete nothing.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the counts as JSON.")] = False,
+) -> None:
+    """Delete run records, and their Prefect flow runs, that ended longer ago than the age.
+
+    Runs still running are never deleted. Run it from cron or a systemd timer.
+    """
+    from switchboard.retention import cleanup as clean
+
+    age = _age(older_than)
+    _quiet_prefect_console(False)
+    result = _stored(clean(age, dry_run=dry_run, actor=stored_workflows.default_actor()))
+    if as_json:
+        _emit_json(result.to_dict())
+    else:
+        verb = "would delete" if dry_run else "deleted"
+        out.print(
+            f"{verb} {result.runs_deleted} run record(s) and {result.flow_runs_deleted} Prefect flow run(s) "
+            f"that ended before {result.cutoff:%Y-%m-%d %H:%M} UTC"
+            + (f" ({result.flow_runs_missing} flow run(s) were already gone)" if result.flow_runs_missing else "")
+        )
+        if result.running_kept:
+            out.print(f"kept {result.running_kept} older run(s) still marked running")
+        if result.failed:
+            err.print(
+                f"[red]✗[/red] kept {len(result.failed)} run(s) whose Prefect flow run could not be deleted "
+                "(is the Prefect API up?); the next clean-up tries again"
+            )
+    raise typer.Exit(EXIT_FAILED if result.failed else EXIT_OK)
 
 
 def main() -> None:

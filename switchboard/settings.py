@@ -35,6 +35,12 @@ class Settings(BaseSettings):
         default="",
         description="Comma-separated environment variable names exposed to templates as `env`.",
     )
+    retention_days: int = Field(
+        default=30,
+        ge=1,
+        description="`switchboard cleanup` deletes run records (and their Prefect flow runs) that ended "
+        "more than this many days ago, unless given --older-than.",
+    )
     rate_limits: Literal["auto", "prefect", "local", "off"] = Field(
         default="auto",
         description="Where per-credential rate limits are kept: prefect (global concurrency limits), "

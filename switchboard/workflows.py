@@ -9,15 +9,18 @@ from __future__ import annotations
 import getpass
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flows.plan import build_plan
 from storage.audit import AuditEntry, entries
 from storage.db import create_engine
 from storage.migrate import upgrade
-from storage.workflows import ApplyResult, StoredVersion, WorkflowStore, WorkflowSummary
+from storage.workflows import ApplyResult, StoredVersion, WorkflowNotFoundError, WorkflowStore, WorkflowSummary
 from switchboard.database import open_engine
 from switchboard.settings import Settings
+
+if TYPE_CHECKING:
+    from deployments.sync import SyncReport
 
 
 def default_actor() -> str:
@@ -79,3 +82,25 @@ async def archive(name: str, *, actor: str | None = None) -> None:
 async def audit(limit: int = 100) -> list[AuditEntry]:
     async with open_store() as store:
         return await entries(store.engine, limit=limit)
+
+
+async def deploy(name: str | None = None) -> SyncReport:
+    """Make Prefect's deployments match the stored schedules (all workflows, or only ``name``).
+
+    Creates, updates, pauses, resumes and removes the ``workflow-<name>`` deployments on the
+    configured Prefect API (``PREFECT_API_URL``); a second call changes nothing. Raises
+    :class:`WorkflowNotFoundError` for a ``name`` that is neither stored nor deployed.
+    """
+    from prefect.client.orchestration import get_client
+
+    from deployments.sync import sync
+
+    async with open_store() as store:
+        known = await store.list(include_archived=True)
+        live = [w.name for w in known if not w.archived and (name is None or w.name == name)]
+        stored = [await store.get(n) for n in live]
+    async with get_client() as client:
+        report = await sync(client, stored, only=None if name is None else [name])
+    if name is not None and not report.changes and all(w.name != name for w in known):
+        raise WorkflowNotFoundError(f"no stored workflow named {name!r} (see `switchboard list`)")
+    return report

@@ -1,0 +1,70 @@
+"""The deployable entry flow: run a stored workflow by name on a worker (or anywhere).
+
+A deployment cannot carry Switchboard's process-local services (database engine, credential
+resolver, listeners), so this flow rebuilds them from :class:`switchboard.settings.Settings`
+and then runs the workflow through :func:`switchboard.arun`: the runner flow becomes a
+subflow of this flow run, its nodes Prefect task runs of that subflow, and the run record,
+memory, files and credentials behave exactly as for a run started from the CLI.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+from prefect.runtime import deployment as runtime_deployment
+from prefect.runtime import flow_run as runtime_flow_run
+
+from flows.runner import WorkflowFailed
+from storage.workflows import WorkflowStore
+from switchboard.api import arun
+from switchboard.database import open_engine
+from switchboard.settings import Settings
+
+#: The flow's name in Prefect; deployments are ``run-workflow/<deployment>``.
+FLOW_NAME = "run-workflow"
+
+
+def _flow_run_name() -> str:
+    parameters = runtime_flow_run.parameters
+    version = parameters.get("version")
+    label = f" v{version}" if version is not None else ""
+    return f"{parameters.get('name', 'workflow')}{label} · {parameters.get('trigger', 'deployment')}"
+
+
+@flow(
+    name=FLOW_NAME,
+    flow_run_name=_flow_run_name,
+    persist_result=False,
+    log_prints=False,
+)
+async def run_workflow_flow(
+    name: str,
+    version: int | None = None,
+    inputs: dict[str, Any] | None = None,
+    trigger: str = "deployment",
+    run_id: str | None = None,
+) -> dict[str, Any]:
+    """Run the stored workflow ``name`` (``version``, or the latest) with ``inputs``.
+
+    ``trigger`` is recorded on the run (``schedule`` for scheduled deployments); ``run_id``
+    lets the caller that created this flow run choose the Switchboard run id up front.
+    Returns the run result; raises (so the flow run ends Failed) when the workflow did not
+    complete.
+    """
+    settings = Settings()
+    deployment_name = runtime_deployment.name
+    async with open_engine(settings) as engine:
+        stored = await WorkflowStore(engine).get(name, version)
+        result = await arun(
+            stored.definition,
+            inputs or {},
+            trigger=trigger,
+            version=stored.version,
+            run_id=run_id,
+            triggered_by=f"deployment:{deployment_name}" if deployment_name else None,
+            engine=engine,
+        )
+    if result.status != "completed":
+        raise WorkflowFailed(f"run {result.run_id} {result.status}: {result.error}")
+    return result.to_dict()
