@@ -259,7 +259,8 @@ class BotRuntime:
                 self.running.pop(view.run_id, None)
             if attaching:
                 await asyncio.gather(*attaching)
-                await self.runs.mark_slack_reported(view.run_id)
+                if thread is not None and thread.last_update_ok:  # else the reporter writes it later
+                    await self.runs.mark_slack_reported(view.run_id)
 
         task = asyncio.create_task(execute(), name=f"run-{view.run_id}")
         started = StartedRun(view.run_id, view.workflow, thread, task)

@@ -50,6 +50,8 @@ class LiveThread:
     view: RunView
     ts: str | None = None
     updates_sent: int = 0
+    #: Whether the last update reached Slack (after :meth:`finish`: whether the summary did).
+    last_update_ok: bool = True
     _dirty: asyncio.Event = field(default_factory=asyncio.Event)
     _done: bool = False
     _writer: asyncio.Task[None] | None = None
@@ -116,5 +118,8 @@ class LiveThread:
         try:
             await self.client.chat_update(channel=self.channel, ts=self.ts, text=text, blocks=blocks)
             self.updates_sent += 1
-        except SlackApiError as exc:  # a lost update is not worth failing the run for
-            logger.warning("updating run %s in %s failed: %s", self.view.run_id, self.channel, exc.response["error"])
+            self.last_update_ok = True
+        except Exception as exc:  # a lost update is not worth failing the run for
+            self.last_update_ok = False
+            error = exc.response.get("error") if isinstance(exc, SlackApiError) else type(exc).__name__
+            logger.warning("updating run %s in %s failed: %s", self.view.run_id, self.channel, error)

@@ -87,3 +87,30 @@ async def test_runs_the_bot_watched_are_marked_reported(bot: Bot) -> None:
     assert (record.slack_channel, record.slack_message) == ("CW", bot.slack.channel_messages("CW")[0].ts)
     assert record.slack_reported_at is not None
     assert await report_unwatched(bot.runtime) == 0
+
+
+async def test_a_summary_slack_refused_is_written_by_the_reporter_later(bot: Bot) -> None:
+    import asyncio
+
+    from tests.bot.test_commands import GREET
+    from tests.fakes.slack import error, slash_command
+
+    await bot.apply(GREET)
+    bot.slack.fail_next("chat.update", *[error("service_unavailable")] * 20)  # Slack is down
+    headers, body = slash_command("run greet name=Ada", channel="CD")
+    await bot.post(headers, body)
+    for _ in range(200):
+        if bot.slack.channel_messages("CD"):
+            break
+        await asyncio.sleep(0.05)
+    await bot.settle()
+    (message,) = bot.slack.channel_messages("CD")
+    assert "completed" not in block_text(message.blocks)  # the summary never arrived
+    record = (await bot.runtime.runs.list(limit=1))[0]
+    assert (record.status, record.slack_reported_at) == ("completed", None)
+
+    bot.slack.clear_failures("chat.update")  # Slack is back
+    bot.runtime.started_at += timedelta(seconds=60)
+    assert await report_unwatched(bot.runtime) == 1
+    assert "completed" in block_text(bot.slack.channel_messages("CD")[0].blocks)
+    assert (await bot.runtime.runs.get(record.id)).slack_reported_at is not None

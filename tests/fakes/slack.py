@@ -127,6 +127,14 @@ class FakeSlack:
         with self._lock:
             self._failures.setdefault(method, []).extend(replies)
 
+    def clear_failures(self, method: str | None = None) -> None:
+        """Drop the failures still queued (for ``method``, or all): Slack is back."""
+        with self._lock:
+            if method is None:
+                self._failures.clear()
+            else:
+                self._failures.pop(method, None)
+
     def calls(self, method: str | None = None) -> list[SlackCall]:
         with self._lock:
             return [c for c in self.calls_made if method is None or c.method == method]
