@@ -632,6 +632,54 @@ def bot(
 
 
 @app.command()
+def server(
+    host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0: every interface).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 4200,
+) -> None:
+    """Run the Prefect server (API and UI) that workers, bots and `deploy` talk to.
+
+    Its database is PREFECT_API_DATABASE_CONNECTION_URL (postgresql+asyncpg://user:pass@host/db
+    for several workers), else SQLite under PREFECT_HOME. Stops cleanly on SIGTERM or Ctrl-C.
+    """
+    import os
+
+    from deployments import processes
+
+    command = processes.server_command(host, port)
+    url = processes.api_url(host, port)
+    out.print(f"Prefect server on {escape(processes.server_database(command.env))}")
+    out.print(f"UI: {url.removesuffix('/api')}")
+    out.print(f"for workers, bots and `switchboard deploy`: export PREFECT_API_URL={url}")
+    if os.environ.get("PREFECT_API_URL") and os.environ["PREFECT_API_URL"].rstrip("/") != url:
+        err.print(f"[yellow]![/yellow] PREFECT_API_URL is {escape(os.environ['PREFECT_API_URL'])} in this shell")
+    raise typer.Exit(processes.supervise(command))
+
+
+@app.command()
+def worker(
+    limit: Annotated[int, typer.Option(min=1, help="Flow runs this worker runs at once.")] = 4,
+    name: Annotated[str | None, typer.Option(help="The worker's name in Prefect (default: Prefect's).")] = None,
+) -> None:
+    """Run a Prefect worker for the switchboard work pool (needs PREFECT_API_URL).
+
+    Creates the work pool if it is missing, polls every second and starts scheduled runs'
+    processes ahead of time (PREFECT_WORKER_QUERY_SECONDS, PREFECT_WORKER_PREFETCH_SECONDS
+    override). Stops cleanly on SIGTERM or Ctrl-C.
+    """
+    from deployments import processes
+
+    _quiet_prefect_console(False)
+    try:
+        url = asyncio.run(processes.prepare_worker())
+    except processes.WorkerConfigError as exc:
+        err.print(f"[red]✗[/red] {escape(str(exc))}")
+        raise typer.Exit(EXIT_INVALID) from None
+    command = processes.worker_command(limit, name)
+    out.print(f"worker for work pool {WORK_POOL} on {escape(url)} (up to {limit} runs at once)")
+    raise typer.Exit(processes.supervise(command))
+
+
+@app.command()
 def doctor(
     as_json: Annotated[bool, typer.Option("--json", help="Print the checks as JSON.")] = False,
     slack_api: Annotated[

@@ -1,0 +1,249 @@
+"""A scheduled workflow fires on its schedule, run by real `switchboard server` and `switchboard worker`.
+
+Real processes on 127.0.0.1: `switchboard server` on a fresh SQLite Prefect database,
+`switchboard deploy` (twice: the second changes nothing), `switchboard worker`; the
+workflow's interval schedule fires and the worker runs it; removing the schedule and
+deploying again removes the deployment. Prints the delay from each run's scheduled time to
+its first node running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator
+from datetime import datetime
+from functools import partial
+from pathlib import Path
+from statistics import median
+from typing import Any
+
+import httpx
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect.client.schemas.objects import FlowRun, TaskRun
+from prefect.settings import PREFECT_API_URL, temporary_settings
+
+from deployments.sync import deployment_name
+from storage.db import create_engine
+from storage.migrate import upgrade
+from storage.runs import RunRecord, RunStore
+from storage.workflows import WorkflowStore
+from tests.bot.conftest import free_port
+
+NAME = "ticker"
+INTERVAL = 3
+
+
+def ticker(schedule: dict[str, Any] | None) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "name": NAME,
+        "inputs": {"who": {"type": "string", "required": True}},
+        "nodes": [
+            {"id": "greet", "type": "text.template", "params": {"template": "hello {{ inputs.who }}"}},
+            {
+                "id": "shout",
+                "type": "text.template",
+                "needs": ["greet"],
+                "params": {"template": "{{ nodes.greet.output.text | upper }}!"},
+            },
+        ],
+    }
+    if schedule is not None:
+        data["schedule"] = schedule
+    return data
+
+
+async def until(condition: Any, timeout: float, what: str) -> Any:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not (value := await condition()):
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"waited {timeout}s for {what}")
+        await asyncio.sleep(0.2)
+    return value
+
+
+class Processes:
+    """The processes a test started; all stopped (SIGTERM, then SIGKILL) at the end."""
+
+    def __init__(self, env: dict[str, str], logs: Path) -> None:
+        self.env = env
+        self.logs = logs
+        self.started: list[tuple[str, asyncio.subprocess.Process]] = []
+
+    async def start(self, label: str, *args: str, env: dict[str, str] | None = None) -> asyncio.subprocess.Process:
+        log = (self.logs / f"{label}.log").open("wb")
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "switchboard.cli", *args, env=env or self.env, stdout=log, stderr=log
+        )
+        log.close()
+        self.started.append((label, process))
+        return process
+
+    async def cli(self, *args: str) -> tuple[int, str, str]:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "switchboard.cli",
+            *args,
+            env=self.env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
+        assert process.returncode is not None
+        return process.returncode, stdout.decode(), stderr.decode()
+
+    def log(self, label: str) -> str:
+        path = self.logs / f"{label}.log"
+        return path.read_text(errors="replace")[-3000:] if path.exists() else ""
+
+    async def stop(self, process: asyncio.subprocess.Process, timeout: float = 20) -> int | None:
+        """SIGTERM (what systemd sends); the exit code, or None if it had to be killed."""
+        if process.returncode is not None:
+            return process.returncode
+        process.send_signal(signal.SIGTERM)
+        try:
+            return await asyncio.wait_for(process.wait(), timeout)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+            return None
+
+    async def stop_all(self) -> None:
+        for _, process in reversed(self.started):
+            await self.stop(process)
+
+
+@pytest.fixture
+async def processes(tmp_path: Path) -> AsyncIterator[Processes]:
+    env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "PREFECT_PROFILES_PATH")}
+    env |= {
+        "PREFECT_HOME": str(tmp_path / "prefect"),
+        "SWITCHBOARD_HOME": str(tmp_path / "home"),
+        "SWITCHBOARD_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'switchboard.db'}",
+    }
+    started = Processes(env, tmp_path)
+    try:
+        yield started
+    finally:
+        await started.stop_all()
+
+
+async def completed_scheduled_runs(runs: RunStore) -> list[RunRecord]:
+    records = await runs.list(workflow=NAME, limit=50)
+    broken = [r for r in records if r.status in ("failed", "crashed", "cancelled")]
+    assert not broken, f"a scheduled run did not complete: {broken[0].to_dict()}"
+    return [r for r in records if r.status == "completed" and r.trigger == "schedule"]
+
+
+async def task_runs_of(client: Any, flow_run_id: str) -> list[TaskRun]:
+    return await client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+
+
+async def completed_nodes(client: Any, flow_run_id: str) -> list[TaskRun]:
+    """The run's task runs once both nodes show as completed (rows are written from events)."""
+    found = await task_runs_of(client, flow_run_id)
+    complete = all(t.state is not None and t.state.is_completed() for t in found)
+    return found if complete and sorted(t.name for t in found) == ["greet", "shout"] else []
+
+
+async def test_interval_schedule_fires_on_a_worker_and_deploy_is_idempotent(
+    processes: Processes, tmp_path: Path
+) -> None:
+    port = free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    server = await processes.start("server", "server", "--port", str(port))
+
+    # While the server migrates its fresh database: Switchboard's database and the workflow.
+    engine = create_engine(processes.env["SWITCHBOARD_DATABASE_URL"])
+    try:
+        await upgrade(engine)
+        store = WorkflowStore(engine)
+        await store.apply(ticker({"interval": INTERVAL, "inputs": {"who": "team"}}), actor="test")
+
+        async def healthy() -> bool:
+            assert server.returncode is None, processes.log("server")
+            try:
+                async with httpx.AsyncClient() as client:
+                    return (await client.get(f"{api}/health", timeout=1)).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        await until(healthy, 60, "the Prefect server to answer /api/health")
+        assert f"export PREFECT_API_URL={api}" in processes.log("server")
+        processes.env["PREFECT_API_URL"] = api
+
+        code, stdout, stderr = await processes.cli("deploy", "--json")
+        assert code == 0, stderr
+        assert [(d["workflow"], d["action"]) for d in json.loads(stdout)["deployments"]] == [(NAME, "created")]
+
+        # The worker starts while the second deploy checks that nothing changed.
+        worker = await processes.start("worker", "worker", "--limit", "4", "--name", "test-worker")
+        code, stdout, stderr = await processes.cli("deploy", NAME)
+        assert code == 0, stderr
+        assert "unchanged" in stdout and "in sync: nothing changed" in stdout
+
+        runs = RunStore(engine)
+
+        async def two_runs() -> list[RunRecord]:
+            assert worker.returncode is None, processes.log("worker")
+            done = await completed_scheduled_runs(runs)
+            return done if len(done) >= 2 else []
+
+        done = await until(two_runs, 60, "two scheduled runs to complete on the worker")
+
+        with temporary_settings({PREFECT_API_URL: api}):
+            async with get_client() as client:
+                deployment = await client.read_deployment_by_name(f"run-workflow/{deployment_name(NAME)}")
+                delays = []
+                for record in done:
+                    assert record.flow_run_id is not None and record.triggered_by == f"deployment:{deployment.name}"
+                    task_runs = await until(
+                        partial(completed_nodes, client, record.flow_run_id),
+                        15,
+                        "the nodes as completed task runs in Prefect",
+                    )
+                    # The runner is a subflow of the deployment's flow run, which the schedule made.
+                    runner_run = await client.read_flow_run(record.flow_run_id)
+                    assert runner_run.parent_task_run_id is not None
+                    parent_task = await client.read_task_run(runner_run.parent_task_run_id)
+                    scheduled: FlowRun = await client.read_flow_run(parent_task.flow_run_id)
+                    assert scheduled.deployment_id == deployment.id
+                    assert scheduled.auto_scheduled and scheduled.state is not None and scheduled.state.is_completed()
+                    first_node = min(t.start_time for t in task_runs if t.start_time is not None)
+                    assert scheduled.expected_start_time is not None and scheduled.start_time is not None
+                    delays.append(
+                        (
+                            (scheduled.start_time - scheduled.expected_start_time).total_seconds(),
+                            (first_node - scheduled.expected_start_time).total_seconds(),
+                        )
+                    )
+        print(
+            f"\nscheduled time -> flow run Running: median {median(d[0] for d in delays):.2f}s; "
+            f"-> first node running: median {median(d[1] for d in delays):.2f}s "
+            f"(max {max(d[1] for d in delays):.2f}s; {len(delays)} runs)"
+        )
+        # A sanity bound: the first runs after a worker starts pay its start-up on 2 busy cores.
+        assert max(d[1] for d in delays) < 30
+
+        # Removing the schedule removes the deployment.
+        await store.apply(ticker(None), actor="test")
+        code, stdout, stderr = await processes.cli("deploy", "--json")
+        assert code == 0, stderr
+        assert [(d["workflow"], d["action"]) for d in json.loads(stdout)["deployments"]] == [(NAME, "removed")]
+        with temporary_settings({PREFECT_API_URL: api}):
+            async with get_client() as client:
+                assert not [d for d in await client.read_deployments() if d.name == deployment_name(NAME)]
+
+        # SIGTERM is forwarded: both stop cleanly.
+        started = datetime.now()
+        assert await processes.stop(worker) == 0, processes.log("worker")
+        assert await processes.stop(server) == 0, processes.log("server")
+        assert (datetime.now() - started).total_seconds() < 20
+    finally:
+        await engine.dispose()
