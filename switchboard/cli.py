@@ -93,8 +93,12 @@ def _progress_listener(event: NodeEvent) -> None:
         suffix = f" (attempt {event.attempt})" if event.kind == "retrying" else ""
         out.print(f"  {_EVENT_MARK[event.kind]} {escape(event.label)}{suffix}", style="dim")
         return
+    if event.kind == "waiting":
+        out.print(f"  ⏸ {escape(event.label)} waiting for an answer (approve it in Slack or the Prefect UI)")
+        return
     result = event.result
-    assert result is not None
+    if event.kind != "finished" or result is None:
+        return  # run_started: nothing to show
     style = _STATUS_STYLE.get(result.status, "")
     mark = {"completed": "✔", "failed": "✗", "skipped": "–"}[result.status]
     detail = " (cached)" if result.cached else ""

@@ -84,9 +84,10 @@ def test_schema_is_a_json_schema_for_workflow_files() -> None:
 
 
 @pytest.mark.usefixtures("prefect_server")
-def test_run_shows_progress_and_the_node_table() -> None:
+def test_run_shows_progress_and_the_node_table(caplog: pytest.LogCaptureFixture) -> None:
     result = runner.invoke(app, ["run", str(EXAMPLES / "branching.yaml"), "-i", "count=9"])
     assert result.exit_code == 0, result.output
+    assert not [r for r in caplog.records if "run listener failed" in r.getMessage()], "every event kind is handled"
     assert "✔ check completed" in result.stdout
     assert "– small skipped" in result.stdout
     assert "9 is bigger than 5" in result.stdout
