@@ -112,6 +112,8 @@ async def _until_signalled(main: Coroutine[Any, Any, None]) -> None:
     task = asyncio.ensure_future(main)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
+        # Without loop signal handlers (Windows, or not the main thread) Ctrl-C still arrives as
+        # KeyboardInterrupt through asyncio.run; only SIGTERM's clean shutdown is lost there.
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, task.cancel)
     with contextlib.suppress(asyncio.CancelledError):
