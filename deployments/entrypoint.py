@@ -9,11 +9,14 @@ memory, files and credentials behave exactly as for a run started from the CLI.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from prefect import flow
 from prefect.runtime import deployment as runtime_deployment
 from prefect.runtime import flow_run as runtime_flow_run
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from flows.runner import WorkflowFailed
 from storage.workflows import WorkflowStore
@@ -23,6 +26,25 @@ from switchboard.settings import Settings
 
 #: The flow's name in Prefect; deployments are ``run-workflow/<deployment>``.
 FLOW_NAME = "run-workflow"
+
+#: The database engine of a long-lived process running many of these flows in-process (the
+#: warm worker); None: each run opens its own.
+_shared_engine: AsyncEngine | None = None
+
+
+def share_engine(engine: AsyncEngine | None) -> None:
+    """Let every run of this flow in this process use ``engine`` (None: stop sharing)."""
+    global _shared_engine
+    _shared_engine = engine
+
+
+@asynccontextmanager
+async def _engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
+    if _shared_engine is not None:
+        yield _shared_engine
+        return
+    async with open_engine(settings) as engine:
+        yield engine
 
 
 def _flow_run_name() -> str:
@@ -44,17 +66,20 @@ async def run_workflow_flow(
     inputs: dict[str, Any] | None = None,
     trigger: str = "deployment",
     run_id: str | None = None,
+    triggered_by: str | None = None,
 ) -> dict[str, Any]:
     """Run the stored workflow ``name`` (``version``, or the latest) with ``inputs``.
 
     ``trigger`` is recorded on the run (``schedule`` for scheduled deployments); ``run_id``
-    lets the caller that created this flow run choose the Switchboard run id up front.
+    lets the caller that created this flow run choose the Switchboard run id up front, and
+    ``triggered_by`` says who asked (``slack:U123``, ``cli:alice``; default: the deployment),
+    which also picks whose credentials the run uses.
     Returns the run result; raises (so the flow run ends Failed) when the workflow did not
     complete.
     """
     settings = Settings()
     deployment_name = runtime_deployment.name
-    async with open_engine(settings) as engine:
+    async with _engine(settings) as engine:
         stored = await WorkflowStore(engine).get(name, version)
         result = await arun(
             stored.definition,
@@ -62,7 +87,7 @@ async def run_workflow_flow(
             trigger=trigger,
             version=stored.version,
             run_id=run_id,
-            triggered_by=f"deployment:{deployment_name}" if deployment_name else None,
+            triggered_by=triggered_by or (f"deployment:{deployment_name}" if deployment_name else None),
             engine=engine,
         )
     if result.status != "completed":

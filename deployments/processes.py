@@ -38,6 +38,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import FrameType
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from deployments.sync import WORK_POOL
@@ -53,6 +54,8 @@ WORKER_DEFAULTS: dict[str, str] = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "PREFECT_WORKER_QUERY_SECONDS": "1",
     "PREFECT_WORKER_PREFETCH_SECONDS": "10",
+    # A dead worker is noticed after three missed heartbeats: 30 s instead of 90 s.
+    "PREFECT_WORKER_HEARTBEAT_SECONDS": "10",
 }
 
 #: How long a child has to exit after the forwarded signal before it is killed.
@@ -128,6 +131,18 @@ def worker_command(limit: int, name: str | None = None, environ: Mapping[str, st
     if name:
         args += ["--name", name]
     return Command(_prefect_argv(*args), env)
+
+
+def worker_settings(environ: Mapping[str, str] | None = None) -> dict[Any, Any]:
+    """:data:`WORKER_DEFAULTS` not set in the environment, as Prefect settings to apply in-process."""
+    import prefect.settings
+
+    environ = os.environ if environ is None else environ
+    return {
+        getattr(prefect.settings, key): value
+        for key, value in WORKER_DEFAULTS.items()
+        if key not in environ and key.startswith("PREFECT_WORKER_")
+    }
 
 
 async def prepare_worker() -> str:

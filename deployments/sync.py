@@ -22,6 +22,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
+from uuid import UUID
 from zoneinfo import ZoneInfo
 
 from prefect.client.orchestration import PrefectClient
@@ -43,6 +44,14 @@ WORK_POOL = "switchboard"
 ENTRYPOINT = "deployments.entrypoint.run_workflow_flow"
 #: Marks deployments this module owns (and may update or delete).
 MANAGED_TAG = "switchboard:schedule"
+#: The unscheduled deployment that runs any stored workflow on demand (``switchboard run
+#: --remote``, Slack, webhooks): ``run-workflow/run-workflow``, as in ``prefect.yaml``.
+GENERIC_DEPLOYMENT = "run-workflow"
+GENERIC_TAGS = ["switchboard"]
+GENERIC_DESCRIPTION = (
+    "Run a stored Switchboard workflow by name (parameters name, version, inputs, trigger). "
+    "`switchboard deploy` keeps it up to date."
+)
 #: The slug of the one schedule a managed deployment has.
 SCHEDULE_SLUG = "switchboard"
 #: Interval schedules count from this moment (in the schedule's timezone), so recreating a
@@ -86,13 +95,19 @@ class Change:
 @dataclass
 class SyncReport:
     changes: list[Change] = field(default_factory=list)
+    #: What happened to the on-demand deployment ``run-workflow/run-workflow``.
+    generic: Action = "unchanged"
 
     @property
     def changed(self) -> bool:
-        return any(c.action != "unchanged" for c in self.changes)
+        return self.generic != "unchanged" or any(c.action != "unchanged" for c in self.changes)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"changed": self.changed, "deployments": [c.to_dict() for c in self.changes]}
+        return {
+            "changed": self.changed,
+            "generic": {"deployment": f"{FLOW_NAME}/{GENERIC_DEPLOYMENT}", "action": self.generic},
+            "deployments": [c.to_dict() for c in self.changes],
+        }
 
 
 @dataclass(frozen=True)
@@ -257,9 +272,9 @@ async def sync(
         wanted = {k: v for k, v in wanted.items() if k in names}
         existing = {k: v for k, v in existing.items() if k in names}
     report = SyncReport()
-    if wanted:
-        await ensure_work_pool(client)
-        flow_id = await client.create_flow_from_name(FLOW_NAME)
+    await ensure_work_pool(client)
+    _, report.generic = await ensure_generic_deployment(client)
+    flow_id = await client.create_flow_from_name(FLOW_NAME)
     for name in sorted(wanted.keys() | existing.keys()):
         desired = wanted.get(name)
         current = existing.get(name)
@@ -294,6 +309,42 @@ async def sync(
             action = "paused" if desired.schedule.paused else "resumed"
         report.changes.append(replace(base, action=action, changed=tuple(differences)))
     return report
+
+
+async def ensure_generic_deployment(client: PrefectClient) -> tuple[UUID, Action]:
+    """Create or update ``run-workflow/run-workflow``, the deployment on-demand runs use.
+
+    Returns its id and what was done (``created``, ``updated`` or ``unchanged``); the work pool
+    must exist. Safe to call from several processes at once: Prefect upserts by name.
+    """
+    try:
+        current = await client.read_deployment_by_name(f"{FLOW_NAME}/{GENERIC_DEPLOYMENT}")
+    except ObjectNotFound:
+        current = None
+    if current is not None and (
+        current.work_pool_name == WORK_POOL
+        and current.entrypoint == ENTRYPOINT
+        and sorted(current.tags) == sorted(GENERIC_TAGS)
+        and (current.description or "") == GENERIC_DESCRIPTION
+        and current.parameter_openapi_schema == _parameter_schema()
+        and not current.schedules
+        and not current.paused
+    ):
+        return current.id, "unchanged"
+    flow_id = await client.create_flow_from_name(FLOW_NAME)
+    deployment_id = await client.create_deployment(
+        flow_id=flow_id,
+        name=GENERIC_DEPLOYMENT,
+        description=GENERIC_DESCRIPTION,
+        parameters={"trigger": "deployment"},
+        tags=GENERIC_TAGS,
+        work_pool_name=WORK_POOL,
+        entrypoint=ENTRYPOINT,
+        parameter_openapi_schema=_parameter_schema(),
+        paused=False,
+        schedules=[],
+    )
+    return deployment_id, "created" if current is None else "updated"
 
 
 def _workflow_of(deployment: DeploymentResponse, name: str) -> str:

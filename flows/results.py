@@ -44,6 +44,18 @@ class NodeResult:
             "error": self.error,
         }
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> NodeResult:
+        """The inverse of :meth:`to_dict`."""
+        return cls(
+            status=data["status"],
+            attempts=int(data.get("attempts") or 0),
+            duration_ms=float(data.get("duration_ms") or 0.0),
+            cached=bool(data.get("cached")),
+            output=data.get("output"),
+            error=data.get("error"),
+        )
+
 
 @dataclass
 class RunResult:
@@ -86,6 +98,21 @@ class RunResult:
             "resumed_from": self.resumed_from,
             "usage": self.usage,
         }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunResult:
+        """The inverse of :meth:`to_dict` (a result read back from a run record)."""
+        return cls(
+            run_id=data["run_id"],
+            workflow=data["workflow"],
+            version=data.get("version"),
+            status=data["status"],
+            inputs=data.get("inputs") or {},
+            nodes={node_id: NodeResult.from_dict(node) for node_id, node in (data.get("nodes") or {}).items()},
+            flow_run_id=data.get("flow_run_id"),
+            error=data.get("error"),
+            resumed_from=data.get("resumed_from"),
+        )
 
 
 def _add_usage(totals: dict[str, int], output: Any) -> None:

@@ -104,7 +104,9 @@ class RunRecorder(Protocol):
         resumed_from: str | None = None,
     ) -> None: ...
 
-    async def finished(self, run_id: str, *, status: str, error: str | None) -> None: ...
+    async def finished(
+        self, run_id: str, *, status: str, error: str | None, result: Mapping[str, Any] | None = None
+    ) -> None: ...
 
 
 class RunRecordError(RuntimeError):
@@ -600,7 +602,7 @@ async def run_workflow(
         resumed_from=resume_of,
     )
     if recorder is not None:
-        await _recording(recorder.finished(run_id, status=status, error=error))
+        await _recording(recorder.finished(run_id, status=status, error=error, result=result.to_dict()))
     if run_id in _SERVICES:
         _RESULTS[run_id] = result
     await acreate_markdown_artifact(

@@ -97,6 +97,9 @@ class RunRow(Base):
     resumed_from: Mapped[str | None] = mapped_column(String(32))
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     ended_at: Mapped[datetime | None] = mapped_column(default=None)
+    #: The run result (``RunResult.to_dict()``, node outputs included) once the run has ended;
+    #: deferred: listing runs never loads it.
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None, deferred=True)
 
 
 class MemoryMessageRow(Base):

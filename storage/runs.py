@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import builtins
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -129,8 +131,10 @@ class RunStore:
                 detail={"resumed_from": resumed_from} if resumed_from else {},
             )
 
-    async def finished(self, run_id: str, *, status: str, error: str | None) -> None:
-        """Record how a run ended."""
+    async def finished(
+        self, run_id: str, *, status: str, error: str | None, result: Mapping[str, Any] | None = None
+    ) -> None:
+        """Record how a run ended (and its run result, when the runner has one)."""
         async with self.sessions() as session, session.begin():
             row = await session.get(RunRow, run_id, with_for_update=True)
             if row is None:
@@ -138,6 +142,15 @@ class RunStore:
             row.status = status
             row.error = error
             row.ended_at = utcnow()
+            if result is not None:
+                # JSON-safe whatever the node outputs hold (the CLI prints them the same way).
+                row.result = json.loads(json.dumps(dict(result), default=str))
+
+    async def result(self, run_id: str) -> dict[str, Any] | None:
+        """The run result recorded when the run ended (None: not ended, or ended without one)."""
+        async with self.sessions() as session:
+            found = await session.execute(select(RunRow.result).where(RunRow.id == run_id))
+            return found.scalar_one_or_none()
 
     async def attach_slack(self, run_id: str, *, channel: str, message_ts: str, team: str | None = None) -> None:
         """Remember the run's Slack message (so its end is reported even after a bot restart);
@@ -173,6 +186,14 @@ class RunStore:
             if row is None:
                 raise RunRecordNotFoundError(f"no run with id {run_id!r} (see `switchboard runs`)")
             return _record(row)
+
+    async def for_flow_runs(self, flow_run_ids: builtins.list[str]) -> builtins.list[RunRecord]:
+        """The records of these Prefect flow runs (a run's record names its runner flow run)."""
+        if not flow_run_ids:
+            return []
+        async with self.sessions() as session:
+            query = select(RunRow).where(RunRow.flow_run_id.in_(flow_run_ids))
+            return [_record(row) for row in (await session.execute(query)).scalars()]
 
     async def list(self, *, workflow: str | None = None, status: str | None = None, limit: int = 50) -> list[RunRecord]:
         """Newest first."""

@@ -36,6 +36,7 @@ from switchboard import credentials as credential_records
 from switchboard import runs as run_records
 from switchboard import workflows as stored_workflows
 from switchboard.cli_webhooks import app as webhooks_app
+from switchboard.database import open_engine
 
 app = typer.Typer(
     name="switchboard",
@@ -136,9 +137,8 @@ def _report(result: RunResult, as_json: bool) -> None:
         out.print(_node_table(result))
         style = _STATUS_STYLE.get(result.status, "")
         out.print(f"[{style}]{result.status}[/{style}]" + (f": {escape(result.error)}" if result.error else ""))
-        out.print(f"retry with: switchboard retry {result.run_id}" if result.status == "failed" else "", end="")
-        if result.status == "failed":
-            out.print()
+        if result.status in ("failed", "crashed"):
+            out.print(f"retry with: switchboard retry {result.run_id}")
     raise typer.Exit(EXIT_OK if result.status == "completed" else EXIT_FAILED)
 
 
@@ -175,9 +175,23 @@ def run(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print only the run result JSON.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's own logs.")] = False,
+    remote: Annotated[
+        bool,
+        typer.Option("--remote", help="Queue it for the workers (a stored workflow; needs PREFECT_API_URL)."),
+    ] = False,
+    wait: Annotated[bool, typer.Option("--wait", help="With --remote: wait for the run to end and show it.")] = False,
 ) -> None:
-    """Run a workflow (a file, or the latest stored version of a name) and show its nodes."""
+    """Run a workflow (a file, or the latest stored version of a name) and show its nodes.
+
+    With --remote the run becomes a flow run of the run-workflow deployment that a
+    `switchboard worker` executes; --wait follows it to its end (--json: the run result).
+    """
     given = _parse_inputs(inputs or [])
+    if wait and not remote:
+        raise typer.BadParameter("--wait goes with --remote (local runs always wait)", param_hint="--wait")
+    if remote:
+        _run_remote(target, given, as_json=as_json, wait=wait)
+        return
     source, version = _resolve_workflow(target)
     try:
         plan = switchboard.validate(source)
@@ -203,6 +217,55 @@ def run(
         )
     )
     _report(result, as_json)
+
+
+def _run_remote(target: str, given: dict[str, str], *, as_json: bool, wait: bool) -> None:
+    from switchboard import remote as remote_runs
+
+    if Path(target).exists() or Path(target).suffix in (".yaml", ".yml", ".json"):
+        err.print(
+            f"[red]✗[/red] --remote runs stored workflows: `switchboard apply {escape(target)}`, "
+            "then `switchboard run NAME --remote`"
+        )
+        raise typer.Exit(EXIT_INVALID)
+    if not api_url_configured():
+        err.print("[red]✗[/red] --remote needs PREFECT_API_URL: the Prefect server your workers poll")
+        raise typer.Exit(EXIT_INVALID)
+    _quiet_prefect_console(False)
+
+    def said(flow_run: Any) -> None:
+        if not as_json and flow_run.state is not None:
+            style = _STATUS_STYLE.get(flow_run.state.type.value.lower(), "")
+            name = flow_run.state.name
+            out.print(f"  {flow_run.name}: " + (f"[{style}]{name}[/{style}]" if style else name))
+
+    async def go() -> dict[str, Any] | None:
+        async with open_engine() as engine:
+            actor = stored_workflows.default_actor()
+            queued = await remote_runs.submit(
+                engine, target, given, inputs_are_text=True, trigger="cli", triggered_by=actor
+            )
+            if not as_json:
+                out.print(
+                    f"[bold]{escape(queued.workflow)} v{queued.version}[/bold]: run {queued.run_id} queued "
+                    f"(flow run {queued.flow_run_id})"
+                )
+            if not wait:
+                if as_json:
+                    _emit_json({"run_id": queued.run_id, "flow_run_id": str(queued.flow_run_id), "status": "scheduled"})
+                return None
+            return await remote_runs.wait(engine, queued, on_state=said)
+
+    try:
+        result = asyncio.run(go())
+    except DefinitionError as exc:
+        _print_problems(exc)
+        raise typer.Exit(EXIT_INVALID) from None
+    except (WorkflowNotFoundError, remote_runs.RemoteUnavailableError) as exc:
+        err.print(f"[red]✗[/red] {escape(str(exc))}")
+        raise typer.Exit(EXIT_INVALID) from None
+    if result is not None:
+        _report(RunResult.from_dict(result), as_json)
 
 
 @app.command()
@@ -663,12 +726,22 @@ def server(
 def worker(
     limit: Annotated[int, typer.Option(min=1, help="Flow runs this worker runs at once.")] = 4,
     name: Annotated[str | None, typer.Option(help="The worker's name in Prefect (default: Prefect's).")] = None,
+    isolated: Annotated[
+        bool,
+        typer.Option("--isolated", help="A new Python process per run (Prefect's process worker), not in-process."),
+    ] = False,
+    grace: Annotated[
+        float, typer.Option(min=0, help="On SIGTERM, seconds running runs get to finish before they are crashed.")
+    ] = 30.0,
 ) -> None:
-    """Run a Prefect worker for the switchboard work pool (needs PREFECT_API_URL).
+    """Run a worker for the switchboard work pool (needs PREFECT_API_URL).
 
-    Creates the work pool if it is missing, polls every second and starts scheduled runs'
-    processes ahead of time (PREFECT_WORKER_QUERY_SECONDS, PREFECT_WORKER_PREFETCH_SECONDS
-    override). Stops cleanly on SIGTERM or Ctrl-C.
+    By default the worker is warm: it runs workflow runs inside its own process, so a run's
+    first node starts without a Python start-up (~4 s), and it marks Crashed the runs of
+    workers that died. --isolated starts a process per run instead. Creates the work pool if
+    it is missing and polls every second (PREFECT_WORKER_QUERY_SECONDS,
+    PREFECT_WORKER_PREFETCH_SECONDS, PREFECT_WORKER_HEARTBEAT_SECONDS override). Stops
+    cleanly on SIGTERM or Ctrl-C.
     """
     from deployments import processes
 
@@ -678,9 +751,17 @@ def worker(
     except processes.WorkerConfigError as exc:
         err.print(f"[red]✗[/red] {escape(str(exc))}")
         raise typer.Exit(EXIT_INVALID) from None
-    command = processes.worker_command(limit, name)
-    out.print(f"worker for work pool {WORK_POOL} on {escape(url)} (up to {limit} runs at once)")
-    raise typer.Exit(processes.supervise(command))
+    mode = "a process per run" if isolated else "in-process"
+    out.print(f"worker for work pool {WORK_POOL} on {escape(url)} (up to {limit} runs at once, {mode})")
+    if isolated:
+        raise typer.Exit(processes.supervise(processes.worker_command(limit, name)))
+    from prefect.settings import temporary_settings
+
+    from deployments.warm_worker import serve
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    with temporary_settings(updates=processes.worker_settings()):
+        asyncio.run(serve(limit=limit, name=name, grace=grace))
 
 
 @app.command()

@@ -41,6 +41,12 @@ class Settings(BaseSettings):
         description="`switchboard cleanup` deletes run records (and their Prefect flow runs) that ended "
         "more than this many days ago, unless given --older-than.",
     )
+    execution: Literal["auto", "local", "remote"] = Field(
+        default="auto",
+        description="Where runs triggered from Slack and webhooks execute: remote (flow runs of the "
+        "run-workflow deployment, picked up by `switchboard worker`s), local (in the triggering "
+        "process) or auto (remote when the PREFECT_API_URL environment variable is set).",
+    )
     rate_limits: Literal["auto", "prefect", "local", "off"] = Field(
         default="auto",
         description="Where per-credential rate limits are kept: prefect (global concurrency limits), "
@@ -94,6 +100,13 @@ class Settings(BaseSettings):
     @property
     def slack_admin_ids(self) -> frozenset[str]:
         return frozenset(user.strip() for user in self.slack_admins.split(",") if user.strip())
+
+    @property
+    def runs_remotely(self) -> bool:
+        """Whether Slack and webhook runs go to workers (see ``execution``)."""
+        if self.execution == "auto":
+            return bool(os.environ.get("PREFECT_API_URL"))
+        return self.execution == "remote"
 
     @property
     def home_dir(self) -> Path:

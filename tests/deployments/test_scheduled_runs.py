@@ -9,12 +9,7 @@ its first node running.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import signal
-import sys
-from collections.abc import AsyncIterator
 from datetime import datetime
 from functools import partial
 from pathlib import Path
@@ -22,7 +17,6 @@ from statistics import median
 from typing import Any
 
 import httpx
-import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.client.schemas.objects import FlowRun, TaskRun
@@ -34,6 +28,7 @@ from storage.migrate import upgrade
 from storage.runs import RunRecord, RunStore
 from storage.workflows import WorkflowStore
 from tests.bot.conftest import free_port
+from tests.deployments.conftest import Processes, until
 
 NAME = "ticker"
 INTERVAL = 3
@@ -56,82 +51,6 @@ def ticker(schedule: dict[str, Any] | None) -> dict[str, Any]:
     if schedule is not None:
         data["schedule"] = schedule
     return data
-
-
-async def until(condition: Any, timeout: float, what: str) -> Any:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not (value := await condition()):
-        if asyncio.get_running_loop().time() > deadline:
-            raise TimeoutError(f"waited {timeout}s for {what}")
-        await asyncio.sleep(0.2)
-    return value
-
-
-class Processes:
-    """The processes a test started; all stopped (SIGTERM, then SIGKILL) at the end."""
-
-    def __init__(self, env: dict[str, str], logs: Path) -> None:
-        self.env = env
-        self.logs = logs
-        self.started: list[tuple[str, asyncio.subprocess.Process]] = []
-
-    async def start(self, label: str, *args: str, env: dict[str, str] | None = None) -> asyncio.subprocess.Process:
-        log = (self.logs / f"{label}.log").open("wb")
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "switchboard.cli", *args, env=env or self.env, stdout=log, stderr=log
-        )
-        log.close()
-        self.started.append((label, process))
-        return process
-
-    async def cli(self, *args: str) -> tuple[int, str, str]:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "switchboard.cli",
-            *args,
-            env=self.env,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
-        assert process.returncode is not None
-        return process.returncode, stdout.decode(), stderr.decode()
-
-    def log(self, label: str) -> str:
-        path = self.logs / f"{label}.log"
-        return path.read_text(errors="replace")[-3000:] if path.exists() else ""
-
-    async def stop(self, process: asyncio.subprocess.Process, timeout: float = 20) -> int | None:
-        """SIGTERM (what systemd sends); the exit code, or None if it had to be killed."""
-        if process.returncode is not None:
-            return process.returncode
-        process.send_signal(signal.SIGTERM)
-        try:
-            return await asyncio.wait_for(process.wait(), timeout)
-        except TimeoutError:
-            process.kill()
-            await process.wait()
-            return None
-
-    async def stop_all(self) -> None:
-        for _, process in reversed(self.started):
-            await self.stop(process)
-
-
-@pytest.fixture
-async def processes(tmp_path: Path) -> AsyncIterator[Processes]:
-    env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "PREFECT_PROFILES_PATH")}
-    env |= {
-        "PREFECT_HOME": str(tmp_path / "prefect"),
-        "SWITCHBOARD_HOME": str(tmp_path / "home"),
-        "SWITCHBOARD_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'switchboard.db'}",
-    }
-    started = Processes(env, tmp_path)
-    try:
-        yield started
-    finally:
-        await started.stop_all()
 
 
 async def completed_scheduled_runs(runs: RunStore) -> list[RunRecord]:

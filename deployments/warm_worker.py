@@ -1,0 +1,328 @@
+"""The warm worker: a Prefect worker that runs Switchboard's flow runs inside its own process.
+
+Prefect's process worker starts a new Python process for every flow run; importing Prefect,
+Switchboard and the provider SDKs costs that process about 4 s on two cores before the first
+node can run. :class:`WarmWorker` is that same worker (same ``process`` work pool, same
+polling, limits, heartbeats and Prefect UI) with one change: flow runs of Switchboard's
+``run-workflow`` flow are executed as asyncio tasks of the already warm worker process,
+sharing one database connection pool. Anything else on the pool still gets its own process.
+
+What a shared process changes, and how it is handled:
+
+* **A killed worker takes its runs with it.** Each run's ``infrastructure_pid`` names the
+  worker (``switchboard:<host>:<pid>:<worker>``). :func:`reap_orphans` — run by every warm
+  worker when it starts and then every :data:`REAP_INTERVAL` seconds — marks Crashed the
+  unfinished runs whose process is gone (same host) or whose worker stopped sending
+  heartbeats (any host), with their runner subflows, and brings their run records up to
+  date; the Slack bot then reports them. A worker restarted by systemd reaps its
+  predecessor's runs at once.
+* **Cancellation** (``/flow cancel``, the UI): the worker watches its runs for the
+  ``Cancelling`` state and cancels the run's task; the flow run ends Cancelled.
+* **Stopping** (SIGTERM, Ctrl-C): the worker stops taking runs, lets running ones finish for
+  up to ``grace`` seconds, then marks what is left Crashed ("worker stopped") so that
+  ``switchboard retry`` can finish it elsewhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from typing import Any, Literal
+from uuid import UUID
+
+import anyio
+import anyio.abc
+from prefect.client.orchestration import PrefectClient, get_client
+from prefect.client.schemas.filters import (
+    FlowRunFilter,
+    FlowRunFilterId,
+    FlowRunFilterParentFlowRunId,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+    WorkPoolFilter,
+    WorkPoolFilterName,
+)
+from prefect.client.schemas.objects import FlowRun, State, StateType
+from prefect.flow_engine import run_flow
+from prefect.states import Cancelled, Crashed
+from prefect.workers.process import ProcessJobConfiguration, ProcessWorker, ProcessWorkerResult
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from deployments import entrypoint
+from deployments.sync import WORK_POOL
+from storage.runs import RunStore
+from switchboard.database import open_engine
+from switchboard.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+#: Prefix of the ``infrastructure_pid`` of a run executed by a warm worker.
+INFRA_PREFIX = "switchboard:"
+#: Seconds between two looks for runs whose worker died.
+REAP_INTERVAL = 15.0
+#: Seconds between two looks for cancellation requests for this worker's runs.
+CANCEL_POLL = 1.0
+#: A worker is dead once it missed this many heartbeats (Prefect's own offline rule).
+MISSED_HEARTBEATS = 3
+#: Flow-run states a run can be in while a worker owns it.
+_UNFINISHED = [StateType.PENDING, StateType.RUNNING, StateType.PAUSED, StateType.CANCELLING]
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The worker process executing a run, as written into its ``infrastructure_pid``."""
+
+    host: str
+    pid: int
+    worker: str
+
+    def encode(self) -> str:
+        return f"{INFRA_PREFIX}{self.host}:{self.pid}:{self.worker}"
+
+    @classmethod
+    def decode(cls, value: str | None) -> Owner | None:
+        if not value or not value.startswith(INFRA_PREFIX):
+            return None
+        host, _, rest = value.removeprefix(INFRA_PREFIX).partition(":")
+        pid, _, worker = rest.partition(":")
+        if not pid.isdigit():
+            return None
+        return cls(host, int(pid), worker)
+
+    def __str__(self) -> str:
+        return f"worker {self.worker} (process {self.pid} on {self.host})"
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class WarmWorker(ProcessWorker):
+    """A process-pool worker that runs ``run-workflow`` flow runs in-process (see the module)."""
+
+    type = "process"
+
+    @classmethod
+    def __dispatch_key__(cls) -> str:
+        # Registered under its own key: Prefect's "process" worker type stays ProcessWorker.
+        return "switchboard-warm"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.owner = Owner(socket.gethostname(), os.getpid(), self.name)
+        self.draining = False
+        self.active: dict[UUID, anyio.CancelScope] = {}
+        #: Switchboard's database (set by :func:`serve`), for the records of cancelled runs.
+        self.engine: AsyncEngine | None = None
+        self._flow_names: dict[UUID, str] = {}
+
+    async def get_and_submit_flow_runs(self) -> list[FlowRun]:
+        if self.draining:
+            return []
+        return await super().get_and_submit_flow_runs()
+
+    async def _runs_in_process(self, flow_run: FlowRun) -> bool:
+        name = self._flow_names.get(flow_run.flow_id)
+        if name is None:
+            name = self._flow_names[flow_run.flow_id] = (await self.client.read_flow(flow_run.flow_id)).name
+        return name == entrypoint.FLOW_NAME
+
+    async def run(
+        self,
+        flow_run: FlowRun,
+        configuration: ProcessJobConfiguration,
+        task_status: anyio.abc.TaskStatus[int] | None = None,
+    ) -> ProcessWorkerResult:
+        if not await self._runs_in_process(flow_run):
+            return await super().run(flow_run, configuration, task_status)
+        scope = anyio.CancelScope()
+        self.active[flow_run.id] = scope
+        if task_status is not None:
+            # Recorded as the run's infrastructure_pid: who runs it, for the reaper.
+            task_status.started(self.owner.encode())  # type: ignore[arg-type]
+        try:
+            with scope:
+                await run_flow(entrypoint.run_workflow_flow, flow_run=flow_run, return_type="state")  # type: ignore[misc]
+        finally:
+            self.active.pop(flow_run.id, None)
+        if scope.cancel_called and not self.draining and self.engine is not None:
+            await end_runs(self.client, self.engine, [flow_run.id], "cancelled", "cancelled while running")
+        return ProcessWorkerResult(status_code=0, identifier=self.owner.encode())
+
+    async def kill_infrastructure(
+        self, infrastructure_pid: str, configuration: ProcessJobConfiguration, grace_seconds: int = 30
+    ) -> None:
+        owner = Owner.decode(infrastructure_pid)
+        if owner is None:
+            await super().kill_infrastructure(infrastructure_pid, configuration, grace_seconds)
+        # An in-process run: cancelled through its scope by watch_cancellations.
+
+    async def cancel_requested(self, client: PrefectClient) -> None:
+        """Cancel the task of every run of this worker that someone asked to cancel."""
+        if not self.active:
+            return
+        cancelling = await client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                id=FlowRunFilterId(any_=list(self.active)),
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.CANCELLING])),
+            )
+        )
+        for flow_run in cancelling:
+            scope = self.active.get(flow_run.id)
+            if scope is not None:
+                logger.info("cancelling flow run %s (%s) on request", flow_run.name, flow_run.id)
+                scope.cancel()
+
+
+async def _unfinished_runs(client: PrefectClient) -> list[FlowRun]:
+    found: list[FlowRun] = []
+    while True:
+        page = await client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=_UNFINISHED))),
+            work_pool_filter=WorkPoolFilter(name=WorkPoolFilterName(any_=[WORK_POOL])),
+            limit=200,
+            offset=len(found),
+        )
+        found.extend(page)
+        if len(page) < 200:
+            return found
+
+
+async def _dead_workers(client: PrefectClient, now: datetime) -> dict[str, str]:
+    """Workers of the pool that missed :data:`MISSED_HEARTBEATS` heartbeats -> why."""
+    from prefect.settings import get_current_settings
+
+    default_interval = get_current_settings().worker.heartbeat_seconds
+    dead: dict[str, str] = {}
+    for worker in await client.read_workers_for_work_pool(WORK_POOL):
+        interval = worker.heartbeat_interval_seconds or default_interval
+        beat = worker.last_heartbeat_time
+        if beat is None or now - beat > timedelta(seconds=MISSED_HEARTBEATS * interval):
+            dead[worker.name] = f"last heartbeat {beat:%H:%M:%S} UTC" if beat else "it never sent a heartbeat"
+    return dead
+
+
+async def reap_orphans(client: PrefectClient, engine: AsyncEngine, me: Owner | None = None) -> list[UUID]:
+    """Mark Crashed the unfinished runs whose warm worker is gone; returns their flow-run ids.
+
+    A run is orphaned when its worker process on this host no longer exists, or when its
+    worker (on any host) has missed :data:`MISSED_HEARTBEATS` heartbeats. Its runner subflows
+    are marked Crashed too and the run records reconciled, so Slack and ``switchboard runs``
+    say so.
+    """
+    host = me.host if me else socket.gethostname()
+    runs = await _unfinished_runs(client)
+    owned = [(run, owner) for run in runs if (owner := Owner.decode(run.infrastructure_pid)) is not None]
+    if not owned:
+        return []
+    dead_workers = await _dead_workers(client, datetime.now(UTC))
+    crashed: list[UUID] = []
+    for flow_run, owner in owned:
+        if me is not None and owner == me:
+            continue  # ours, alive by definition
+        if owner.host == host and not _process_alive(owner.pid):
+            why = "its process is gone"
+        elif owner.worker in dead_workers and not (owner.host == host and _process_alive(owner.pid)):
+            why = f"it stopped sending heartbeats ({dead_workers[owner.worker]})"
+        else:
+            continue
+        await end_runs(client, engine, [flow_run.id], "crashed", f"{owner} stopped before the run ended: {why}")
+        logger.warning("flow run %s (%s) crashed: %s stopped (%s)", flow_run.name, flow_run.id, owner, why)
+        crashed.append(flow_run.id)
+    return crashed
+
+
+async def end_runs(
+    client: PrefectClient,
+    engine: AsyncEngine,
+    flow_run_ids: list[UUID],
+    status: Literal["crashed", "cancelled"],
+    message: str,
+) -> None:
+    """End these deployment flow runs, their runner subflows and the runs' records as
+    ``status`` (Prefect Crashed or Cancelled) with ``message``; whatever completed stays so."""
+    children = await client.read_flow_runs(
+        flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=flow_run_ids))
+    )
+    open_children = [c.id for c in children if c.state is None or not c.state.is_completed()]
+    state: State[Any] = Crashed(message=message) if status == "crashed" else Cancelled(message=message)
+    for flow_run_id in [*open_children, *flow_run_ids]:
+        await client.set_flow_run_state(flow_run_id, state.model_copy(), force=True)
+    store = RunStore(engine)
+    for record in await store.for_flow_runs([str(c) for c in open_children]):
+        if record.status != "completed":
+            await store.finished(record.id, status=status, error=message)
+
+
+async def _every(seconds: float, work: Any, what: str) -> None:
+    while True:
+        try:
+            await work()
+        except Exception:
+            logger.exception("%s failed; trying again in %.0f s", what, seconds)
+        await asyncio.sleep(seconds)
+
+
+async def serve(
+    *,
+    limit: int,
+    name: str | None = None,
+    grace: float = 30.0,
+    reap_interval: float = REAP_INTERVAL,
+    settings: Settings | None = None,
+) -> None:
+    """Run a warm worker for the ``switchboard`` pool until SIGTERM or SIGINT."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    worker = WarmWorker(work_pool_name=WORK_POOL, name=name, limit=limit, create_pool_if_not_found=False)
+    async with open_engine(settings or Settings()) as engine, get_client() as client:
+        entrypoint.share_engine(engine)
+        worker.engine = engine
+        try:
+            crashed = await reap_orphans(client, engine, worker.owner)
+            if crashed:
+                logger.warning("marked %d run(s) of stopped workers Crashed", len(crashed))
+            async with anyio.create_task_group() as loops:
+                loops.start_soon(partial(worker.start, printer=partial(print, flush=True)))
+                loops.start_soon(_every, reap_interval, lambda: reap_orphans(client, engine, worker.owner), "reaping")
+                loops.start_soon(_every, CANCEL_POLL, lambda: worker.cancel_requested(client), "cancel polling")
+                await stop.wait()
+                await _drain(worker, client, engine, grace)
+                loops.cancel_scope.cancel()
+        finally:
+            entrypoint.share_engine(None)
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+
+
+async def _drain(worker: WarmWorker, client: PrefectClient, engine: AsyncEngine, grace: float) -> None:
+    worker.draining = True
+    if worker.active:
+        logger.info("stopping: waiting up to %.0f s for %d run(s) to finish", grace, len(worker.active))
+    deadline = asyncio.get_running_loop().time() + grace
+    while worker.active and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.2)
+    left = list(worker.active)
+    if not left:
+        return
+    logger.warning("stopping: %d run(s) did not finish in %.0f s; marking them Crashed", len(left), grace)
+    for flow_run_id in left:
+        if flow_run_id in worker.active:
+            worker.active[flow_run_id].cancel()
+    while worker.active and asyncio.get_running_loop().time() < deadline + 10:
+        await asyncio.sleep(0.1)  # let the engines record their end before ours wins
+    await end_runs(client, engine, left, "crashed", f"{worker.owner} stopped before the run ended (it was shut down)")
