@@ -57,8 +57,8 @@ async def _died_with_an_earlier_bot(record: RunRecord, since: datetime) -> bool:
         return False
     async with get_client() as client:
         flow_run = await client.read_flow_run(record.flow_run_id)  # type: ignore[arg-type]
-        if flow_run.deployment_id is not None:
-            return False  # a worker runs it; Prefect will say when it ends or crashes
+        if flow_run.deployment_id is not None or flow_run.parent_task_run_id is not None:
+            return False  # a worker runs it (as a subflow); Prefect will say when it ends or crashes
         if flow_run.state is None or not flow_run.state.is_final():
             await client.set_flow_run_state(flow_run.id, Crashed(message=CRASH_MESSAGE), force=True)
     return True

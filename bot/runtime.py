@@ -6,8 +6,11 @@ multi-workspace mode (``SLACK_CLIENT_ID`` and ``SLACK_CLIENT_SECRET``) that clie
 each run posts with its own workspace's bot token (the listener's client, or
 :meth:`BotRuntime.client_for` from the installation store).
 
-Runs triggered from Slack execute in this process (as asyncio tasks) on the embedded or
-configured Prefect API; each gets a :class:`~bot.threads.LiveThread`.
+Runs triggered from Slack and webhooks execute in this process (as asyncio tasks) or, when
+``Settings.runs_remotely`` (``SWITCHBOARD_EXECUTION``; by default: ``PREFECT_API_URL`` is set),
+on workers: they become flow runs of the ``run-workflow`` deployment and the bot follows them
+through Prefect (:func:`switchboard.remote.follow`). Either way each gets a
+:class:`~bot.threads.LiveThread`.
 """
 
 from __future__ import annotations
@@ -37,10 +40,14 @@ from storage.models import utcnow
 from storage.runs import RunRecordNotFoundError, RunStore
 from storage.slack_installations import SlackInstallationStore
 from storage.workflows import StoredVersion, WorkflowNotFoundError, WorkflowStore
+from switchboard import remote
 from switchboard.api import new_run_id
 from switchboard.settings import Settings
 
 logger = logging.getLogger(__name__)
+
+#: How often the bot tries to attach a run's Slack message to its record (0.5 s apart).
+ATTACH_TRIES = 20
 
 
 class WorkspaceNotInstalledError(LookupError):
@@ -73,6 +80,8 @@ class BotRuntime:
     event_hooks: list[Callable[[LiveThread | None, NodeEvent], None]] = field(default_factory=list)
     #: The installed workspaces (multi-workspace mode only; None: one workspace, one token).
     installations: SlackInstallationStore | None = None
+    #: Runs of :attr:`running` executing on workers, by run id (cancelled through Prefect).
+    remote_runs: dict[str, remote.RemoteRun] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.installations is None and self.settings.slack_multi_workspace:
@@ -147,6 +156,24 @@ class BotRuntime:
         view = RunView(run_id=new_run_id(), workflow=stored.name, version=stored.version, user=user, inputs=inputs)
         view.nodes = {node_id: NodeLine() for node_id in plan.order}
 
+        who = triggered_by or (f"slack:{user}" if user else None)
+        if self.settings.runs_remotely:
+
+            async def on_worker(listen: Listener, slack_thread: tuple[str, str] | None) -> RunResult:
+                queued = await remote.submit(
+                    self.engine,
+                    stored.name,
+                    inputs,
+                    version=stored.version,
+                    trigger=trigger,
+                    triggered_by=who,
+                    run_id=view.run_id,
+                    slack_thread=slack_thread,
+                )
+                return await self._follow(queued, listen)
+
+            return view, on_worker
+
         async def call(listen: Listener, slack_thread: tuple[str, str] | None) -> RunResult:
             return await switchboard.arun(
                 plan,
@@ -155,12 +182,21 @@ class BotRuntime:
                 version=stored.version,
                 listeners=[listen],
                 run_id=view.run_id,
-                triggered_by=triggered_by or (f"slack:{user}" if user else None),
+                triggered_by=who,
                 engine=self.engine,
                 slack_thread=slack_thread,
             )
 
         return view, call
+
+    async def _follow(self, queued: remote.RemoteRun, listen: Listener) -> RunResult:
+        """Follow a run on a worker to its end (cancelling it here asks Prefect to cancel it)."""
+        self.remote_runs[queued.run_id] = queued
+        try:
+            await remote.follow(queued, listen)
+            return RunResult.from_dict(await remote.wait(self.engine, queued))
+        finally:
+            self.remote_runs.pop(queued.run_id, None)
 
     async def retry(
         self,
@@ -186,6 +222,12 @@ class BotRuntime:
             run_id=new_run_id(), workflow=record.workflow, version=record.version, user=user, inputs=record.inputs
         )
 
+        async def on_worker(listen: Listener, slack_thread: tuple[str, str] | None) -> RunResult:
+            queued = await remote.submit_retry(
+                self.engine, run_id, triggered_by=f"slack:{user}", new_run_id=view.run_id, slack_thread=slack_thread
+            )
+            return await self._follow(queued, listen)
+
         async def call(listen: Listener, slack_thread: tuple[str, str] | None) -> RunResult:
             return await switchboard.aretry(
                 run_id,
@@ -200,7 +242,7 @@ class BotRuntime:
             await switchboard.api.check_retryable(run_id)
         except (switchboard.NotRetryableError, switchboard.RunNotFoundError) as exc:
             return str(exc)
-        await self._launch(view, channel, call, client=client, team=team)
+        await self._launch(view, channel, on_worker if self.settings.runs_remotely else call, client=client, team=team)
         return None
 
     async def _launch(
@@ -294,6 +336,16 @@ class BotRuntime:
     async def _attach(self, run_id: str, channel: str, ts: str | None, team: str | None = None) -> None:
         if ts is None:
             return
+        # A worker writes the record of a run it executes just after the runner's flow run
+        # appears in Prefect: give it a few seconds.
+        for _ in range(ATTACH_TRIES - 1):
+            try:
+                await self.runs.attach_slack(run_id, channel=channel, message_ts=ts, team=team)
+                return
+            except RunRecordNotFoundError:
+                await asyncio.sleep(0.5)
+            except Exception:
+                break
         try:
             await self.runs.attach_slack(run_id, channel=channel, message_ts=ts, team=team)
         except Exception:  # no run record (an unrecorded run): nothing to report later
@@ -328,6 +380,10 @@ class BotRuntime:
         if user is not None and not await self.may_run(user, started.workflow, client=client):
             await self.audit_refusal(user, "cancel", started.workflow, {"run_id": run_id})
             return f"You may not run `{started.workflow}`, so you may not cancel its runs."
+        queued = self.remote_runs.get(run_id)
+        if queued is not None:  # on a worker: Prefect cancels it there; the run's task sees it end
+            await remote.cancel(queued)
+            return None
         started.task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await started.task

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from flows.runner import WorkflowFailed
 from storage.workflows import WorkflowStore
-from switchboard.api import arun
+from switchboard.api import aretry, arun
 from switchboard.database import open_engine
 from switchboard.settings import Settings
 
@@ -67,29 +67,39 @@ async def run_workflow_flow(
     trigger: str = "deployment",
     run_id: str | None = None,
     triggered_by: str | None = None,
+    retry_of: str | None = None,
+    slack_thread: list[str] | None = None,
 ) -> dict[str, Any]:
     """Run the stored workflow ``name`` (``version``, or the latest) with ``inputs``.
 
     ``trigger`` is recorded on the run (``schedule`` for scheduled deployments); ``run_id``
     lets the caller that created this flow run choose the Switchboard run id up front, and
     ``triggered_by`` says who asked (``slack:U123``, ``cli:alice``; default: the deployment),
-    which also picks whose credentials the run uses.
+    which also picks whose credentials the run uses. ``retry_of`` resumes that failed run
+    instead (completed nodes are not re-executed; ``name`` must be its workflow's).
+    ``slack_thread`` is ``[channel, ts]`` of the run's Slack message (the bot passes it).
     Returns the run result; raises (so the flow run ends Failed) when the workflow did not
     complete.
     """
     settings = Settings()
     deployment_name = runtime_deployment.name
+    thread = (slack_thread[0], slack_thread[1]) if slack_thread and len(slack_thread) == 2 else None
+    who = triggered_by or (f"deployment:{deployment_name}" if deployment_name else None)
     async with _engine(settings) as engine:
-        stored = await WorkflowStore(engine).get(name, version)
-        result = await arun(
-            stored.definition,
-            inputs or {},
-            trigger=trigger,
-            version=stored.version,
-            run_id=run_id,
-            triggered_by=triggered_by or (f"deployment:{deployment_name}" if deployment_name else None),
-            engine=engine,
-        )
+        if retry_of is not None:
+            result = await aretry(retry_of, new_run_id=run_id, triggered_by=who, engine=engine, slack_thread=thread)
+        else:
+            stored = await WorkflowStore(engine).get(name, version)
+            result = await arun(
+                stored.definition,
+                inputs or {},
+                trigger=trigger,
+                version=stored.version,
+                run_id=run_id,
+                triggered_by=who,
+                engine=engine,
+                slack_thread=thread,
+            )
     if result.status != "completed":
         raise WorkflowFailed(f"run {result.run_id} {result.status}: {result.error}")
     return result.to_dict()

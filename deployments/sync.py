@@ -224,16 +224,20 @@ async def ensure_work_pool(client: PrefectClient, name: str = WORK_POOL) -> bool
         return False
     except ObjectNotFound:
         pass
+    from prefect.exceptions import ObjectAlreadyExists
     from prefect.workers.process import ProcessWorker
 
-    await client.create_work_pool(
-        WorkPoolCreate(
-            name=name,
-            type="process",
-            base_job_template=ProcessWorker.get_default_base_job_template(),
-            description="Switchboard workflow runs (`switchboard worker`).",
+    try:
+        await client.create_work_pool(
+            WorkPoolCreate(
+                name=name,
+                type="process",
+                base_job_template=ProcessWorker.get_default_base_job_template(),
+                description="Switchboard workflow runs (`switchboard worker`).",
+            )
         )
-    )
+    except ObjectAlreadyExists:
+        return False  # another process created it meanwhile
     return True
 
 

@@ -55,7 +55,7 @@ from prefect.workers.process import ProcessJobConfiguration, ProcessWorker, Proc
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from deployments import entrypoint
-from deployments.sync import WORK_POOL
+from deployments.sync import WORK_POOL, ensure_work_pool
 from storage.runs import RunStore
 from switchboard.database import open_engine
 from switchboard.settings import Settings
@@ -123,7 +123,10 @@ class WarmWorker(ProcessWorker):
         super().__init__(*args, **kwargs)
         self.owner = Owner(socket.gethostname(), os.getpid(), self.name)
         self.draining = False
-        self.active: dict[UUID, anyio.CancelScope] = {}
+        #: The runs executing here, each an asyncio task (cancelled once, as the bot cancels
+        #: its in-process runs: Prefect's engine records the end of a cancelled task).
+        self.active: dict[UUID, asyncio.Task[Any]] = {}
+        self._cancelled: set[UUID] = set()
         #: Switchboard's database (set by :func:`serve`), for the records of cancelled runs.
         self.engine: AsyncEngine | None = None
         self._flow_names: dict[UUID, str] = {}
@@ -147,19 +150,32 @@ class WarmWorker(ProcessWorker):
     ) -> ProcessWorkerResult:
         if not await self._runs_in_process(flow_run):
             return await super().run(flow_run, configuration, task_status)
-        scope = anyio.CancelScope()
-        self.active[flow_run.id] = scope
+        execution = asyncio.create_task(
+            run_flow(entrypoint.run_workflow_flow, flow_run=flow_run, return_type="state"),  # type: ignore[arg-type]
+            name=f"flow-run-{flow_run.id}",
+        )
+        self.active[flow_run.id] = execution
         if task_status is not None:
             # Recorded as the run's infrastructure_pid: who runs it, for the reaper.
             task_status.started(self.owner.encode())  # type: ignore[arg-type]
         try:
-            with scope:
-                await run_flow(entrypoint.run_workflow_flow, flow_run=flow_run, return_type="state")  # type: ignore[misc]
+            await asyncio.wait([execution])
         finally:
             self.active.pop(flow_run.id, None)
-        if scope.cancel_called and not self.draining and self.engine is not None:
-            await end_runs(self.client, self.engine, [flow_run.id], "cancelled", "cancelled while running")
+        if flow_run.id in self._cancelled:
+            self._cancelled.discard(flow_run.id)
+            if not self.draining and self.engine is not None:
+                await end_runs(self.client, self.engine, [flow_run.id], "cancelled", "cancelled while running")
+        elif not execution.cancelled() and execution.exception() is not None:
+            logger.error("flow run %s ended with an error", flow_run.id, exc_info=execution.exception())
         return ProcessWorkerResult(status_code=0, identifier=self.owner.encode())
+
+    def stop_run(self, flow_run_id: UUID) -> None:
+        """Cancel the task of a run executing here."""
+        execution = self.active.get(flow_run_id)
+        if execution is not None and not execution.done():
+            self._cancelled.add(flow_run_id)
+            execution.cancel()
 
     async def kill_infrastructure(
         self, infrastructure_pid: str, configuration: ProcessJobConfiguration, grace_seconds: int = 30
@@ -167,7 +183,7 @@ class WarmWorker(ProcessWorker):
         owner = Owner.decode(infrastructure_pid)
         if owner is None:
             await super().kill_infrastructure(infrastructure_pid, configuration, grace_seconds)
-        # An in-process run: cancelled through its scope by watch_cancellations.
+        # An in-process run: cancelled by cancel_requested.
 
     async def cancel_requested(self, client: PrefectClient) -> None:
         """Cancel the task of every run of this worker that someone asked to cancel."""
@@ -180,10 +196,8 @@ class WarmWorker(ProcessWorker):
             )
         )
         for flow_run in cancelling:
-            scope = self.active.get(flow_run.id)
-            if scope is not None:
-                logger.info("cancelling flow run %s (%s) on request", flow_run.name, flow_run.id)
-                scope.cancel()
+            logger.info("cancelling flow run %s (%s) on request", flow_run.name, flow_run.id)
+            self.stop_run(flow_run.id)
 
 
 async def _unfinished_runs(client: PrefectClient) -> list[FlowRun]:
@@ -282,22 +296,31 @@ async def serve(
     grace: float = 30.0,
     reap_interval: float = REAP_INTERVAL,
     settings: Settings | None = None,
+    stop: asyncio.Event | None = None,
 ) -> None:
-    """Run a warm worker for the ``switchboard`` pool until SIGTERM or SIGINT."""
-    stop = asyncio.Event()
+    """Run a warm worker for the ``switchboard`` pool until SIGTERM or SIGINT (or ``stop`` is
+    set: then no signal handlers are installed, for embedding in a running program)."""
+    handle_signals = stop is None
+    stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    if handle_signals:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
     worker = WarmWorker(work_pool_name=WORK_POOL, name=name, limit=limit, create_pool_if_not_found=False)
     async with open_engine(settings or Settings()) as engine, get_client() as client:
         entrypoint.share_engine(engine)
         worker.engine = engine
         try:
+            await ensure_work_pool(client)
             crashed = await reap_orphans(client, engine, worker.owner)
             if crashed:
                 logger.warning("marked %d run(s) of stopped workers Crashed", len(crashed))
             async with anyio.create_task_group() as loops:
                 loops.start_soon(partial(worker.start, printer=partial(print, flush=True)))
+                # Prefect's worker cannot be cancelled halfway through its set-up (its cancel
+                # scopes would be exited out of order): a stop waits for the set-up to end.
+                while not getattr(worker, "is_setup", False):
+                    await asyncio.sleep(0.05)
                 loops.start_soon(_every, reap_interval, lambda: reap_orphans(client, engine, worker.owner), "reaping")
                 loops.start_soon(_every, CANCEL_POLL, lambda: worker.cancel_requested(client), "cancel polling")
                 await stop.wait()
@@ -305,8 +328,9 @@ async def serve(
                 loops.cancel_scope.cancel()
         finally:
             entrypoint.share_engine(None)
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.remove_signal_handler(sig)
+            if handle_signals:
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    loop.remove_signal_handler(sig)
 
 
 async def _drain(worker: WarmWorker, client: PrefectClient, engine: AsyncEngine, grace: float) -> None:
@@ -321,8 +345,7 @@ async def _drain(worker: WarmWorker, client: PrefectClient, engine: AsyncEngine,
         return
     logger.warning("stopping: %d run(s) did not finish in %.0f s; marking them Crashed", len(left), grace)
     for flow_run_id in left:
-        if flow_run_id in worker.active:
-            worker.active[flow_run_id].cancel()
+        worker.stop_run(flow_run_id)
     while worker.active and asyncio.get_running_loop().time() < deadline + 10:
         await asyncio.sleep(0.1)  # let the engines record their end before ours wins
     await end_runs(client, engine, left, "crashed", f"{worker.owner} stopped before the run ended (it was shut down)")

@@ -21,6 +21,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+import json
+import logging
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -39,9 +41,15 @@ from pydantic import BaseModel
 from nodes.context import InputTimeoutError
 
 M = TypeVar("M", bound=BaseModel)
+logger = logging.getLogger(__name__)
 
 #: Seconds between the paused run's checks for an answer (the worst-case resume delay).
 POLL_SECONDS = 1
+
+#: Prefix of the flow-run input under which a pause publishes its question (the pause key
+#: follows): a process following the run through Prefect (the bot, for a run on a worker)
+#: reads it to ask the question.
+QUESTION_KEY_PREFIX = "switchboard-question-"
 
 #: How long :func:`answer` waits for a just-announced pause to reach Prefect.
 PAUSE_SETTLE_SECONDS = 5.0
@@ -74,12 +82,16 @@ class Pauser:
     lock: asyncio.Lock
     #: Tells the run's listeners what is being asked (the runner emits a ``waiting`` event).
     announce: Callable[[dict[str, Any]], None]
+    #: The node asking (published with the question).
+    node_id: str = ""
 
     async def __call__(self, model: type[M], *, request: Mapping[str, Any], timeout: int) -> M:
         """Pause the flow run until an answer of type ``model`` arrives; raises
         :class:`~nodes.context.InputTimeoutError` after ``timeout`` seconds."""
         async with self.lock:
-            self.announce({**request, "key": self.key, "timeout": timeout})
+            question = {**request, "key": self.key, "timeout": timeout}
+            self.announce(question)
+            await _publish(self.key, {**question, "node_id": self.node_id})
             try:
                 answer = await apause_flow_run(
                     wait_for_input=_run_input_model(model), timeout=timeout, poll_interval=POLL_SECONDS, key=self.key
@@ -88,6 +100,37 @@ class Pauser:
                 await _unpause(self.key)
                 raise InputTimeoutError(f"no answer within {timeout} s") from exc
         return model.model_validate(answer.model_dump(include=set(model.model_fields)))
+
+
+async def _publish(key: str, question: dict[str, Any]) -> None:
+    """Store the question as a flow-run input of the paused run (see :data:`QUESTION_KEY_PREFIX`)."""
+    context = FlowRunContext.get()
+    if context is None or context.flow_run is None:
+        return
+    try:
+        async with get_client() as client:
+            await client.create_flow_run_input(
+                context.flow_run.id, key=QUESTION_KEY_PREFIX + key, value=json.dumps(question, default=str)
+            )
+    except Exception:  # only followers elsewhere miss it; the pause itself goes on
+        logger.warning("could not publish the question of pause %s", key, exc_info=True)
+
+
+async def read_question(flow_run_id: UUID, key: str) -> dict[str, Any] | None:
+    """The question a run paused under ``key`` published (None: none was)."""
+    from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
+
+    async with get_client() as client:
+        try:
+            value = await client.read_flow_run_input(flow_run_id, QUESTION_KEY_PREFIX + key)
+        except ObjectNotFound:
+            return None
+        except PrefectHTTPStatusError as exc:
+            if exc.response.status_code == 404:
+                return None
+            raise
+    question = json.loads(value)
+    return question if isinstance(question, dict) else None
 
 
 async def _unpause(key: str) -> None:

@@ -228,6 +228,7 @@ async def node_task(
         files_backend=state.services.files,
         input_waiter=pauses.Pauser(
             key=pauses.pause_key(label, attempt),
+            node_id=node_id,
             lock=state.pause_lock,
             announce=lambda request: state.emit(
                 NodeEvent(

@@ -1,0 +1,109 @@
+"""Slack runs on a worker: with execution "remote" the bot queues a flow run of the
+run-workflow deployment and follows it through Prefect.
+
+A warm worker (:func:`deployments.warm_worker.serve`) runs in the test's event loop against
+the session's Prefect server; the bot and the worker share only Prefect and the database.
+The live message follows the run, approval buttons come from the question the paused run
+published in Prefect, and `/flow cancel` cancels the run on the worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+from uuid import UUID
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.settings import temporary_settings
+
+from deployments.processes import worker_settings
+from deployments.warm_worker import Owner, serve
+from tests.bot.conftest import Bot
+from tests.bot.test_approvals import APPROVE, DEPLOY, click, eventually, run_message, start
+from tests.bot.test_commands import block_text
+from tests.fakes.slack import slash_command
+
+SLOW: dict[str, Any] = {
+    "name": "slow",
+    "nodes": [
+        {"id": "first", "type": "text.template", "params": {"template": "on it"}},
+        {"id": "nap", "type": "core.wait", "needs": ["first"], "params": {"seconds": 120}},
+    ],
+}
+
+
+@pytest.fixture
+async def worker(bot: Bot) -> AsyncIterator[None]:
+    """A warm worker in this event loop, and the bot sending its runs to workers."""
+    bot.runtime.settings = bot.runtime.settings.model_copy(update={"execution": "remote"})
+    stop = asyncio.Event()
+    with temporary_settings(updates=worker_settings({})):
+        serving = asyncio.create_task(serve(limit=4, name="bot-test-worker", grace=5, stop=stop))
+    try:
+        yield
+    finally:
+        stop.set()
+        await asyncio.wait_for(serving, 30)
+        for started in list(bot.runtime.running.values()):  # a failed test must not hang the bot's close
+            started.task.cancel()
+
+
+def message_text(bot: Bot, channel: str) -> str:
+    """The run message's text so far ("" before it is posted)."""
+    posted = [m for m in bot.slack.channel_messages(channel) if m.thread_ts is None]
+    return block_text(posted[0].blocks) if posted else ""
+
+
+async def deployment_flow_run(run_id: str) -> Any:
+    """The run-workflow flow run that executed the Switchboard run ``run_id``."""
+    async with get_client() as client:
+        from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
+
+        (flow_run,) = await client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[f"switchboard-request:{run_id}"]))
+        )
+        return flow_run
+
+
+@pytest.mark.usefixtures("worker")
+async def test_a_slack_run_on_a_worker_is_followed_and_its_approval_answered(bot: Bot) -> None:
+    await bot.apply(DEPLOY)
+    asked = await start(bot, user="U1", channel="C1")  # the question reached Slack from Prefect
+    assert "Ship 1.2 to production?" in block_text(asked.blocks)
+    await eventually(lambda: ":hourglass_flowing_sand: `ask`" in block_text(run_message(bot, "C1").blocks))
+
+    await click(bot, APPROVE, asked, user="UBOSS", comment="ship it")
+    await bot.settle(timeout=90)
+    final = block_text(run_message(bot, "C1").blocks)
+    assert "*completed*" in final and "shipped 1.2, approved by UBOSS" in final
+
+    (record,) = await bot.runtime.runs.list(limit=5)
+    assert record.status == "completed" and record.triggered_by == "slack:U1"
+    assert (record.slack_channel, record.slack_message) == ("C1", run_message(bot, "C1").ts)
+    flow_run = await deployment_flow_run(record.id)
+    assert flow_run.deployment_id is not None and flow_run.state.is_completed()
+    owner = Owner.decode(flow_run.infrastructure_pid)
+    assert owner is not None and owner.worker == "bot-test-worker"
+
+
+@pytest.mark.usefixtures("worker")
+async def test_cancelling_a_run_on_a_worker_cancels_it_there(bot: Bot) -> None:
+    await bot.apply(SLOW)
+    headers, body = slash_command("run slow", user="U1", channel="C2")
+    assert (await bot.post(headers, body)).status_code == 200
+    await eventually(lambda: ":arrows_counterclockwise: `nap`" in message_text(bot, "C2"), 60, "nap to run")
+    (run_id,) = list(bot.runtime.running)
+
+    headers, body = slash_command(f"cancel {run_id}", user="U1", channel="C2")
+    assert (await bot.post(headers, body)).status_code == 200
+    await bot.settle(timeout=60)
+    assert "*cancelled*" in block_text(run_message(bot, "C2").blocks)
+    record = await bot.runtime.runs.get(run_id)
+    assert record.status == "cancelled"
+    flow_run = await deployment_flow_run(run_id)
+    assert flow_run.state.is_cancelled()
+    async with get_client() as client:
+        runner = await client.read_flow_run(UUID(record.flow_run_id))
+    assert runner.state is not None and runner.state.is_cancelled()
