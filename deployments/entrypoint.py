@@ -26,6 +26,8 @@ from switchboard.settings import Settings
 
 #: The flow's name in Prefect; deployments are ``run-workflow/<deployment>``.
 FLOW_NAME = "run-workflow"
+#: The retention flow's name; ``switchboard deploy`` schedules it as ``switchboard-cleanup/daily``.
+CLEANUP_FLOW_NAME = "switchboard-cleanup"
 
 #: The database engine of a long-lived process running many of these flows in-process (the
 #: warm worker); None: each run opens its own.
@@ -102,4 +104,20 @@ async def run_workflow_flow(
             )
     if result.status != "completed":
         raise WorkflowFailed(f"run {result.run_id} {result.status}: {result.error}")
+    return result.to_dict()
+
+
+@flow(name=CLEANUP_FLOW_NAME, persist_result=False, log_prints=False)
+async def cleanup_flow(older_than: str | None = None) -> dict[str, Any]:
+    """Delete run records and Prefect flow runs that ended longer ago than ``older_than``
+    (``30d``, ``12h``; default ``SWITCHBOARD_RETENTION_DAYS``); what ``switchboard cleanup`` does.
+
+    Fails (so Prefect shows it) when some flow runs could not be deleted.
+    """
+    from switchboard.retention import cleanup, parse_age
+
+    age = parse_age(older_than) if older_than else None
+    result = await cleanup(age, actor=f"deployment:{runtime_deployment.name or CLEANUP_FLOW_NAME}")
+    if result.failed:
+        raise RuntimeError(f"kept {len(result.failed)} run(s) whose Prefect flow run could not be deleted")
     return result.to_dict()

@@ -1,6 +1,7 @@
-"""Start and supervise Prefect's own server and worker: ``switchboard server`` / ``switchboard worker``.
+"""Start and supervise Prefect's server and workers: ``switchboard server`` / ``switchboard worker``.
 
-Both run Prefect's CLI (``prefect server start``, ``prefect worker start``) as a child process
+The server (and ``switchboard worker --isolated``) runs Prefect's CLI (``prefect server start``,
+``prefect worker start``) as a child process
 with Switchboard's environment defaults, in a session of its own, and forward SIGTERM and
 SIGINT to it exactly once, so a Ctrl-C in a terminal or a ``systemctl stop`` shuts it down
 cleanly. Every default is only a default: a value the operator set in the environment wins.
@@ -10,22 +11,21 @@ Settings and why (measured on 2 cores, Prefect 3.9):
 * server: task-run rows are recorded in batches of 100 every second (the defaults let a
   500-task flow's rows trickle in for ~12 s); the flush interval stays a whole number because
   Prefect sleeps ``int(interval)`` between flushes, so 0.5 would busy-loop the server.
-* worker: it asks for runs every second (Prefect's default is 10 s) and takes scheduled runs
-  10 s ahead: a scheduled run's process starts early and Prefect holds it at Running until
-  its time, so the run process's Python start-up (~4 s) is paid before the scheduled time.
-  Measured, server on SQLite, one worker, limit 4, scheduled time or creation -> flow run
-  Running (the first node runs ~1 s later):
+* worker: it asks for runs every second (Prefect's default is 10 s), takes scheduled runs
+  10 s ahead (a scheduled run is held at Running until its time, so any start-up is paid
+  before it), and sends a heartbeat every 10 s (a dead worker is noticed after three missed
+  ones). ``switchboard worker`` runs the warm worker (:mod:`deployments.warm_worker`) in its
+  own process with these settings; ``--isolated`` runs Prefect's process worker through
+  :func:`supervise`. Measured, server on Postgres, 2 cores (``python -m bench.workers``),
+  flow-run creation -> first node running:
 
-  ========================  ==================  =====================
-  query / prefetch seconds  scheduled (steady)  triggered now (median)
-  ========================  ==================  =====================
-  1 / 10 (ours)             0.4 s               4.9 s
-  10 / 10 (Prefect's)       0.6 s (max 2.2)     11.0 s
-  1 / 1                     5.6 s               --
-  ========================  ==================  =====================
-
-  What is left of a triggered run's delay is the run process's start-up (a warm runner is
-  the next step); the first scheduled runs after a worker starts are late while it starts.
+  =====================================  ==========  ==========
+  worker                                 median      p95
+  =====================================  ==========  ==========
+  warm (in-process, 1 s polling)         0.9 s       1.6 s
+  isolated (process per run, 1 s)        5.2 s       5.8 s
+  isolated, Prefect's 10 s polling       ~11 s       --
+  =====================================  ==========  ==========
 """
 
 from __future__ import annotations

@@ -26,14 +26,19 @@ from uuid import UUID
 from zoneinfo import ZoneInfo
 
 from prefect.client.orchestration import PrefectClient
-from prefect.client.schemas.actions import DeploymentScheduleUpdate, DeploymentUpdate, WorkPoolCreate
+from prefect.client.schemas.actions import (
+    DeploymentScheduleCreate,
+    DeploymentScheduleUpdate,
+    DeploymentUpdate,
+    WorkPoolCreate,
+)
 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterTags, FlowFilter, FlowFilterName
 from prefect.client.schemas.responses import DeploymentResponse
 from prefect.client.schemas.schedules import CronSchedule, IntervalSchedule
 from prefect.exceptions import ObjectNotFound
 from prefect.utilities.callables import parameter_schema
 
-from deployments.entrypoint import FLOW_NAME, run_workflow_flow
+from deployments.entrypoint import CLEANUP_FLOW_NAME, FLOW_NAME, cleanup_flow, run_workflow_flow
 from flows.model import Schedule, load_definition
 from storage.workflows import StoredVersion
 
@@ -51,6 +56,13 @@ GENERIC_TAGS = ["switchboard"]
 GENERIC_DESCRIPTION = (
     "Run a stored Switchboard workflow by name (parameters name, version, inputs, trigger). "
     "`switchboard deploy` keeps it up to date."
+)
+#: The scheduled retention clean-up: ``switchboard-cleanup/daily``.
+CLEANUP_DEPLOYMENT = "daily"
+CLEANUP_ENTRYPOINT = "deployments.entrypoint.cleanup_flow"
+CLEANUP_DESCRIPTION = (
+    "Delete Switchboard run records and Prefect flow runs older than SWITCHBOARD_RETENTION_DAYS "
+    "(`switchboard deploy` keeps it on SWITCHBOARD_CLEANUP_SCHEDULE)."
 )
 #: The slug of the one schedule a managed deployment has.
 SCHEDULE_SLUG = "switchboard"
@@ -97,15 +109,19 @@ class SyncReport:
     changes: list[Change] = field(default_factory=list)
     #: What happened to the on-demand deployment ``run-workflow/run-workflow``.
     generic: Action = "unchanged"
+    #: What happened to the scheduled clean-up ``switchboard-cleanup/daily``.
+    cleanup: Action = "unchanged"
 
     @property
     def changed(self) -> bool:
-        return self.generic != "unchanged" or any(c.action != "unchanged" for c in self.changes)
+        own = (self.generic, self.cleanup)
+        return any(a != "unchanged" for a in own) or any(c.action != "unchanged" for c in self.changes)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "changed": self.changed,
             "generic": {"deployment": f"{FLOW_NAME}/{GENERIC_DEPLOYMENT}", "action": self.generic},
+            "cleanup": {"deployment": f"{CLEANUP_FLOW_NAME}/{CLEANUP_DEPLOYMENT}", "action": self.cleanup},
             "deployments": [c.to_dict() for c in self.changes],
         }
 
@@ -263,11 +279,13 @@ async def sync(
     stored: Iterable[StoredVersion],
     *,
     only: Sequence[str] | None = None,
+    cleanup_cron: str | None = None,
 ) -> SyncReport:
     """Make the managed deployments match ``stored`` (the latest version of every live workflow).
 
     With ``only``, just those workflows' deployments are considered: created or updated when
     their stored version has a schedule, removed when it has none or is not in ``stored``.
+    ``cleanup_cron`` (UTC; None or ``off``: none) schedules the retention clean-up.
     """
     wanted = {d.name: d for d in (desired_for(s) for s in stored) if d is not None}
     existing = await managed_deployments(client)
@@ -278,6 +296,7 @@ async def sync(
     report = SyncReport()
     await ensure_work_pool(client)
     _, report.generic = await ensure_generic_deployment(client)
+    report.cleanup = await ensure_cleanup_deployment(client, cleanup_cron)
     flow_id = await client.create_flow_from_name(FLOW_NAME)
     for name in sorted(wanted.keys() | existing.keys()):
         desired = wanted.get(name)
@@ -351,14 +370,54 @@ async def ensure_generic_deployment(client: PrefectClient) -> tuple[UUID, Action
     return deployment_id, "created" if current is None else "updated"
 
 
+async def ensure_cleanup_deployment(client: PrefectClient, cron: str | None) -> Action:
+    """Make ``switchboard-cleanup/daily`` run on ``cron`` (UTC), or remove it (None, ``off``)."""
+    try:
+        current = await client.read_deployment_by_name(f"{CLEANUP_FLOW_NAME}/{CLEANUP_DEPLOYMENT}")
+    except ObjectNotFound:
+        current = None
+    if cron is None or cron.strip().lower() == "off":
+        if current is None:
+            return "unchanged"
+        await client.delete_deployment(current.id)
+        return "removed"
+    wanted = CronSchedule(cron=cron, timezone="UTC")
+    schedules = current.schedules if current is not None else []
+    if (
+        current is not None
+        and current.work_pool_name == WORK_POOL
+        and current.entrypoint == CLEANUP_ENTRYPOINT
+        and sorted(current.tags) == sorted(GENERIC_TAGS)
+        and (current.description or "") == CLEANUP_DESCRIPTION
+        and len(schedules) == 1
+        and schedules[0].active
+        and _same_schedule(schedules[0].schedule, wanted)
+        and not current.paused
+    ):
+        return "unchanged"
+    if current is not None:
+        await client.delete_deployment(current.id)  # schedules are replaced, not patched
+    flow_id = await client.create_flow_from_name(CLEANUP_FLOW_NAME)
+    await client.create_deployment(
+        flow_id=flow_id,
+        name=CLEANUP_DEPLOYMENT,
+        description=CLEANUP_DESCRIPTION,
+        tags=GENERIC_TAGS,
+        work_pool_name=WORK_POOL,
+        entrypoint=CLEANUP_ENTRYPOINT,
+        parameter_openapi_schema=parameter_schema(cleanup_flow).model_dump(exclude_unset=True),
+        paused=False,
+        schedules=[DeploymentScheduleCreate(schedule=wanted, active=True, slug=SCHEDULE_SLUG)],
+    )
+    return "created" if current is None else "updated"
+
+
 def _workflow_of(deployment: DeploymentResponse, name: str) -> str:
     workflow = (deployment.parameters or {}).get("name")
     return str(workflow) if workflow else name.removeprefix("workflow-")
 
 
 def _schedule_create(desired: Desired) -> Any:
-    from prefect.client.schemas.actions import DeploymentScheduleCreate
-
     return DeploymentScheduleCreate(schedule=desired.prefect_schedule(), active=True, slug=SCHEDULE_SLUG)
 
 

@@ -30,6 +30,7 @@ import logging
 import os
 import signal
 import socket
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -50,7 +51,7 @@ from prefect.client.schemas.filters import (
 )
 from prefect.client.schemas.objects import FlowRun, State, StateType
 from prefect.flow_engine import run_flow
-from prefect.states import Cancelled, Crashed
+from prefect.states import Cancelled, Crashed, Scheduled
 from prefect.workers.process import ProcessJobConfiguration, ProcessWorker, ProcessWorkerResult
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -61,6 +62,12 @@ from switchboard.database import open_engine
 from switchboard.settings import Settings
 
 logger = logging.getLogger(__name__)
+
+#: The flows a warm worker runs in its own process, by Prefect flow name.
+IN_PROCESS: dict[str, Any] = {
+    entrypoint.FLOW_NAME: entrypoint.run_workflow_flow,
+    entrypoint.CLEANUP_FLOW_NAME: entrypoint.cleanup_flow,
+}
 
 #: Prefix of the ``infrastructure_pid`` of a run executed by a warm worker.
 INFRA_PREFIX = "switchboard:"
@@ -140,7 +147,7 @@ class WarmWorker(ProcessWorker):
         name = self._flow_names.get(flow_run.flow_id)
         if name is None:
             name = self._flow_names[flow_run.flow_id] = (await self.client.read_flow(flow_run.flow_id)).name
-        return name == entrypoint.FLOW_NAME
+        return name in IN_PROCESS
 
     async def run(
         self,
@@ -150,8 +157,9 @@ class WarmWorker(ProcessWorker):
     ) -> ProcessWorkerResult:
         if not await self._runs_in_process(flow_run):
             return await super().run(flow_run, configuration, task_status)
+        flow = IN_PROCESS[self._flow_names[flow_run.flow_id]]
         execution = asyncio.create_task(
-            run_flow(entrypoint.run_workflow_flow, flow_run=flow_run, return_type="state"),  # type: ignore[arg-type]
+            run_flow(flow, flow_run=flow_run, return_type="state"),  # type: ignore[arg-type]
             name=f"flow-run-{flow_run.id}",
         )
         self.active[flow_run.id] = execution
@@ -289,6 +297,33 @@ async def _every(seconds: float, work: Any, what: str) -> None:
         await asyncio.sleep(seconds)
 
 
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+
+
+def hold_stop_signals() -> None:
+    """Block SIGTERM and SIGINT in this thread (and the threads it starts from now on).
+
+    Prefect's flow engine installs its own SIGTERM handler while a flow runs in the main
+    thread (it raises ``TerminationSignal`` wherever the main thread is): with many flows in
+    one process that would tear down whichever run happens to be executing. Blocked signals
+    reach no handler; :func:`serve` takes them with ``sigwait`` in a thread of its own and
+    stops the worker cleanly. Call it first thing, before any other thread exists. (Processes
+    started from here inherit the mask: runs of other flows, which get their own process,
+    stop on Prefect's SIGKILL after its grace period instead of SIGTERM.)
+    """
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+
+
+def _wait_for_stop_signal(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
+    while True:
+        received = signal.sigwait(STOP_SIGNALS)
+        if stop.is_set():
+            logger.warning("already stopping (%s again): waiting for the runs in flight", signal.Signals(received).name)
+            continue
+        logger.info("%s: stopping", signal.Signals(received).name)
+        loop.call_soon_threadsafe(stop.set)
+
+
 async def serve(
     *,
     limit: int,
@@ -304,8 +339,8 @@ async def serve(
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     if handle_signals:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
+        hold_stop_signals()
+        threading.Thread(target=_wait_for_stop_signal, args=(loop, stop), name="stop-signals", daemon=True).start()
     worker = WarmWorker(work_pool_name=WORK_POOL, name=name, limit=limit, create_pool_if_not_found=False)
     async with open_engine(settings or Settings()) as engine, get_client() as client:
         entrypoint.share_engine(engine)
@@ -328,13 +363,11 @@ async def serve(
                 loops.cancel_scope.cancel()
         finally:
             entrypoint.share_engine(None)
-            if handle_signals:
-                for sig in (signal.SIGTERM, signal.SIGINT):
-                    loop.remove_signal_handler(sig)
 
 
 async def _drain(worker: WarmWorker, client: PrefectClient, engine: AsyncEngine, grace: float) -> None:
     worker.draining = True
+    await _release_unstarted(worker, client)
     if worker.active:
         logger.info("stopping: waiting up to %.0f s for %d run(s) to finish", grace, len(worker.active))
     deadline = asyncio.get_running_loop().time() + grace
@@ -349,3 +382,23 @@ async def _drain(worker: WarmWorker, client: PrefectClient, engine: AsyncEngine,
     while worker.active and asyncio.get_running_loop().time() < deadline + 10:
         await asyncio.sleep(0.1)  # let the engines record their end before ours wins
     await end_runs(client, engine, left, "crashed", f"{worker.owner} stopped before the run ended (it was shut down)")
+
+
+async def _release_unstarted(worker: WarmWorker, client: PrefectClient) -> None:
+    """Give back the runs taken early that have not started (a scheduled run is taken up to
+    ``PREFECT_WORKER_PREFETCH_SECONDS`` before its time): Scheduled again, for any worker."""
+    unstarted: list[FlowRun] = []
+    for flow_run_id in list(worker.active):
+        flow_run = await client.read_flow_run(flow_run_id)
+        if flow_run.state is not None and flow_run.state.type in (StateType.SCHEDULED, StateType.PENDING):
+            worker.stop_run(flow_run_id)
+            unstarted.append(flow_run)
+    if not unstarted:
+        return
+    deadline = asyncio.get_running_loop().time() + 10
+    while any(f.id in worker.active for f in unstarted) and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.05)
+    for flow_run in unstarted:
+        when = flow_run.expected_start_time or datetime.now(UTC)
+        await client.set_flow_run_state(flow_run.id, Scheduled(scheduled_time=when), force=True)
+    logger.info("stopping: gave back %d run(s) that had not started yet", len(unstarted))

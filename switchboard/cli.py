@@ -228,6 +228,28 @@ def _run_remote(target: str, given: dict[str, str], *, as_json: bool, wait: bool
             "then `switchboard run NAME --remote`"
         )
         raise typer.Exit(EXIT_INVALID)
+
+    async def queue(engine: Any) -> Any:
+        return await remote_runs.submit(
+            engine, target, given, inputs_are_text=True, trigger="cli", triggered_by=stored_workflows.default_actor()
+        )
+
+    _queue_remote(queue, as_json=as_json, wait=wait)
+
+
+def _retry_remote(run_id: str, *, as_json: bool, wait: bool) -> None:
+    from switchboard import remote as remote_runs
+
+    async def queue(engine: Any) -> Any:
+        return await remote_runs.submit_retry(engine, run_id, triggered_by=stored_workflows.default_actor())
+
+    _queue_remote(queue, as_json=as_json, wait=wait)
+
+
+def _queue_remote(queue: Any, *, as_json: bool, wait: bool) -> None:
+    """Queue a run for the workers with ``queue(engine)``; with ``wait``, follow it to its end."""
+    from switchboard import remote as remote_runs
+
     if not api_url_configured():
         err.print("[red]✗[/red] --remote needs PREFECT_API_URL: the Prefect server your workers poll")
         raise typer.Exit(EXIT_INVALID)
@@ -241,10 +263,7 @@ def _run_remote(target: str, given: dict[str, str], *, as_json: bool, wait: bool
 
     async def go() -> dict[str, Any] | None:
         async with open_engine() as engine:
-            actor = stored_workflows.default_actor()
-            queued = await remote_runs.submit(
-                engine, target, given, inputs_are_text=True, trigger="cli", triggered_by=actor
-            )
+            queued = await queue(engine)
             if not as_json:
                 out.print(
                     f"[bold]{escape(queued.workflow)} v{queued.version}[/bold]: run {queued.run_id} queued "
@@ -261,7 +280,13 @@ def _run_remote(target: str, given: dict[str, str], *, as_json: bool, wait: bool
     except DefinitionError as exc:
         _print_problems(exc)
         raise typer.Exit(EXIT_INVALID) from None
-    except (WorkflowNotFoundError, remote_runs.RemoteUnavailableError) as exc:
+    except (
+        WorkflowNotFoundError,
+        RunRecordNotFoundError,
+        remote_runs.RemoteUnavailableError,
+        switchboard.RunNotFoundError,
+        switchboard.NotRetryableError,
+    ) as exc:
         err.print(f"[red]✗[/red] {escape(str(exc))}")
         raise typer.Exit(EXIT_INVALID) from None
     if result is not None:
@@ -273,8 +298,17 @@ def retry(
     run_id: Annotated[str, typer.Argument(help="The id of a failed run.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print only the run result JSON.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's own logs.")] = False,
+    remote: Annotated[
+        bool, typer.Option("--remote", help="Queue the retry for the workers (PREFECT_API_URL).")
+    ] = False,
+    wait: Annotated[bool, typer.Option("--wait", help="With --remote: wait for it to end and show it.")] = False,
 ) -> None:
     """Resume a failed run: completed nodes are reused, the rest run again."""
+    if wait and not remote:
+        raise typer.BadParameter("--wait goes with --remote (local retries always wait)", param_hint="--wait")
+    if remote:
+        _retry_remote(run_id, as_json=as_json, wait=wait)
+        return
     _quiet_prefect_console(verbose)
     listeners = [] if as_json else [_progress_listener]
     try:
@@ -449,6 +483,14 @@ def _print_deploy_report(report: Any) -> None:
             ", ".join(c.changed),
         )
     out.print(table)
+    _print_own_deployments(report)
+
+
+def _print_own_deployments(report: Any) -> None:
+    for name, action in (("run-workflow/run-workflow", report.generic), ("switchboard-cleanup/daily", report.cleanup)):
+        if action != "unchanged":
+            style = _DEPLOY_STYLE.get(action, "")
+            out.print(f"{name}: [{style}]{action}[/{style}]" if style else f"{name}: {action}")
     if report.changed:
         out.print(f"deployments run-workflow/workflow-<name> on work pool {WORK_POOL}")
     else:
@@ -479,6 +521,7 @@ def deploy(
         return
     if not report.changes:
         out.print("no scheduled workflows" + (f" named {escape(name)}" if name else ""))
+        _print_own_deployments(report)
         return
     _print_deploy_report(report)
 
@@ -745,6 +788,10 @@ def worker(
     """
     from deployments import processes
 
+    if not isolated:
+        from deployments.warm_worker import hold_stop_signals
+
+        hold_stop_signals()  # before any thread starts (see there)
     _quiet_prefect_console(False)
     try:
         url = asyncio.run(processes.prepare_worker())

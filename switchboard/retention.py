@@ -25,6 +25,8 @@ from switchboard.settings import Settings
 
 #: Records fetched and deleted per transaction.
 BATCH = 500
+#: The most flow runs the Prefect API returns per page.
+PREFECT_PAGE = 200
 #: Prefect flow-run deletions in flight at once.
 PREFECT_CONCURRENCY = 8
 
@@ -121,4 +123,42 @@ async def cleanup(
                 )
             if result.failed or len(batch) < BATCH:
                 break  # Prefect refused some deletions: the rest waits for the next clean-up
+    if not result.failed:
+        await _delete_deployment_runs(result)
     return result
+
+
+async def _delete_deployment_runs(result: CleanupResult) -> None:
+    """Delete the ended flow runs of Switchboard's deployments (``run-workflow``, which a
+    worker's runs are subflows of, and ``switchboard-cleanup``) older than the cutoff."""
+    from prefect.client.schemas.filters import (
+        FlowFilter,
+        FlowFilterName,
+        FlowRunFilter,
+        FlowRunFilterEndTime,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+
+    from deployments.entrypoint import CLEANUP_FLOW_NAME, FLOW_NAME
+
+    final = [StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED]
+    async with get_client() as client:
+        while True:
+            page = await client.read_flow_runs(
+                flow_filter=FlowFilter(name=FlowFilterName(any_=[FLOW_NAME, CLEANUP_FLOW_NAME])),
+                flow_run_filter=FlowRunFilter(
+                    end_time=FlowRunFilterEndTime(before_=result.cutoff),  # type: ignore[arg-type]
+                    state=FlowRunFilterState(type=FlowRunFilterStateType(any_=final)),
+                ),
+                limit=PREFECT_PAGE,
+            )
+            for flow_run in page:
+                try:
+                    await client.delete_flow_run(flow_run.id)
+                    result.flow_runs_deleted += 1
+                except ObjectNotFound:
+                    result.flow_runs_missing += 1
+            if len(page) < PREFECT_PAGE:
+                return

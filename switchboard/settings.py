@@ -41,6 +41,12 @@ class Settings(BaseSettings):
         description="`switchboard cleanup` deletes run records (and their Prefect flow runs) that ended "
         "more than this many days ago, unless given --older-than.",
     )
+    cleanup_schedule: str = Field(
+        default="15 3 * * *",
+        description="When the scheduled clean-up (deployment switchboard-cleanup/daily, made by "
+        "`switchboard deploy`) deletes runs older than retention_days: a cron expression in UTC, "
+        "or `off` for none.",
+    )
     execution: Literal["auto", "local", "remote"] = Field(
         default="auto",
         description="Where runs triggered from Slack and webhooks execute: remote (flow runs of the "

@@ -100,7 +100,9 @@ async def deploy(name: str | None = None) -> SyncReport:
         live = [w.name for w in known if not w.archived and (name is None or w.name == name)]
         stored = [await store.get(n) for n in live]
     async with get_client() as client:
-        report = await sync(client, stored, only=None if name is None else [name])
+        report = await sync(
+            client, stored, only=None if name is None else [name], cleanup_cron=Settings().cleanup_schedule
+        )
     if name is not None and not report.changes and all(w.name != name for w in known):
         raise WorkflowNotFoundError(f"no stored workflow named {name!r} (see `switchboard list`)")
     return report

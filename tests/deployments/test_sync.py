@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +20,15 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.client.schemas.objects import TaskRun
 from prefect.client.schemas.responses import DeploymentResponse
 from prefect.client.schemas.schedules import CronSchedule, IntervalSchedule
+from prefect.exceptions import ObjectNotFound
 from typer.testing import CliRunner
 
-from deployments.entrypoint import run_workflow_flow
+from deployments.entrypoint import cleanup_flow, run_workflow_flow
 from deployments.sync import ENTRYPOINT, MANAGED_TAG, WORK_POOL, deployment_name
-from storage.runs import RunStore
+from storage.runs import RunRecordNotFoundError, RunStore
 from switchboard import workflows as stored_workflows
 from switchboard.cli import app
+from switchboard.retention import cleanup
 
 runner = CliRunner()
 
@@ -210,3 +212,55 @@ async def _task_runs(client: Any, flow_run_id: str) -> list[TaskRun]:
             return runs
         await asyncio.sleep(0.2)
     return []
+
+
+async def test_deploy_keeps_the_on_demand_and_the_cleanup_deployments(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SWITCHBOARD_CLEANUP_SCHEDULE", "15 3 * * *")
+    await stored_workflows.deploy()
+    async with get_client() as client:
+        generic = await client.read_deployment_by_name("run-workflow/run-workflow")
+        cleanup = await client.read_deployment_by_name("switchboard-cleanup/daily")
+    assert (generic.work_pool_name, generic.entrypoint, generic.schedules) == (WORK_POOL, ENTRYPOINT, [])
+    [schedule] = cleanup.schedules
+    assert isinstance(schedule.schedule, CronSchedule)
+    assert (schedule.schedule.cron, schedule.schedule.timezone) == ("15 3 * * *", "UTC")
+    assert cleanup.entrypoint == "deployments.entrypoint.cleanup_flow" and cleanup.work_pool_name == WORK_POOL
+
+    again = await stored_workflows.deploy()
+    assert (again.generic, again.cleanup) == ("unchanged", "unchanged")
+
+    monkeypatch.setenv("SWITCHBOARD_CLEANUP_SCHEDULE", "0 4 * * 0")
+    assert (await stored_workflows.deploy()).cleanup == "updated"
+    monkeypatch.setenv("SWITCHBOARD_CLEANUP_SCHEDULE", "off")
+    assert (await stored_workflows.deploy()).cleanup == "removed"
+    async with get_client() as client:
+        assert not [d for d in await client.read_deployments() if d.name == "daily"]
+    monkeypatch.setenv("SWITCHBOARD_CLEANUP_SCHEDULE", "15 3 * * *")
+    assert (await stored_workflows.deploy()).cleanup == "created"
+
+
+async def test_the_cleanup_flow_deletes_records_and_both_flow_runs_of_old_worker_runs(database: Any) -> None:
+    name = unique("old")
+    await stored_workflows.apply(definition(name, None))
+    old = await run_workflow_flow(name=name, inputs={"who": "then"})
+    async with get_client() as client:
+        runner = await client.read_flow_run(old["flow_run_id"])
+        parent_id = (await client.read_task_run(runner.parent_task_run_id)).flow_run_id  # type: ignore[arg-type]
+    await asyncio.sleep(1.5)
+    cutoff = datetime.now(UTC)
+    await asyncio.sleep(0.5)
+    recent = await run_workflow_flow(name=name, inputs={"who": "now"})
+
+    # The scheduled flow with the default retention (30 days) deletes neither.
+    assert (await cleanup_flow())["runs_deleted"] == 0
+    result = await cleanup(datetime.now(UTC) - cutoff, actor="test")
+    assert result.runs_deleted == 1 and not result.failed
+    store = RunStore(database)
+    with pytest.raises(RunRecordNotFoundError):
+        await store.get(old["run_id"])
+    assert (await store.get(recent["run_id"])).status == "completed"
+    async with get_client() as client:
+        for gone in (old["flow_run_id"], parent_id):
+            with pytest.raises(ObjectNotFound):
+                await client.read_flow_run(gone)
+        assert (await client.read_flow_run(recent["flow_run_id"])).state.is_completed()  # type: ignore[union-attr]
