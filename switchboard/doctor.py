@@ -283,7 +283,7 @@ async def _prefect(api_url: str | None) -> list[Check]:
                         Check("work pool", "info", "embedded: runs execute in-process (no work pool or workers)")
                     )
                     return checks
-                return checks + await _work_pool(client)
+                return checks + await _work_pool(client) + await _deployments(client)
     except TimeoutError:
         return [Check("prefect", "fail", f"{where} did not answer within {budget:.0f} s", unreachable_fix)]
     except Exception as exc:
@@ -299,7 +299,7 @@ async def _work_pool(client: Any) -> list[Check]:
                 "work pool",
                 "fail",
                 f"the work pool {WORK_POOL!r} does not exist: remote runs have nowhere to go",
-                f"prefect work-pool create {WORK_POOL} --type process (or `prefect deploy` with prefect.yaml)",
+                f"switchboard deploy (or prefect work-pool create {WORK_POOL} --type process)",
             )
         ]
     checks = [
@@ -326,6 +326,41 @@ async def _work_pool(client: Any) -> list[Check]:
     else:
         names = ", ".join(sorted(w.name for w in live)[:5])
         checks.append(Check("workers", "ok", f"{len(live)} worker(s) with a recent heartbeat: {names}"))
+    return checks
+
+
+async def _deployments(client: Any) -> list[Check]:
+    """The on-demand deployment remote runs need, and the scheduled clean-up."""
+    from deployments.entrypoint import CLEANUP_FLOW_NAME, FLOW_NAME
+    from deployments.sync import CLEANUP_DEPLOYMENT, GENERIC_DEPLOYMENT
+
+    checks: list[Check] = []
+    generic = f"{FLOW_NAME}/{GENERIC_DEPLOYMENT}"
+    try:
+        await client.read_deployment_by_name(generic)
+        checks.append(Check("deployments", "ok", f"{generic} exists (Slack, webhook and --remote runs)"))
+    except ObjectNotFound:
+        checks.append(
+            Check(
+                "deployments",
+                "warn",
+                f"{generic} does not exist yet (the first remote run creates it)",
+                "switchboard deploy",
+            )
+        )
+    cleanup = f"{CLEANUP_FLOW_NAME}/{CLEANUP_DEPLOYMENT}"
+    try:
+        await client.read_deployment_by_name(cleanup)
+        checks.append(Check("retention", "ok", f"{cleanup} deletes old runs on its schedule"))
+    except ObjectNotFound:
+        checks.append(
+            Check(
+                "retention",
+                "info",
+                f"no {cleanup} deployment: old runs stay until `switchboard cleanup` runs",
+                "switchboard deploy (or SWITCHBOARD_CLEANUP_SCHEDULE=off and a cron job)",
+            )
+        )
     return checks
 
 

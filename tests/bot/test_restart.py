@@ -85,6 +85,7 @@ async def test_a_run_cut_off_by_a_killed_bot_is_reported_crashed_by_the_next_one
     env = {
         **os.environ,
         "PREFECT_API_URL": prefect_server,
+        "SWITCHBOARD_EXECUTION": "local",  # runs in the bot's process, which is killed
         "SWITCHBOARD_HOME": str(tmp_path),
         "SWITCHBOARD_DATABASE_URL": database,
         "SWITCHBOARD_SLACK_API_URL": slack.api_url,

@@ -9,6 +9,7 @@ its first node running.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import datetime
 from functools import partial
@@ -16,7 +17,6 @@ from pathlib import Path
 from statistics import median
 from typing import Any
 
-import httpx
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.client.schemas.objects import FlowRun, TaskRun
@@ -27,7 +27,6 @@ from storage.db import create_engine
 from storage.migrate import upgrade
 from storage.runs import RunRecord, RunStore
 from storage.workflows import WorkflowStore
-from tests.bot.conftest import free_port
 from tests.deployments.conftest import Processes, until
 
 NAME = "ticker"
@@ -74,9 +73,7 @@ async def completed_nodes(client: Any, flow_run_id: str) -> list[TaskRun]:
 async def test_interval_schedule_fires_on_a_worker_and_deploy_is_idempotent(
     processes: Processes, tmp_path: Path
 ) -> None:
-    port = free_port()
-    api = f"http://127.0.0.1:{port}/api"
-    server = await processes.start("server", "server", "--port", str(port))
+    server_start = asyncio.ensure_future(processes.start_server())
 
     # While the server migrates its fresh database: Switchboard's database and the workflow.
     engine = create_engine(processes.env["SWITCHBOARD_DATABASE_URL"])
@@ -85,17 +82,9 @@ async def test_interval_schedule_fires_on_a_worker_and_deploy_is_idempotent(
         store = WorkflowStore(engine)
         await store.apply(ticker({"interval": INTERVAL, "inputs": {"who": "team"}}), actor="test")
 
-        async def healthy() -> bool:
-            assert server.returncode is None, processes.log("server")
-            try:
-                async with httpx.AsyncClient() as client:
-                    return (await client.get(f"{api}/health", timeout=1)).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        await until(healthy, 60, "the Prefect server to answer /api/health")
+        server = await server_start
+        api = processes.api
         assert f"export PREFECT_API_URL={api}" in processes.log("server")
-        processes.env["PREFECT_API_URL"] = api
 
         code, stdout, stderr = await processes.cli("deploy", "--json")
         assert code == 0, stderr

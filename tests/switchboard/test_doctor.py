@@ -21,6 +21,7 @@ from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine
 from typer.testing import CliRunner
 
+from deployments.sync import ensure_cleanup_deployment, ensure_generic_deployment
 from storage.credentials import CredentialStore
 from storage.crypto import key_id, parse_keys
 from storage.db import create_engine
@@ -81,6 +82,9 @@ async def test_a_healthy_setup_passes(
     await store_credential(engine, KEY)
     await store_credential(engine, KEY, name="webhook:hello", provider="webhook")
     await ensure_pool(doctor.WORK_POOL)
+    async with get_client() as client:  # what `switchboard deploy` keeps
+        await ensure_generic_deployment(client)
+        await ensure_cleanup_deployment(client, "15 3 * * *")
     await heartbeat(doctor.WORK_POOL, "doctor-test-worker")
     monkeypatch.setenv("SWITCHBOARD_DATABASE_URL", database_url)
     monkeypatch.setenv("SWITCHBOARD_SECRET_KEY", KEY)
@@ -100,6 +104,8 @@ async def test_a_healthy_setup_passes(
         "✔ work pool: the work pool 'switchboard' exists",
         "✔ workers: ",
         "doctor-test-worker",
+        "✔ deployments: run-workflow/run-workflow exists",
+        "✔ retention: switchboard-cleanup/daily deletes old runs",
         "✔ slack: settings consistent",
         "✔ slack auth.test: bot token valid: team Fake",
         "✔ public url: SWITCHBOARD_PUBLIC_URL https://switchboard.example.com (webhooks)",
@@ -263,6 +269,7 @@ async def test_work_pool_missing_or_without_live_workers(monkeypatch: pytest.Mon
     async with get_client() as client:
         [check] = await doctor._work_pool(client)
     assert check.status == "fail" and f"prefect work-pool create {pool}" in (check.fix or "")
+    assert "switchboard deploy" in (check.fix or "")
 
     await ensure_pool(pool)
     await heartbeat(pool, "short-lived", interval=1)
