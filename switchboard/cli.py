@@ -806,7 +806,14 @@ def worker(
 
     from deployments.warm_worker import serve
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # The worker's own decisions (runs reaped, cancelled, given back) go to stderr; the
+    # console handler of Prefect's root logger was quieted above.
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    worker_logger = logging.getLogger("deployments")
+    worker_logger.addHandler(handler)
+    worker_logger.setLevel(logging.INFO)
+    worker_logger.propagate = False
     with temporary_settings(updates=processes.worker_settings()):
         asyncio.run(serve(limit=limit, name=name, grace=grace))
 

@@ -20,10 +20,12 @@ from prefect.settings import temporary_settings
 
 from deployments.processes import worker_settings
 from deployments.warm_worker import Owner, serve
+from switchboard.credentials import credential_store
+from switchboard.settings import Settings
 from tests.bot.conftest import Bot
 from tests.bot.test_approvals import APPROVE, DEPLOY, click, eventually, run_message, start
 from tests.bot.test_commands import block_text
-from tests.fakes.slack import slash_command
+from tests.fakes.slack import BOT_TOKEN, slash_command
 
 SLOW: dict[str, Any] = {
     "name": "slow",
@@ -107,3 +109,33 @@ async def test_cancelling_a_run_on_a_worker_cancels_it_there(bot: Bot) -> None:
     async with get_client() as client:
         runner = await client.read_flow_run(UUID(record.flow_run_id))
     assert runner.state is not None and runner.state.is_cancelled()
+
+
+@pytest.mark.usefixtures("worker")
+async def test_a_node_on_the_worker_replies_in_the_runs_slack_thread(bot: Bot) -> None:
+    store = credential_store(bot.engine, Settings())
+    await store.add("slack-bot", provider="slack", secret=BOT_TOKEN, base_url=bot.slack.api_url, actor="test")
+    await bot.apply(
+        {
+            "name": "announce",
+            "nodes": [
+                {
+                    "id": "reply",
+                    "type": "slack.post_message",
+                    "credential": "slack-bot",
+                    "params": {"channel": "C0ELSEWHERE", "text": "shipped from a worker", "thread": "run"},
+                }
+            ],
+        }
+    )
+    headers, body = slash_command("run announce", user="U42", channel="C9")
+    assert (await bot.post(headers, body)).status_code == 200
+    await eventually(lambda: bot.runtime.running, 10, "the run to start")
+    await bot.settle(timeout=60)
+
+    run_ts = bot.slack.channel_messages("C9")[0].ts
+    (threaded,) = [m for m in bot.slack.channel_messages("C9") if m.thread_ts]
+    assert (threaded.thread_ts, threaded.text) == (run_ts, "shipped from a worker")
+    assert "*completed*" in message_text(bot, "C9")
+    (record,) = await bot.runtime.runs.list(limit=5)
+    assert (await deployment_flow_run(record.id)).deployment_id is not None

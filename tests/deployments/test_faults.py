@@ -184,6 +184,7 @@ async def test_worker_killed_mid_run_ends_crashed_and_retry_does_not_repeat_side
 
         record = await store.get(run.run_id)
         assert record.error is not None and "worker-a" in record.error and str(worker.pid) in record.error, record
+        assert "marked 1 run(s) of stopped workers Crashed" in processes.log("worker-a")  # and says so
         waited = await remote.wait(engine, run, timeout=30)
         assert waited["status"] == "crashed" and "worker-a" in waited["error"], waited
         assert len(fake_http.calls("/charge")) == 1 and not fake_http.calls("/ship")
