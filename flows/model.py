@@ -207,7 +207,8 @@ class Workflow(_Strict):
     schedule: Schedule | None = None
     permissions: Permissions | None = None
     notify: Notify | None = None
-    on_failure: str | None = None
+    #: A stored workflow started when a run of this one fails, with input ``failure``.
+    on_failure: Annotated[str | None, Field(pattern=NAME_PATTERN, max_length=100)] = None
     tags: list[str] = Field(default_factory=list)
     nodes: list[NodeDef] = Field(min_length=1)
 

@@ -6,6 +6,7 @@ The CLI and (later) the Slack bot call only these functions.
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import Iterable, Mapping
 from contextlib import AsyncExitStack
@@ -30,6 +31,8 @@ from storage.runs import RunStore
 from switchboard.credentials import resolver_for
 from switchboard.database import open_engine
 from switchboard.settings import Settings
+
+logger = logging.getLogger(__name__)
 
 WorkflowSource = str | Path | Mapping[str, Any] | Workflow
 #: What the run functions accept: a source, or a plan already validated by :func:`validate`.
@@ -98,6 +101,9 @@ async def arun(
     own ``engine`` so runs share one connection pool; otherwise each run opens and closes one.
     ``slack_thread`` is ``(channel, ts)`` of the run's Slack message (the bot passes it), where
     ``slack.post_message`` with ``thread: run`` replies.
+
+    When a recorded run fails and its workflow names ``on_failure``, that stored workflow runs
+    next (here, before this returns) with the input ``failure`` (:func:`failure_input`).
     """
     plan = workflow if isinstance(workflow, Plan) else build_plan(workflow)
     resolved = plan.workflow.resolve_inputs(inputs or {}, from_text=inputs_are_text)
@@ -123,7 +129,83 @@ async def arun(
             services.files = FileStore(engine, settings.files_path)
             if credential_resolver is None:
                 services.credential_resolver = resolver_for(engine, settings, triggered_by)
-        return await _run_registered(plan, resolved, services, run_id, trigger, version, resume_of, resume_root)
+        result = await _run_registered(plan, resolved, services, run_id, trigger, version, resume_of, resume_root)
+        handler = plan.workflow.on_failure
+        if handler and engine is not None and result.status == "failed" and trigger != FAILURE_TRIGGER:
+            await _start_failure_handler(handler, result, engine, allow_hosts=allow_hosts)
+        return result
+
+
+#: The trigger of a run started by another run's ``on_failure`` (whose own ``on_failure`` is
+#: not followed: a failing handler cannot start a chain or a loop).
+FAILURE_TRIGGER = "on_failure"
+
+
+def failure_input(result: RunResult) -> dict[str, Any]:
+    """What an ``on_failure`` workflow receives as its ``failure`` input."""
+    return {
+        "run_id": result.run_id,
+        "flow_run_id": result.flow_run_id,
+        "workflow": result.workflow,
+        "version": result.version,
+        "status": result.status,
+        "error": result.error,
+        "inputs": result.inputs,
+        "failed_nodes": {node_id: node.error for node_id, node in result.nodes.items() if node.status == "failed"},
+    }
+
+
+async def _start_failure_handler(
+    name: str,
+    failed: RunResult,
+    engine: AsyncEngine,
+    *,
+    allow_hosts: str | Iterable[str] | None,
+) -> None:
+    """Run the stored workflow ``name`` with the failed run as its ``failure`` input, after it.
+
+    A missing handler, or one that does not accept ``failure``, is logged and audited: the
+    failed run's own result is what the caller gets either way.
+    """
+    from storage import audit
+    from storage.workflows import WorkflowNotFoundError, WorkflowStore
+
+    actor = f"{FAILURE_TRIGGER}:{failed.run_id}"
+    try:
+        stored = await WorkflowStore(engine).get(name)
+        handled = await arun(
+            stored.definition,
+            {"failure": failure_input(failed)},
+            trigger=FAILURE_TRIGGER,
+            version=stored.version,
+            triggered_by=actor,
+            allow_hosts=allow_hosts,
+            engine=engine,
+        )
+    except (WorkflowNotFoundError, DefinitionError) as exc:
+        logger.error(
+            "run %s of %s failed; its on_failure workflow %r did not start: %s",
+            failed.run_id,
+            failed.workflow,
+            name,
+            exc,
+        )
+        await audit.append(
+            engine,
+            actor=actor,
+            action="on-failure-not-started",
+            target=name,
+            detail={"failed_run": failed.run_id, "workflow": failed.workflow, "reason": str(exc)[:500]},
+        )
+        return
+    logger.info(
+        "run %s of %s failed: on_failure run %s of %s %s",
+        failed.run_id,
+        failed.workflow,
+        handled.run_id,
+        name,
+        handled.status,
+    )
 
 
 async def _run_registered(
