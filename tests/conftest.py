@@ -60,26 +60,35 @@ async def _postgres_admin(statement: str) -> None:
         await connection.close()
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    """A fresh, empty database per test: a SQLite file, or a new Postgres database.
-
-    Postgres tests run for real in CI (CI=true): an unreachable server fails them there.
-    """
-    if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'switchboard.db'}"
-        return
-    name = f"sb_test_{uuid.uuid4().hex[:12]}"
+async def create_postgres_database(prefix: str) -> tuple[str, str]:
+    """A new, empty Postgres database: ``(name, postgresql+asyncpg URL)``; drop it with
+    :func:`drop_postgres_database`. Skips the test when Postgres is unreachable, except in CI
+    (CI=true), where that is a failure."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     try:
         await _postgres_admin(f'CREATE DATABASE "{name}"')
     except (OSError, ConnectionError) as exc:
         if os.environ.get("CI") == "true":
             raise
         pytest.skip(f"PostgreSQL not reachable at {POSTGRES_ADMIN_DSN}: {exc} (CI=true makes this a failure)")
+    return name, f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
+
+
+async def drop_postgres_database(name: str) -> None:
+    await _postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A fresh, empty database per test: a SQLite file, or a new Postgres database."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'switchboard.db'}"
+        return
+    name, url = await create_postgres_database("sb_test")
     try:
-        yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
+        yield url
     finally:
-        await _postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await drop_postgres_database(name)
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ import asyncio
 import os
 import signal
 import sys
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ import httpx
 import pytest
 
 from tests.bot.conftest import free_port
-from tests.conftest import _postgres_admin
+from tests.conftest import create_postgres_database, drop_postgres_database
 
 
 async def until(condition: Any, timeout: float, what: str) -> Any:
@@ -139,18 +138,12 @@ async def postgres_databases() -> AsyncIterator[Any]:
     made: list[str] = []
 
     async def make(label: str) -> str:
-        name = f"sb_test_{label}_{uuid.uuid4().hex[:8]}"
-        try:
-            await _postgres_admin(f'CREATE DATABASE "{name}"')
-        except (OSError, ConnectionError) as exc:
-            if os.environ.get("CI") == "true":
-                raise
-            pytest.skip(f"PostgreSQL not reachable: {exc} (CI=true makes this a failure)")
+        name, url = await create_postgres_database(f"sb_test_{label}")
         made.append(name)
-        return f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
+        return url
 
     try:
         yield make
     finally:
         for name in made:
-            await _postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await drop_postgres_database(name)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import uuid
 from collections.abc import AsyncIterator
 
 import pytest
@@ -13,19 +11,12 @@ import switchboard
 from storage.db import create_engine
 from storage.migrate import upgrade
 from switchboard.runs import list_runs
-from tests.conftest import _postgres_admin
+from tests.conftest import _postgres_admin, create_postgres_database, drop_postgres_database
 
 
 @pytest.fixture
 async def postgres_url(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[str, str]]:
-    name = f"sb_fault_{uuid.uuid4().hex[:10]}"
-    try:
-        await _postgres_admin(f'CREATE DATABASE "{name}"')
-    except (OSError, ConnectionError) as exc:
-        if os.environ.get("CI") == "true":
-            raise
-        pytest.skip(f"PostgreSQL not reachable: {exc} (CI=true makes this a failure)")
-    url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
+    name, url = await create_postgres_database("sb_fault")
     engine = create_engine(url)
     await upgrade(engine)
     await engine.dispose()
@@ -34,7 +25,7 @@ async def postgres_url(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[s
         yield url, name
     finally:
         await _postgres_admin(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
-        await _postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await drop_postgres_database(name)
 
 
 @pytest.mark.usefixtures("prefect_server")
