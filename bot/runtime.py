@@ -82,6 +82,9 @@ class BotRuntime:
     installations: SlackInstallationStore | None = None
     #: Runs of :attr:`running` executing on workers, by run id (cancelled through Prefect).
     remote_runs: dict[str, remote.RemoteRun] = field(default_factory=dict)
+    #: Runs on workers this process stopped following because it is shutting down: they go
+    #: on there, and the next bot process reports their end.
+    abandoned: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         if self.installations is None and self.settings.slack_multi_workspace:
@@ -287,7 +290,7 @@ class BotRuntime:
                     slack_thread = await _post_quietly(thread)
                 result = await call(listen, slack_thread)
             except asyncio.CancelledError:
-                if thread is not None:
+                if thread is not None and view.run_id not in self.abandoned:
                     await thread.fail("cancelled", "cancelled from Slack")
                 raise
             except Exception as exc:  # the run could not start or record itself
@@ -390,7 +393,13 @@ class BotRuntime:
         return None
 
     async def close(self) -> None:
-        """Wait for the runs in flight (a clean shutdown lets them finish)."""
+        """Wait for the in-process runs in flight (a clean shutdown lets them finish); stop
+        following the runs on workers, which go on there (the next bot reports their end)."""
+        for run_id in list(self.remote_runs):
+            started = self.running.get(run_id)
+            if started is not None:
+                self.abandoned.add(run_id)
+                started.task.cancel()
         tasks = [started.task for started in self.running.values()]
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)

@@ -20,6 +20,7 @@ from prefect.settings import temporary_settings
 
 from deployments.processes import worker_settings
 from deployments.warm_worker import Owner, serve
+from switchboard import remote
 from switchboard.credentials import credential_store
 from switchboard.settings import Settings
 from tests.bot.conftest import Bot
@@ -139,3 +140,23 @@ async def test_a_node_on_the_worker_replies_in_the_runs_slack_thread(bot: Bot) -
     assert "*completed*" in message_text(bot, "C9")
     (record,) = await bot.runtime.runs.list(limit=5)
     assert (await deployment_flow_run(record.id)).deployment_id is not None
+
+
+@pytest.mark.usefixtures("worker")
+async def test_a_bot_shutting_down_leaves_runs_on_workers_running(bot: Bot) -> None:
+    await bot.apply(SLOW)
+    headers, body = slash_command("run slow", user="U1", channel="C3")
+    assert (await bot.post(headers, body)).status_code == 200
+    await eventually(lambda: ":arrows_counterclockwise: `nap`" in message_text(bot, "C3"), 60, "nap to run")
+    (run_id,) = list(bot.runtime.running)
+    queued = bot.runtime.remote_runs[run_id]
+
+    await asyncio.wait_for(bot.runtime.close(), 10)  # does not wait for the worker's run
+
+    assert not bot.runtime.running
+    assert "cancelled" not in message_text(bot, "C3")  # the next bot process reports its end
+    record = await bot.runtime.runs.get(run_id)
+    assert record.status == "running" and record.slack_reported_at is None
+    flow_run = await deployment_flow_run(run_id)
+    assert flow_run.state is not None and flow_run.state.is_running()
+    await remote.cancel(queued)
