@@ -6,7 +6,7 @@ HTTP provider. What a user sees, proved here:
 1. **A worker SIGKILLed mid-run**: the run does not hang. Once a worker with the same name is
    back (systemd restarting it), the run ends Crashed in Prefect (its runner subflow too), its
    run record says ``crashed`` naming the worker, and ``remote.wait`` returns ``crashed``.
-   ``switchboard retry`` then finishes it: the node that had completed (an HTTP POST, a side
+   ``switchboard retry --remote`` then finishes it on a worker: the node that had completed (an HTTP POST, a side
    effect) comes back from Prefect's result storage (``cached: true``) and is not sent again;
    the provider saw exactly one POST from each side-effecting node in total.
 2. **Postgres restarted mid-run** (the Prefect server's database and Switchboard's): five runs
@@ -190,7 +190,8 @@ async def test_worker_killed_mid_run_ends_crashed_and_retry_does_not_repeat_side
         assert len(fake_http.calls("/charge")) == 1 and not fake_http.calls("/ship")
 
         started = time.monotonic()
-        code, stdout, stderr = await processes.cli("retry", run.run_id, "--json")
+        # On a worker, as a Slack Retry button would: the restarted worker-a resumes it.
+        code, stdout, stderr = await processes.cli("retry", run.run_id, "--remote", "--wait", "--json")
         retry_seconds = time.monotonic() - started
         assert code == 0, stderr
         retried = json.loads(stdout)
