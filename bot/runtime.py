@@ -341,18 +341,18 @@ class BotRuntime:
             return
         # A worker writes the record of a run it executes just after the runner's flow run
         # appears in Prefect: give it a few seconds.
-        for _ in range(ATTACH_TRIES - 1):
+        for attempt in range(1, ATTACH_TRIES + 1):
             try:
                 await self.runs.attach_slack(run_id, channel=channel, message_ts=ts, team=team)
                 return
             except RunRecordNotFoundError:
-                await asyncio.sleep(0.5)
+                if attempt < ATTACH_TRIES:
+                    await asyncio.sleep(0.5)
+                    continue
+                logger.warning("could not remember the Slack message of run %s: it has no record", run_id)
             except Exception:
-                break
-        try:
-            await self.runs.attach_slack(run_id, channel=channel, message_ts=ts, team=team)
-        except Exception:  # no run record (an unrecorded run): nothing to report later
-            logger.warning("could not remember the Slack message of run %s", run_id, exc_info=True)
+                logger.warning("could not remember the Slack message of run %s", run_id, exc_info=True)
+                return
 
     async def audit_refusal(self, user: str, action: str, workflow: str, detail: dict[str, Any] | None = None) -> None:
         """An audit-log row for an action a Slack user was not permitted."""

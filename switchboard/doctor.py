@@ -334,33 +334,37 @@ async def _deployments(client: Any) -> list[Check]:
     from deployments.entrypoint import CLEANUP_FLOW_NAME, FLOW_NAME
     from deployments.sync import CLEANUP_DEPLOYMENT, GENERIC_DEPLOYMENT
 
-    checks: list[Check] = []
     generic = f"{FLOW_NAME}/{GENERIC_DEPLOYMENT}"
-    try:
-        await client.read_deployment_by_name(generic)
-        checks.append(Check("deployments", "ok", f"{generic} exists (Slack, webhook and --remote runs)"))
-    except ObjectNotFound:
-        checks.append(
+    cleanup = f"{CLEANUP_FLOW_NAME}/{CLEANUP_DEPLOYMENT}"
+    wanted = [
+        (
+            generic,
+            Check("deployments", "ok", f"{generic} exists (Slack, webhook and --remote runs)"),
             Check(
                 "deployments",
                 "warn",
                 f"{generic} does not exist yet (the first remote run creates it)",
                 "switchboard deploy",
-            )
-        )
-    cleanup = f"{CLEANUP_FLOW_NAME}/{CLEANUP_DEPLOYMENT}"
-    try:
-        await client.read_deployment_by_name(cleanup)
-        checks.append(Check("retention", "ok", f"{cleanup} deletes old runs on its schedule"))
-    except ObjectNotFound:
-        checks.append(
+            ),
+        ),
+        (
+            cleanup,
+            Check("retention", "ok", f"{cleanup} deletes old runs on its schedule"),
             Check(
                 "retention",
                 "info",
                 f"no {cleanup} deployment: old runs stay until `switchboard cleanup` runs",
                 "switchboard deploy (or SWITCHBOARD_CLEANUP_SCHEDULE=off and a cron job)",
-            )
-        )
+            ),
+        ),
+    ]
+    checks: list[Check] = []
+    for name, found, missing in wanted:
+        try:
+            await client.read_deployment_by_name(name)
+            checks.append(found)
+        except ObjectNotFound:
+            checks.append(missing)
     return checks
 
 

@@ -252,11 +252,10 @@ async def _question(client: PrefectClient, run_id: str, runner_id: UUID, asked: 
 
 
 async def _deployment_id(client: PrefectClient) -> UUID:
-    error = await client.api_healthcheck()
-    if error is not None:
-        raise RemoteUnavailableError(f"the Prefect API at {client.api_url} does not answer: {error}")
     try:
         return (await client.read_deployment_by_name(f"{FLOW_NAME}/{GENERIC_DEPLOYMENT}")).id
+    except httpx.TransportError as exc:  # the lookup doubles as the health check: one call per run
+        raise RemoteUnavailableError(f"the Prefect API at {client.api_url} does not answer: {exc}") from exc
     except ObjectNotFound:
         # First remote run against this server: declare the deployment (and its pool).
         await ensure_work_pool(client)

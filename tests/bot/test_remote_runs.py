@@ -59,6 +59,16 @@ def message_text(bot: Bot, channel: str) -> str:
     return block_text(posted[0].blocks) if posted else ""
 
 
+async def start_slow(bot: Bot, channel: str) -> str:
+    """Run ``slow`` from Slack in ``channel``; its run id once its long node shows as running."""
+    await bot.apply(SLOW)
+    headers, body = slash_command("run slow", user="U1", channel=channel)
+    assert (await bot.post(headers, body)).status_code == 200
+    await eventually(lambda: ":arrows_counterclockwise: `nap`" in message_text(bot, channel), 60, "nap to run")
+    (run_id,) = list(bot.runtime.running)
+    return run_id
+
+
 async def deployment_flow_run(run_id: str) -> Any:
     """The run-workflow flow run that executed the Switchboard run ``run_id``."""
     async with get_client() as client:
@@ -93,11 +103,7 @@ async def test_a_slack_run_on_a_worker_is_followed_and_its_approval_answered(bot
 
 @pytest.mark.usefixtures("worker")
 async def test_cancelling_a_run_on_a_worker_cancels_it_there(bot: Bot) -> None:
-    await bot.apply(SLOW)
-    headers, body = slash_command("run slow", user="U1", channel="C2")
-    assert (await bot.post(headers, body)).status_code == 200
-    await eventually(lambda: ":arrows_counterclockwise: `nap`" in message_text(bot, "C2"), 60, "nap to run")
-    (run_id,) = list(bot.runtime.running)
+    run_id = await start_slow(bot, "C2")
 
     headers, body = slash_command(f"cancel {run_id}", user="U1", channel="C2")
     assert (await bot.post(headers, body)).status_code == 200
@@ -144,11 +150,7 @@ async def test_a_node_on_the_worker_replies_in_the_runs_slack_thread(bot: Bot) -
 
 @pytest.mark.usefixtures("worker")
 async def test_a_bot_shutting_down_leaves_runs_on_workers_running(bot: Bot) -> None:
-    await bot.apply(SLOW)
-    headers, body = slash_command("run slow", user="U1", channel="C3")
-    assert (await bot.post(headers, body)).status_code == 200
-    await eventually(lambda: ":arrows_counterclockwise: `nap`" in message_text(bot, "C3"), 60, "nap to run")
-    (run_id,) = list(bot.runtime.running)
+    run_id = await start_slow(bot, "C3")
     queued = bot.runtime.remote_runs[run_id]
 
     await asyncio.wait_for(bot.runtime.close(), 10)  # does not wait for the worker's run
