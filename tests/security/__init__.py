@@ -1,0 +1,1 @@
+"""Security tests: each reproduces an attack on Switchboard (see docs/security.md)."""
