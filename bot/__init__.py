@@ -5,4 +5,3 @@ The bot only calls Switchboard's Python API and repositories, never Prefect inte
 """
 
 import switchboard  # noqa: F401 - Switchboard's Prefect defaults, before this package imports Prefect
-

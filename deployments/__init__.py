@@ -6,4 +6,3 @@
 """
 
 import switchboard  # noqa: F401 - Switchboard's Prefect defaults, before this package imports Prefect
-
