@@ -30,6 +30,7 @@ from bot.reporter import INTERVAL as REPORT_INTERVAL
 from bot.reporter import report_forever
 from bot.runtime import BotRuntime
 from bot.webhooks import webhook_endpoint
+from switchboard import embedded_prefect
 from switchboard.database import open_engine
 from switchboard.settings import Settings
 
@@ -59,6 +60,23 @@ class ReplayGuard:
 
     def forget(self, key: tuple[str, str]) -> None:
         self._seen.pop(key, None)
+
+
+def start_background(runtime: BotRuntime, report_interval: float = REPORT_INTERVAL) -> list[asyncio.Task[None]]:
+    """What a bot process runs beside its listeners: the embedded Prefect server (when no Prefect
+    API is configured) started at once and awaited off the event loop, then the reporter of
+    runs it is not watching."""
+    embedded_prefect.start()
+
+    async def prefect_then_reports() -> None:
+        try:
+            await embedded_prefect.ready()
+        except embedded_prefect.EmbeddedPrefectError as exc:
+            logger.error("%s; runs cannot start until the bot is restarted", exc)
+            return
+        await report_forever(runtime, report_interval)
+
+    return [asyncio.create_task(prefect_then_reports(), name="prefect-and-reports")]
 
 
 def slack_client(settings: Settings) -> AsyncWebClient:
@@ -92,22 +110,28 @@ def create_web_app(runtime: BotRuntime, *, report_interval: float = REPORT_INTER
         return response
 
     async def healthz(request: Request) -> Response:
+        prefect = embedded_prefect.status()
         try:
             async with runtime.engine.connect() as connection:
                 await connection.execute(text("SELECT 1"))
         except Exception as exc:
-            return JSONResponse({"ok": False, "database": type(exc).__name__}, status_code=503)
-        return JSONResponse({"ok": True, "running": len(runtime.running)})
+            return JSONResponse({"ok": False, "database": type(exc).__name__, "prefect": prefect}, status_code=503)
+        if prefect == "failed":  # runs cannot start; commands still answer
+            body = {"ok": False, "prefect": prefect, "error": embedded_prefect.error(), "running": len(runtime.running)}
+            return JSONResponse(body, status_code=503)
+        # "starting": the embedded Prefect server is coming up; commands are answered meanwhile
+        # and runs wait for it.
+        return JSONResponse({"ok": True, "prefect": prefect, "running": len(runtime.running)})
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        reporting = asyncio.create_task(report_forever(runtime, report_interval), name="report-unwatched-runs")
+        background = start_background(runtime, report_interval)
         try:
             yield
         finally:
-            reporting.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reporting
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
             await runtime.close()
 
     return Starlette(

@@ -42,6 +42,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from deployments.sync import WORK_POOL
+from switchboard.child_processes import own_session_dying_with_parent
 
 SERVER_DEFAULTS: dict[str, str] = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
@@ -191,15 +192,6 @@ async def prepare_worker() -> str:
     return str(url)
 
 
-def _own_session_dying_with_parent() -> None:
-    os.setsid()
-    if sys.platform.startswith("linux"):
-        # PR_SET_PDEATHSIG: a supervisor killed with SIGKILL still stops its child.
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
-
-
 def supervise(command: Command, *, grace: float = STOP_GRACE_SECONDS) -> int:
     """Run ``command`` until it ends; forward SIGTERM/SIGINT once; return an exit code.
 
@@ -207,7 +199,7 @@ def supervise(command: Command, *, grace: float = STOP_GRACE_SECONDS) -> int:
     (Prefect treats a second interrupt as "kill now"). A child that ends after a forwarded
     stop signal, however it ends, is a clean stop (0); one that outlives ``grace`` is killed.
     """
-    child = subprocess.Popen(command.argv, env=command.env, preexec_fn=_own_session_dying_with_parent)
+    child = subprocess.Popen(command.argv, env=command.env, preexec_fn=own_session_dying_with_parent)
     stopping: list[int] = []
 
     def forward(signum: int, _frame: FrameType | None) -> None:
