@@ -424,8 +424,8 @@ class _Executor:
 
         A skipped node never runs its task, so without this the Prefect UI showed only the
         nodes that ran. The task run is reported the way Prefect's engine reports every
-        in-process task run — state-change events, written by the server's task-run recorder
-        — so it costs no API round trip: two events, Pending then Completed(name="Skipped").
+        in-process task run — a state-change event, which the server's task-run recorder
+        writes — so it costs no API round trip: one event, Pending -> Completed(name="Skipped").
         Its upstream task runs are its inputs, so the UI's graph keeps the workflow's edges.
         """
         flow_run_id = self.state.run.flow_run_id
@@ -451,9 +451,8 @@ class _Executor:
                 expected_start_time=pending.timestamp,  # type: ignore[arg-type]  # a datetime is what it holds
                 state=pending,
             )
-            first = emit_task_run_state_change_event(task_run, None, pending)
             task_run.state = skipped
-            emit_task_run_state_change_event(task_run, pending, skipped, follows=first)
+            emit_task_run_state_change_event(task_run, pending, skipped)
         except Exception:  # the UI loses a row; the run itself is unaffected
             logger.warning("could not record skipped node %s in Prefect", planned.id, exc_info=True)
             return
