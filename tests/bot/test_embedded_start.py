@@ -11,10 +11,13 @@ a `/flow run` was answered only once Prefect was up.)
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 from pathlib import Path
 
 import httpx
 
+from switchboard.webhooks import signed_headers
 from tests.bot.conftest import free_port
 from tests.deployments.conftest import Processes, processes, until
 from tests.fakes.http import FakeHTTP
@@ -39,6 +42,10 @@ async def test_commands_are_answered_while_prefect_starts_and_the_run_waits_for_
     (tmp_path / "hello.yaml").write_text(HELLO)
     code, _, err = await processes.cli("apply", str(tmp_path / "hello.yaml"))
     assert code == 0, err
+    code, out, err = await processes.cli("webhooks", "add", "hello")
+    assert code == 0, err
+    secret = re.search(r"SECRET='([^']+)'", out)
+    assert secret is not None, out
     fake = FakeHTTP().start()
     try:
         slack = FakeSlack(fake)
@@ -66,6 +73,8 @@ async def test_commands_are_answered_while_prefect_starts_and_the_run_waits_for_
             assert (await http.post("/slack/events", headers=run_headers, content=run_body)).status_code == 200
             help_headers, help_body = slash_command("help", response_url=slack.response_url("help"))
             assert (await http.post("/slack/events", headers=help_headers, content=help_body)).status_code == 200
+            hook = await http.post("/hooks/hello", headers=signed_headers(secret.group(1), b"{}"), content=b"{}")
+            assert hook.status_code == 202, hook.text
 
             async def answered() -> bool:
                 return bool(slack.responses("help"))
@@ -86,6 +95,16 @@ async def test_commands_are_answered_while_prefect_starts_and_the_run_waits_for_
                 return bool(messages) and "completed" in str(messages[-1].blocks)
 
             await until(finished, 180, "the run's message to say completed")
+
+            async def both_completed() -> bool:  # the webhook's run waited for Prefect too
+                code, out, err = await processes.cli("runs", "--json")
+                assert code == 0, err
+                return {run["trigger"]: run["status"] for run in json.loads(out)} == {
+                    "slack": "completed",
+                    "webhook": "completed",
+                }
+
+            await until(both_completed, 120, "the Slack and the webhook run to complete")
             assert (await health() or {})["prefect"] == "ready"
     finally:
         fake.stop()
