@@ -156,7 +156,7 @@ async def hooked(bot: Bot) -> str:
     return await add_secret(bot, "greet")
 
 
-@pytest.mark.parametrize("path", ["/hooks/greet", "/slack/events"])
+@pytest.mark.parametrize("path", ["/hooks/greet", "/slack/events", "/hooks/no-such-workflow"])
 async def test_a_huge_chunked_body_gets_413_without_being_read(
     bot: Bot, path: str, peak_memory: dict[str, int], server_logs: pytest.LogCaptureFixture
 ) -> None:
@@ -302,6 +302,34 @@ async def test_malformed_slack_signature_headers_get_401(bot: Bot, server_logs: 
     for signature in ("", "v0=", "v0=zz", "v1=" + "0" * 64, "x" * 5000):
         response = await bot.post({**headers, "X-Slack-Signature": signature}, body)
         assert response.status_code == 401, signature[:20]
+    assert_no_traceback(server_logs)
+
+
+#: name -> body, each signed with the workflow's secret
+HOOK_CASES: dict[str, bytes] = {
+    "100k-deep object": DEEP_OBJECT.encode(),
+    "100k-deep array": DEEP_ARRAY.encode(),
+    "5000-digit integer": b'{"name": "Ada", "times": ' + BIG_INT.encode() + b"}",
+    "a float too large": b'{"name": "Ada", "times": 1e999}',
+    "NaN": b'{"name": "Ada", "times": NaN}',
+    "the same key twice": b'{"name": "Ada", "name": "Eve"}',
+    "not UTF-8": b'{"name": "\xff\xfe"}',
+    "form-encoded": b"payload={not-json",
+    "a JSON array": b"[1,2]",
+    "broken JSON": b'{"name": ',
+}
+
+
+async def test_malformed_webhook_bodies_get_400_and_run_nothing(
+    bot: Bot, server_logs: pytest.LogCaptureFixture
+) -> None:
+    secret = await hooked(bot)
+    for case, body in HOOK_CASES.items():
+        response = await bot.post(signed(secret, body), body, path="/hooks/greet")
+        assert response.status_code == 400, (case, response.status_code, response.text[:300])
+        error = response.json()["error"]
+        assert isinstance(error, str) and len(error) < 300, (case, error)
+    assert await bot.runtime.runs.list(limit=50) == []
     assert_no_traceback(server_logs)
 
 
