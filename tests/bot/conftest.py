@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -68,10 +69,9 @@ def bot_settings(tmp_path: Path, slack: FakeSlack, database_url: str, **override
     )
 
 
-@pytest.fixture
-async def bot(tmp_path: Path, prefect_server: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Bot]:
-    """The bot over HTTP on a free port, with a fresh SQLite database and a fake Slack."""
-    database_url = f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"
+@contextlib.asynccontextmanager
+async def serve_bot(tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Bot]:
+    """The bot over HTTP on a free port, on ``database_url`` (migrated here), with a fake Slack."""
     monkeypatch.setenv("SWITCHBOARD_HOME", str(tmp_path))  # runs read Settings() too: same home, same key
     monkeypatch.setenv("SWITCHBOARD_DATABASE_URL", database_url)
     monkeypatch.setenv("SWITCHBOARD_FILES_DIR", str(tmp_path / "files"))
@@ -97,3 +97,10 @@ async def bot(tmp_path: Path, prefect_server: str, monkeypatch: pytest.MonkeyPat
             await serving
             await engine.dispose()
             fake.stop()
+
+
+@pytest.fixture
+async def bot(tmp_path: Path, prefect_server: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Bot]:
+    """The bot over HTTP on a free port, with a fresh SQLite database and a fake Slack."""
+    async with serve_bot(tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}", monkeypatch) as running:
+        yield running
