@@ -89,6 +89,119 @@ async def audit_rows(bot: Bot, action: str) -> list[AuditEntry]:
     return [e for e in await entries(bot.engine, limit=500) if e.action == action]
 
 
+async def test_a_run_the_user_may_not_read_answers_like_a_run_that_does_not_exist(bot: Bot) -> None:
+    await bot.apply(PAYROLL)
+    hidden = await run_to_end(bot, "run payroll salary=987654", user="U1", channel="CP")
+    assert hidden.status == "failed"
+    fake = "a1b2c3d4e5f6"
+
+    for verb in ("status {}", "logs {}", "logs {} pay"):
+        seen = await ask(bot, verb.format(hidden.id), user="U9")
+        unknown = await ask(bot, verb.format(fake), user="U9")
+        assert seen.replace(hidden.id, "RUN") == unknown.replace(fake, "RUN"), (seen, unknown)
+    answer = await ask(bot, f"status {hidden.id}", user="U9")
+    assert answer == f"No run `{hidden.id}` that you can see. `/flow status last` shows your latest."
+    for leaked in ("987654", "payroll", "U1", "failed"):
+        assert leaked not in answer
+
+    refused = await audit_rows(bot, "refused-read")
+    assert {(e.actor, e.target) for e in refused} == {("slack:U9", "payroll"), ("slack:U9", fake)}
+    assert all(e.detail["run_id"] in (hidden.id, fake) for e in refused)
+
+    for reader in ("U1", "UADMIN"):  # the runner and an admin still see everything
+        shown = await ask(bot, f"status {hidden.id}", user=reader)
+        assert "*payroll*" in shown and "salary 987654 rejected" in shown
+
+
+async def test_status_last_is_the_latest_run_the_user_may_read(bot: Bot) -> None:
+    await bot.apply(PAYROLL)
+    await bot.apply(HELLO)
+    mine = await run_to_end(bot, "run hello", user="U9", channel="CH")
+    await run_to_end(bot, "run payroll salary=987654", user="U1", channel="CP")  # the newest run
+
+    latest = await ask(bot, "status", user="U9")
+    assert f"Run `{mine.id}` of *hello*" in latest and "987654" not in latest
+    assert "*payroll*" in await ask(bot, "status last", user="U1")
+    assert await ask(bot, "status last", user="U8") == latest  # hello is everyone's
+
+
+async def test_list_describe_and_run_show_only_readable_workflows_and_ask_slack_once_per_group(bot: Bot) -> None:
+    bot.slack.groups["SOPS"] = ["U5"]
+    bot.slack.channels["CAUDIT"] = ["U6"]
+    await bot.apply(HELLO)
+    await bot.apply(PAYROLL)
+    for n in range(12):
+        await bot.apply({**HELLO, "name": f"ops-{n:02d}", "permissions": {"run": ["SOPS", "CAUDIT"]}})
+    await bot.apply({**HELLO, "name": "ledger", "permissions": {"run": ["U1"], "read": ["SOPS"]}})
+    await bot.apply({**HELLO, "name": "deploy", "permissions": {"run": ["U1"], "approve": ["U7"]}})
+    await bot.apply(
+        {
+            **HELLO,
+            "name": "gate",
+            "permissions": {"run": ["U1"]},
+            "nodes": [{"id": "ok", "type": "core.approval", "params": {"message": "?", "approvers": ["U4"]}}],
+        }
+    )
+    await run_to_end(bot, "run payroll salary=987654", user="U1", channel="CP")
+
+    def shown(text: str) -> list[str]:
+        return [line.split("*")[1] for line in text.splitlines()]
+
+    before = len(bot.slack.calls("usergroups.users.list"))
+    member = await ask(bot, "list", user="U5")
+    assert shown(member) == ["hello", "ledger", *[f"ops-{n:02d}" for n in range(12)]]
+    assert len(bot.slack.calls("usergroups.users.list")) - before == 1  # membership cached per request
+    assert shown(await ask(bot, "list", user="U6")) == ["hello", *[f"ops-{n:02d}" for n in range(12)]]
+    assert shown(await ask(bot, "list", user="U7")) == ["deploy", "hello"]  # approvers read
+    assert shown(await ask(bot, "list", user="U4")) == ["gate", "hello"]  # a node's approvers too
+    outsider = await ask(bot, "list", user="U9")
+    assert shown(outsider) == ["hello"] and "payroll" not in outsider
+    runner = (await ask(bot, "list", user="U1")).splitlines()
+    assert "last run failed" in next(line for line in runner if "*payroll*" in line)
+
+    unknown = await ask(bot, "describe no-such-thing", user="U9")
+    assert unknown == "No workflow named `no-such-thing`. Known: `hello`"
+    assert (await ask(bot, "describe payroll", user="U9")) == unknown.replace("no-such-thing", "payroll")
+    assert (await ask(bot, "run payroll salary=1", user="U9")) == unknown.replace("no-such-thing", "payroll")
+    described = await ask(bot, "describe ledger", user="U5")
+    assert "*May run:* <@U1>" in described and "*May read:* <!subteam^SOPS>" in described
+    assert (await ask(bot, "run ledger", user="U5")).startswith("You may not run `ledger`; ask one of: <@U1>")
+    assert bot.slack.calls("chat.postMessage")[-1].args["channel"] == "CP"  # no run started since
+    assert {e.target for e in await audit_rows(bot, "refused-read")} == {"payroll"}
+    assert [e.target for e in await audit_rows(bot, "refused-run")] == ["ledger", "payroll"]
+
+
+async def test_a_refused_cancel_or_retry_says_the_same_whether_the_run_runs_ended_or_never_was(bot: Bot) -> None:
+    await bot.apply(PAYROLL)
+    await bot.apply(SLOW)
+    ended = await run_to_end(bot, "run payroll salary=1", user="U1", channel="CP")
+    headers, body = slash_command("run slow-payroll", user="U1", channel="CS")
+    await bot.post(headers, body)
+    await until(lambda: bot.runtime.running, what="the slow run")
+    running = next(iter(bot.runtime.running))
+    never = "0123456789ab"
+    for _ in range(1200):  # its record is written once its flow run starts
+        if len(await bot.runtime.runs.list()) == 2:
+            break
+        await asyncio.sleep(0.05)
+
+    def same(answers: dict[str, str]) -> set[str]:
+        return {text.replace(run, "RUN") for run, text in answers.items()}
+
+    for verb, action in (("cancel", "cancel_run"), ("retry", "retry_run")):
+        typed = {run: await ask(bot, f"{verb} {run}", user="U9") for run in (running, ended.id, never)}
+        clicked = {run: await click(bot, action, run, user="U9") for run in (running, ended.id, never)}
+        assert same(typed) | same(clicked) == {"No run `RUN` that you can see."}, (typed, clicked)
+    assert running in bot.runtime.running
+    assert len(await bot.runtime.runs.list()) == 2  # nothing retried
+    assert {e.target for e in await audit_rows(bot, "refused-cancel")} == {"payroll", "slow-payroll", never}
+    assert {e.target for e in await audit_rows(bot, "refused-retry")} == {"payroll", "slow-payroll", never}
+
+    # someone who may run the workflow learns the run's state
+    assert await ask(bot, f"cancel {ended.id}", user="U1") == f"Run `{ended.id}` is not running here."
+    assert await ask(bot, f"cancel {running}", user="U1") == f"Cancelled run `{running}`."
+
+
 async def test_an_oauth_state_is_consumed_only_at_the_callback_of_its_provider(bot: Bot, github: Provider) -> None:
     link = link_of(await command(bot, "connect github"))
     callback = await authorize(bot, link)  # .../oauth/github/callback?code=...&state=...
