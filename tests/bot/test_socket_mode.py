@@ -144,7 +144,7 @@ async def test_a_button_click_over_the_socket_is_acked_and_answered(socket_bot: 
     assert set(ack) == {"envelope_id"}
     await until(lambda: socket_bot.slack.responses("cancel"), timeout=10)
     (answer,) = socket_bot.slack.responses("cancel")
-    assert "No run `run-that-is-not-here` that you can see." == answer["text"]  # U1 is no admin
+    assert answer["text"] == "No run `run-that-is-not-here` that you can see."  # U1 is no admin
     assert answer["response_type"] == "ephemeral"
 
 
