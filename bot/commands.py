@@ -8,6 +8,8 @@ Who may see what (:class:`bot.permissions.Access`, one per request): ``list`` sh
 workflows the user may read; ``describe`` and ``run`` of a workflow they may not read answer
 as for an unknown name; ``status``, ``logs``, ``cancel`` and ``retry`` of a run they may not
 read answer exactly as for a run that does not exist. Refusals are audited (``refused-…``).
+The inputs form's submission is checked again like ``run``: its metadata comes back from
+Slack, stale (permissions change while a form is open) or forged.
 """
 
 from __future__ import annotations
@@ -15,16 +17,18 @@ from __future__ import annotations
 import json
 import shlex
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Annotated, Any
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import connect
-from bot.blocks import SECTION_LIMIT, escape
+from bot.blocks import SECTION_LIMIT, escape, notice_modal
 from bot.permissions import Access, approvers_of
 from bot.runtime import BotRuntime, no_visible_run, workflow_of
-from flows.model import InputError, InputSpec, Workflow
+from flows.model import NAME_PATTERN, InputError, InputSpec, Workflow
+from nodes import safe_json
 from storage.workflows import StoredVersion, WorkflowNotFoundError
 from switchboard.runs import flow_run_logs
 
@@ -32,6 +36,8 @@ Respond = Callable[..., Awaitable[Any]]
 
 MODAL_CALLBACK = "run_inputs"
 LOG_LINES = 20
+#: Slack keeps at most this many characters of a view's ``private_metadata``.
+METADATA_LIMIT = 3000
 
 HELP = """*{cmd}* runs and watches Switchboard workflows:
 • `{cmd} list` — workflows, their latest version and last run
@@ -75,13 +81,23 @@ def register(app: AsyncApp, runtime: BotRuntime) -> None:
 
     @app.view(MODAL_CALLBACK)
     async def on_inputs(ack: Callable[..., Awaitable[None]], body: dict[str, Any], client: AsyncWebClient) -> None:
-        view = body["view"]
-        meta = json.loads(view.get("private_metadata") or "{}")
         user = body["user"]["id"]
-        stored = await runtime.workflows.get(meta["workflow"], meta.get("version"))
+        view = body.get("view") or {}
+        try:
+            form = read_form(view.get("private_metadata"))
+        except FormError as exc:
+            detail = {"via": "inputs-form", "reason": str(exc)[:300]}
+            await runtime.audit_refusal(user, "run", "inputs-form", detail)
+            text = f"This form cannot be used ({escape(str(exc))}). Type `{command} run NAME` again."
+            await ack(response_action="update", view=notice_modal("Run", text))
+            return
+        stored, refusal = await submitted_version(runtime, runtime.access(user, client), form)
+        if stored is None:
+            await ack(response_action="update", view=notice_modal(f"Run {form.workflow}", refusal or ""))
+            return
         workflow = workflow_of(stored)
-        given = dict(meta.get("given") or {})
-        given.update(_modal_values(view["state"]["values"]))
+        given = dict(form.given)
+        given.update(_modal_values((view.get("state") or {}).get("values")))
         try:
             inputs = workflow.resolve_inputs(given, from_text=True)
         except InputError as exc:
@@ -90,7 +106,75 @@ def register(app: AsyncApp, runtime: BotRuntime) -> None:
             return
         await ack()
         team = (body.get("team") or {}).get("id")
-        await runtime.start_run(stored, inputs, user=user, channel=meta["channel"], client=client, team=team)
+        await runtime.start_run(stored, inputs, user=user, channel=form.channel, client=client, team=team)
+
+
+class FormError(ValueError):
+    """The inputs form's metadata is not what the bot wrote; the message says what is wrong."""
+
+
+class FormMetadata(BaseModel):
+    """What :func:`inputs_modal` keeps in the form's ``private_metadata``, as it must come back."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    workflow: Annotated[str, Field(pattern=NAME_PATTERN, max_length=100)]
+    version: Annotated[int, Field(ge=1)]
+    channel: Annotated[str, Field(pattern=r"^[A-Z0-9]{2,40}$")]
+    given: Annotated[dict[Annotated[str, Field(max_length=100)], str], Field(max_length=100)] = Field(
+        default_factory=dict
+    )
+
+
+def read_form(metadata: object) -> FormMetadata:
+    """The form's metadata, bounded and validated; raises :class:`FormError` saying what is wrong."""
+    if not isinstance(metadata, str) or not metadata:
+        raise FormError("it carries no metadata")
+    try:
+        data = safe_json.loads(metadata, what="its metadata", max_bytes=METADATA_LIMIT, max_depth=2)
+    except safe_json.UnsafeJSONError as exc:
+        raise FormError(str(exc)) from None
+    if not isinstance(data, dict):
+        raise FormError("its metadata is not an object with `workflow`, `version`, `channel` and `given`")
+    try:
+        return FormMetadata.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5])
+        raise FormError(f"its metadata does not fit: {problems}") from None
+
+
+async def submitted_version(
+    runtime: BotRuntime, access: Access, form: FormMetadata
+) -> tuple[StoredVersion | None, str | None]:
+    """The version a submitted form runs, checked as ``run`` checks it (the latest permissions,
+    the workflow not archived, the version still stored); else None and why not (audited)."""
+    name, cmd = form.workflow, runtime.settings.slack_command
+    latest = await runtime.policy(name)
+    refusal: str | None = None
+    stored: StoredVersion | None = None
+    if latest is None or not await access.may_read(latest):
+        refusal = f"No workflow named `{escape(name)}` that you can see."
+    elif not await access.may_run(latest):
+        refusal = may_not_run_text(latest)
+    elif await is_archived(runtime, name):
+        refusal = archived_text(name)
+    else:
+        try:
+            stored = await runtime.workflows.get(name, form.version)
+        except WorkflowNotFoundError:
+            refusal = f"`{escape(name)}` v{form.version} is no longer stored: type `{cmd} run {name}` again."
+    if refusal is not None:
+        await runtime.audit_refusal(access.user, "run", name, {"via": "inputs-form", "version": form.version})
+    return stored, refusal
+
+
+def archived_text(name: str) -> str:
+    return f"`{escape(name)}` is archived, so it cannot run (`switchboard apply` brings it back)."
+
+
+async def is_archived(runtime: BotRuntime, name: str) -> bool:
+    """Whether stored workflow ``name`` is archived (hidden from lists and runs)."""
+    return any(s.name == name and s.archived for s in await runtime.workflows.list(include_archived=True))
 
 
 async def dispatch(runtime: BotRuntime, body: dict[str, Any], respond: Respond, client: AsyncWebClient) -> None:
@@ -238,6 +322,8 @@ async def run_command(
     if not await access.may_run(workflow):
         await runtime.audit_refusal(user, "run", workflow.name)
         raise CommandError(may_not_run_text(workflow))
+    if await is_archived(runtime, workflow.name):
+        raise CommandError(archived_text(workflow.name))
     given = parse_assignments(args[1:])
     try:
         inputs = workflow.resolve_inputs(given, from_text=True)
@@ -306,17 +392,22 @@ def _input_block(name: str, spec: InputSpec) -> dict[str, Any]:
     return block
 
 
-def _modal_values(values: dict[str, dict[str, dict[str, Any]]]) -> dict[str, str]:
-    """The submitted fields as text inputs (parsed by type like command-line inputs)."""
+def _modal_values(values: object) -> dict[str, str]:
+    """The submitted fields as text inputs (parsed by type like command-line inputs); anything
+    not shaped like Slack's ``state.values`` is ignored."""
     given: dict[str, str] = {}
+    if not isinstance(values, dict):
+        return given
     for block_id, actions in values.items():
-        state = actions.get("value") or {}
+        state = actions.get("value") if isinstance(actions, dict) else None
+        if not isinstance(state, dict):
+            continue
         if state.get("type") == "static_select":
-            selected = state.get("selected_option") or {}
-            if selected.get("value") is not None:
-                given[block_id] = str(selected["value"])
+            selected = state.get("selected_option")
+            if isinstance(selected, dict) and selected.get("value") is not None:
+                given[str(block_id)] = str(selected["value"])
         elif state.get("value") not in (None, ""):
-            given[block_id] = str(state["value"])
+            given[str(block_id)] = str(state["value"])
     return given
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 from typing import Any
 
 from storage.audit import AuditEntry, entries
@@ -18,7 +19,7 @@ from tests.bot.conftest import bot as bot  # the fixtures of tests/bot, for pyte
 from tests.bot.test_connect import Provider, authorize, command, link_of
 from tests.bot.test_connect import github as github
 from tests.bot.test_connect import provider_http as provider_http
-from tests.fakes.slack import block_action, interaction, slash_command
+from tests.fakes.slack import block_action, interaction, slash_command, view_submission
 
 #: Fails with its input in the error: what a reader of the run would learn.
 PAYROLL: dict[str, Any] = {
@@ -169,6 +170,88 @@ async def test_list_describe_and_run_show_only_readable_workflows_and_ask_slack_
     assert bot.slack.calls("chat.postMessage")[-1].args["channel"] == "CP"  # no run started since
     assert {e.target for e in await audit_rows(bot, "refused-read")} == {"payroll"}
     assert [e.target for e in await audit_rows(bot, "refused-run")] == ["ledger", "payroll"]
+
+
+def form_submission(meta: dict[str, Any] | str, *, user: str, name: str = "Mallory") -> tuple[dict[str, str], bytes]:
+    values = {"name": {"value": {"type": "plain_text_input", "value": name}}}
+    metadata = meta if isinstance(meta, str) else json.dumps(meta)
+    return interaction(view_submission("run_inputs", values, private_metadata=metadata, user=user))
+
+
+def modal_text(ack: dict[str, Any]) -> str:
+    assert ack["response_action"] == "update", ack
+    return "\n".join(b["text"]["text"] for b in ack["view"]["blocks"] if b.get("type") == "section")
+
+
+async def test_a_forged_or_stale_inputs_form_starts_nothing(bot: Bot) -> None:
+    await bot.apply(FORM)
+    meta = {"workflow": "guarded", "version": 1, "channel": "C1", "given": {}}
+
+    forged = await bot.post(*form_submission(meta, user="U9"))  # U9 may not even read `guarded`
+    assert forged.status_code == 200
+    assert modal_text(forged.json()) == "No workflow named `guarded` that you can see."
+
+    # U1 opens the form honestly; while it is open U1 loses the right to run it
+    headers, body = slash_command("run guarded", user="U1", channel="CF", trigger_id="t-1")
+    await bot.post(headers, body)
+    await until(lambda: bot.slack.calls("views.open"), what="the inputs form")
+    honest_meta = bot.slack.calls("views.open")[0].args["view"]["private_metadata"]
+    await bot.apply({**FORM, "permissions": {"run": ["U2"], "read": ["U1"]}})
+    stale = await bot.post(*form_submission(honest_meta, user="U1"))
+    assert modal_text(stale.json()).startswith("You may not run `guarded`; ask one of: <@U2>")
+
+    # U2 may run it, but not a version that was never stored, nor an archived workflow
+    missing = await bot.post(*form_submission({**meta, "version": 7}, user="U2"))
+    assert "`guarded` v7 is no longer stored" in modal_text(missing.json())
+    from storage.workflows import WorkflowStore
+
+    await WorkflowStore(bot.engine).archive("guarded", actor="test")
+    archived = await bot.post(*form_submission({**meta, "version": 2}, user="U2"))
+    assert "`guarded` is archived" in modal_text(archived.json())
+
+    await asyncio.sleep(0.3)  # a run would have posted by now (it is started before the ack)
+    await bot.settle()
+    assert bot.slack.calls("chat.postMessage") == [] and bot.runtime.running == {}
+    assert await bot.runtime.runs.list() == []
+    refused = await audit_rows(bot, "refused-run")
+    assert sorted((e.actor, e.target, e.detail.get("via")) for e in refused) == [
+        ("slack:U1", "guarded", "inputs-form"),
+        ("slack:U2", "guarded", "inputs-form"),
+        ("slack:U2", "guarded", "inputs-form"),
+        ("slack:U9", "guarded", "inputs-form"),
+    ]
+
+
+async def test_malformed_form_metadata_gets_a_clear_answer_not_a_traceback(bot: Bot) -> None:
+    await bot.apply(FORM)
+    good = {"workflow": "guarded", "version": 1, "channel": "C1", "given": {}}
+    cases: dict[str, str] = {
+        "not json": "not valid JSON",
+        "[" * 5000: "more than",  # Slack allows 3000 characters
+        "[" * 200 + "]" * 200: "nests deeper",
+        json.dumps([1, 2]): "workflow",
+        json.dumps({**good, "workflow": 5}): "workflow",
+        json.dumps({**good, "version": "1; drop"}): "version",
+        json.dumps({**good, "channel": "<!channel>"}): "channel",
+        json.dumps({**good, "given": {"name": 5}}): "given.name",
+        json.dumps({**good, "given": {"name": {"nested": True}}}): "nests deeper",
+        json.dumps({"workflow": "guarded"}): "version",
+        json.dumps({**good, "extra": 1}): "extra",
+    }
+    for metadata, expected in cases.items():
+        response = await bot.post(*form_submission(metadata, user="U1"))
+        assert response.status_code == 200, (metadata[:40], response.text)
+        text = modal_text(response.json())
+        assert text.startswith("This form cannot be used") and expected in text, (metadata[:40], text)
+    await asyncio.sleep(0.3)
+    assert bot.slack.calls("chat.postMessage") == [] and await bot.runtime.runs.list() == []
+    assert len(await audit_rows(bot, "refused-run")) == len(cases)
+
+    ok = await bot.post(*form_submission(good, user="U1", name="Ada"))  # the honest form still works
+    assert ok.status_code == 200 and ok.text == ""
+    await until(lambda: bot.slack.channel_messages("C1"), what="the run message")
+    await bot.settle()
+    assert (await bot.runtime.runs.list())[0].inputs == {"name": "Ada"}
 
 
 async def test_a_refused_cancel_or_retry_says_the_same_whether_the_run_runs_ended_or_never_was(bot: Bot) -> None:
