@@ -27,8 +27,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import switchboard
-from bot.blocks import NodeLine, RunView
-from bot.permissions import is_permitted
+from bot.blocks import NodeLine, RunView, escape
+from bot.permissions import Access
 from bot.threads import ChannelPacer, LiveThread
 from flows.model import Workflow
 from flows.plan import build_plan
@@ -37,7 +37,7 @@ from flows.runner import Listener, NodeEvent
 from storage import audit
 from storage.crypto import load_keyring
 from storage.models import utcnow
-from storage.runs import RunRecordNotFoundError, RunStore
+from storage.runs import RunRecord, RunRecordNotFoundError, RunStore
 from storage.slack_installations import SlackInstallationStore
 from storage.workflows import StoredVersion, WorkflowNotFoundError, WorkflowStore
 from switchboard import remote
@@ -219,17 +219,20 @@ class BotRuntime:
         client: AsyncWebClient | None = None,
         team: str | None = None,
     ) -> str | None:
-        """Resume a failed run with a new live message; returns why not, or None when started.
+        """Resume a failed run with a new live message; returns why not (Slack mrkdwn), or None
+        when started.
 
-        ``client`` and ``team`` as for :meth:`start_run`.
+        Only someone who may run the workflow may retry its runs; someone who may not even read
+        it is told the same as for a run that does not exist (refusals audited). ``client`` and
+        ``team`` as for :meth:`start_run`.
         """
-        try:
-            record = await self.runs.get(run_id)
-        except RunRecordNotFoundError:
-            return f"No run `{run_id}`."
-        if not await self.may_run(user, record.workflow, client=client):
+        access = self.access(user, client)
+        record = await self.visible_run(run_id, access, action="retry")
+        if record is None:
+            return no_visible_run(run_id)
+        if not await access.may_run(await self.policy(record.workflow)):
             await self.audit_refusal(user, "retry", record.workflow, {"run_id": run_id})
-            return f"You may not run `{record.workflow}`, so you may not retry its runs."
+            return f"You may not run `{escape(record.workflow)}`, so you may not retry its runs."
         view = RunView(
             run_id=new_run_id(), workflow=record.workflow, version=record.version, user=user, inputs=record.inputs
         )
@@ -253,7 +256,7 @@ class BotRuntime:
         try:
             await switchboard.api.check_retryable(run_id)
         except (switchboard.NotRetryableError, switchboard.RunNotFoundError) as exc:
-            return str(exc)
+            return escape(str(exc))
         await self._launch(view, channel, on_worker if self.settings.runs_remotely else call, client=client, team=team)
         return None
 
@@ -372,6 +375,43 @@ class BotRuntime:
                 logger.warning("could not remember the Slack message of run %s", run_id, exc_info=True)
                 return
 
+    def access(self, user: str, client: AsyncWebClient | None = None) -> Access:
+        """What ``user`` may do, for one request; ``client`` (of the user's workspace, default
+        :attr:`client`) reads user groups and channel members, each once."""
+        return Access.of(user, client or self.client, self.settings.slack_admin_ids)
+
+    async def policy(self, name: str) -> Workflow | None:
+        """The latest stored version of workflow ``name``, whose permissions govern all its runs
+        (archived or not, whatever version they ran); None when no such workflow is stored."""
+        try:
+            return workflow_of(await self.workflows.get(name))
+        except WorkflowNotFoundError:
+            return None
+
+    async def visible_run(self, run_id: str, access: Access, *, action: str = "read") -> RunRecord | None:
+        """The record of run ``run_id`` if ``access`` may read its workflow; else None, exactly as
+        for a run that does not exist, with an audit row ``refused-<action>`` (target: the
+        workflow, or the run id when there is no such run)."""
+        try:
+            record: RunRecord | None = await self.runs.get(run_id)
+        except RunRecordNotFoundError:
+            record = None
+        if record is not None and await access.may_read(await self.policy(record.workflow)):
+            return record
+        target = record.workflow if record is not None else run_id[:100]
+        await self.audit_refusal(access.user, action, target, {"run_id": run_id[:100]})
+        return None
+
+    async def latest_visible_run(self, access: Access) -> RunRecord | None:
+        """The newest run ``access`` may read (admins: the newest run)."""
+        if access.is_admin:
+            records = await self.runs.list(limit=1)
+        else:
+            names = [summary.name for summary in await self.workflows.list(include_archived=True)]
+            readable = [name for name in names if await access.may_read(await self.policy(name))]
+            records = await self.runs.list(limit=1, workflows=readable) if readable else []
+        return records[0] if records else None
+
     async def audit_refusal(self, user: str, action: str, workflow: str, detail: dict[str, Any] | None = None) -> None:
         """An audit-log row for an action a Slack user was not permitted."""
         await audit.append(
@@ -381,26 +421,24 @@ class BotRuntime:
     async def may_run(self, user: str, workflow: str, *, client: AsyncWebClient | None = None) -> bool:
         """Whether ``user`` may run (and so retry or cancel runs of) ``workflow``; ``client`` (of
         the user's workspace, default :attr:`client`) reads user groups and channel members."""
-        try:
-            stored = await self.workflows.get(workflow)
-        except WorkflowNotFoundError:
-            return user in self.settings.slack_admin_ids
-        permissions = workflow_of(stored).permissions
-        allowed = permissions.run if permissions else None
-        return await is_permitted(client or self.client, user, allowed, admins=self.settings.slack_admin_ids)
+        return await self.access(user, client).may_run(await self.policy(workflow))
 
     async def cancel(self, run_id: str, *, user: str | None = None, client: AsyncWebClient | None = None) -> str | None:
-        """Cancel a run this process is executing; returns why not, or None when cancelled.
+        """Cancel a run this process is executing; returns why not (Slack mrkdwn), or None when
+        cancelled.
 
-        With ``user``, only someone who may run the workflow may cancel it (refusals audited);
-        ``client`` as for :meth:`may_run`.
+        With ``user``, only someone who may run the workflow may cancel it, and only they learn
+        whether the run is running here: someone who may not read the workflow is told the same
+        for a running, an ended and an unknown run (refusals audited). ``client`` as for
+        :meth:`may_run`.
         """
         started = self.running.get(run_id)
+        if user is not None:
+            why_not = await self._cancel_refusal(run_id, started, self.access(user, client))
+            if why_not is not None:
+                return why_not
         if started is None:
-            return f"Run `{run_id}` is not running here."
-        if user is not None and not await self.may_run(user, started.workflow, client=client):
-            await self.audit_refusal(user, "cancel", started.workflow, {"run_id": run_id})
-            return f"You may not run `{started.workflow}`, so you may not cancel its runs."
+            return f"Run `{escape(run_id[:100])}` is not running here."
         queued = self.remote_runs.get(run_id)
         if queued is not None:  # on a worker: Prefect cancels it there; the run's task sees it end
             await remote.cancel(queued)
@@ -408,6 +446,26 @@ class BotRuntime:
         started.task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await started.task
+        return None
+
+    async def _cancel_refusal(self, run_id: str, started: StartedRun | None, access: Access) -> str | None:
+        """Why ``access`` may not cancel ``run_id`` (audited), or None: decided before anything
+        about the run's state is said."""
+        if started is None:
+            record = await self.visible_run(run_id, access, action="cancel")
+            if record is None:
+                return no_visible_run(run_id)
+            name = record.workflow
+            workflow = await self.policy(name)
+        else:  # its record may not be written yet
+            name = started.workflow
+            workflow = await self.policy(name)
+            if not await access.may_read(workflow):
+                await self.audit_refusal(access.user, "cancel", name, {"run_id": run_id})
+                return no_visible_run(run_id)
+        if not await access.may_run(workflow):
+            await self.audit_refusal(access.user, "cancel", name, {"run_id": run_id})
+            return f"You may not run `{escape(name)}`, so you may not cancel its runs."
         return None
 
     async def close(self) -> None:
@@ -434,6 +492,11 @@ async def _post_quietly(thread: LiveThread | None) -> tuple[str, str] | None:
             "run %s: could not post to %s (%s); it runs without a message", thread.view.run_id, thread.channel, exc
         )
         return None
+
+
+def no_visible_run(run_id: str) -> str:
+    """The answer for a run that does not exist, and for one the user may not read: the same."""
+    return f"No run `{escape(run_id[:100])}` that you can see."
 
 
 def workflow_of(stored: StoredVersion) -> Workflow:

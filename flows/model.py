@@ -190,8 +190,28 @@ class Schedule(_Strict):
 
 
 class Permissions(_Strict):
+    """Who may do what with a workflow in Slack; each entry a user (``U…``/``W…``), user group
+    (``S…``) or channel (``C…``/``G…``) id. Admins may always do everything.
+
+    * ``run``: start runs, retry and cancel them (empty: everyone). Running implies reading.
+    * ``approve``: answer its approval steps (empty: the node's ``approvers``, else admins).
+    * ``read``: see its runs, logs and definition (``status``, ``logs``, ``describe``,
+      ``list``). Unset: the ``run`` list; both unset: everyone. Approvers may always read
+      what they are asked to approve.
+    """
+
     run: list[str] = Field(default_factory=list)
     approve: list[str] = Field(default_factory=list)
+    read: list[str] = Field(default_factory=list)
+
+    def readers(self, approvers: list[str] | None = None) -> list[str] | None:
+        """The entries that may read the workflow: ``read``, ``run``, ``approve`` and
+        ``approvers`` (the ids its approval nodes name); None (everyone) when neither ``read``
+        nor ``run`` lists anyone."""
+        if not self.read and not self.run:
+            return None
+        entries = [*self.read, *self.run, *self.approve, *(approvers or [])]
+        return list(dict.fromkeys(entries))
 
 
 class Notify(_Strict):

@@ -26,7 +26,7 @@ from urllib.parse import urlencode, urlsplit
 import pytest
 
 from tests.bot import conftest as bot_server
-from tests.bot.conftest import Bot, bot_settings, serve_bot
+from tests.bot.conftest import Bot, bot_settings, serve_runtime
 from tests.bot.test_commands import GREET
 from tests.bot.test_webhooks import add_secret, signed
 from tests.fakes.slack import sign, slash_command
@@ -216,7 +216,7 @@ async def test_the_cap_is_a_setting_and_a_body_at_the_cap_is_read(bot: Bot, tmp_
     await bot.settle()
 
     small = bot_settings(tmp_path, bot.slack, bot.runtime.settings.effective_database_url, max_request_bytes=4096)
-    async with serve_bot(small, bot.slack, bot.http) as capped:
+    async with serve_runtime(small, bot.slack, bot.http) as capped:
         body = b'{"name": "' + b"a" * 5000 + b'"}'
         response = await capped.post(signed(secret, body), body, path="/hooks/greet")
         assert response.status_code == 413
