@@ -11,6 +11,7 @@ from nodes.context import NodeContext
 from nodes.errors import NodeConfigError, ProviderError, TransientError, parse_retry_after
 from nodes.http_guard import BlockedAddressError
 from nodes.params import Params
+from nodes.query import with_query
 from nodes.registry import node
 
 PROVIDER = "http"
@@ -23,7 +24,11 @@ class RequestParams(Params):
     )
     url: str = Field(description="Absolute http(s) URL.")
     headers: dict[str, str] = Field(default_factory=dict, description="Request headers.")
-    query: dict[str, Any] = Field(default_factory=dict, description="Query-string parameters.")
+    query: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Query-string parameters, merged into the query string of `url` (a key in both "
+        "takes the value given here; a list repeats the key).",
+    )
     json_body: Any = Field(default=None, alias="json", description="A JSON body (sets Content-Type: application/json).")
     body: str | None = Field(default=None, description="A raw text body (instead of `json`).")
     timeout: float = Field(default=30.0, gt=0, le=600, description="Seconds before giving up.")
@@ -68,12 +73,12 @@ async def request(ctx: NodeContext, params: RequestParams) -> RequestOutput:
     url = httpx.URL(params.url)
     if url.scheme not in ("http", "https") or not url.host:
         raise NodeConfigError(f"url {params.url!r} must be an absolute http(s) URL")
+    url = with_query(url, {k: v if isinstance(v, str | list) else str(v) for k, v in params.query.items()})
     try:
         response = await ctx.http.request(
             params.method,
             url,
             headers=params.headers,
-            params={k: v if isinstance(v, str | list) else str(v) for k, v in params.query.items()},
             json=params.json_body,
             content=params.body,
             timeout=params.timeout,

@@ -25,6 +25,7 @@ import httpx
 from nodes.auth import with_token
 from nodes.context import NodeContext
 from nodes.errors import AuthError, ProviderError, TransientError, parse_retry_after
+from nodes.query import with_query
 
 #: Longest provider error text carried into a node error.
 MESSAGE_LIMIT = 500
@@ -68,16 +69,18 @@ class RestProvider:
     ) -> httpx.Response:
         """Send one request for the node; returns the (2xx/3xx) response or raises a node error.
 
-        ``path`` is joined to the credential's ``base_url`` (or the provider's default).
+        ``path`` is joined to the credential's ``base_url`` (or the provider's default); ``params``
+        are merged into the query string ``path`` may carry (:func:`nodes.query.with_query`).
         """
 
         async def attempt(token: str, base_url: str | None) -> httpx.Response:
-            url = f"{(base_url or self.default_base_url).rstrip('/')}/{path.lstrip('/')}"
+            # A path may carry its own query (a provider's pagination link): merge, never replace.
+            url = with_query(f"{(base_url or self.default_base_url).rstrip('/')}/{path.lstrip('/')}", params)
             sent_headers = {"Authorization": f"Bearer {token}", **(headers or {})}
             try:
                 async with httpx.AsyncClient(timeout=self.timeout) as client:
                     response = await client.request(
-                        method, url, params=params, json=json, content=content, headers=sent_headers
+                        method, url, json=json, content=content, headers=sent_headers
                     )
             except httpx.TimeoutException as exc:
                 raise TransientError(f"timed out after {self.timeout:g}s", provider=self.name) from exc
