@@ -10,6 +10,8 @@ request carries the node's credential as a bearer token, goes to the credential'
   then ``AuthError`` naming the credential to reconnect;
 * any other 4xx -> ``ProviderError`` carrying the provider's own message.
 
+Requests go through the running event loop's pooled client for the base URL
+(:mod:`nodes.provider_clients`): connections are kept alive between requests and nodes.
 Provider calls do not go through the SSRF guard on ``ctx.http``: their base URL is set by
 whoever stored the credential, not by workflow authors.
 """
@@ -25,6 +27,7 @@ import httpx
 from nodes.auth import with_token
 from nodes.context import NodeContext
 from nodes.errors import AuthError, ProviderError, TransientError, parse_retry_after
+from nodes.provider_clients import client_for
 from nodes.query import with_query
 
 #: Longest provider error text carried into a node error.
@@ -77,11 +80,11 @@ class RestProvider:
             # A path may carry its own query (a provider's pagination link): merge, never replace.
             url = with_query(f"{(base_url or self.default_base_url).rstrip('/')}/{path.lstrip('/')}", params)
             sent_headers = {"Authorization": f"Bearer {token}", **(headers or {})}
+            client = await client_for(base_url or self.default_base_url)
             try:
-                async with httpx.AsyncClient(timeout=self.timeout) as client:
-                    response = await client.request(
-                        method, url, json=json, content=content, headers=sent_headers
-                    )
+                response = await client.request(
+                    method, url, json=json, content=content, headers=sent_headers, timeout=self.timeout
+                )
             except httpx.TimeoutException as exc:
                 raise TransientError(f"timed out after {self.timeout:g}s", provider=self.name) from exc
             except httpx.TransportError as exc:
