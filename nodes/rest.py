@@ -24,6 +24,7 @@ from typing import Any
 
 import httpx
 
+from nodes import safe_json
 from nodes.auth import with_token
 from nodes.context import NodeContext
 from nodes.errors import AuthError, ProviderError, TransientError, parse_retry_after
@@ -32,6 +33,17 @@ from nodes.query import with_query
 
 #: Longest provider error text carried into a node error.
 MESSAGE_LIMIT = 500
+#: Largest provider JSON body parsed (a files.list page or a 100-record search is far below).
+JSON_LIMIT = 32 * 1024 * 1024
+
+
+def try_json(response: httpx.Response) -> Any:
+    """The body as JSON, or None when it is not JSON within :mod:`nodes.safe_json`'s bounds
+    (never a RecursionError on a hostile body nested 100k deep)."""
+    try:
+        return safe_json.loads(response.content, max_bytes=JSON_LIMIT, unique_keys=False)
+    except safe_json.UnsafeJSONError:
+        return None
 
 
 def _default_message(body: Any) -> str | None:
@@ -94,6 +106,16 @@ class RestProvider:
 
         return await with_token(ctx, attempt)
 
+    def json_of(self, response: httpx.Response) -> Any:
+        """The body of a provider response as JSON; a ProviderError saying why when it is not
+        JSON within :mod:`nodes.safe_json`'s bounds."""
+        try:
+            return safe_json.loads(
+                response.content, what=f"{self.name}'s response", max_bytes=JSON_LIMIT, unique_keys=False
+            )
+        except safe_json.UnsafeJSONError as exc:
+            raise ProviderError(str(exc), provider=self.name, status=response.status_code) from exc
+
     def raise_for_status(self, ctx: NodeContext, response: httpx.Response) -> None:
         """Map an error response onto the node error tree (2xx and 3xx pass)."""
         status = response.status_code
@@ -117,9 +139,6 @@ class RestProvider:
         raise ProviderError(message, provider=self.name, status=status)
 
     def _message(self, response: httpx.Response) -> str:
-        try:
-            found = self.message_of(response.json())
-        except ValueError:
-            found = None
+        found = self.message_of(try_json(response))
         text = found or response.text or response.reason_phrase
         return text[:MESSAGE_LIMIT]
