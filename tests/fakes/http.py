@@ -165,6 +165,8 @@ class FakeHTTP:
                 for key, value in reply.headers.items():
                     self.send_header(key, value)
                 self.end_headers()
+                if self.command == "HEAD":
+                    return
                 try:
                     for chunk in reply.stream():
                         self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk)

@@ -12,16 +12,25 @@ from __future__ import annotations
 import gzip
 import ipaddress
 import socket
+import ssl
+import threading
 import tracemalloc
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 import switchboard
 from nodes.context import NodeContext
-from nodes.errors import NodeConfigError
+from nodes.errors import NodeConfigError, TransientError
 from nodes.http_guard import AllowList, GuardedTransport, IPAddress, is_public
 from tests.fakes.http import FakeHTTP, Reply
 from tests.nodes.context import call_node, guarded_client, make_context
@@ -240,6 +249,74 @@ async def test_every_address_a_name_resolves_to_is_checked() -> None:
             await call_node("http.request", {"url": "http://mixed.test/"}, make_context(http))
 
 
+@pytest.fixture
+def tls_server(tmp_path: Path) -> Iterator[tuple[int, list[str | None]]]:
+    """An HTTPS server on 127.0.0.1 with a self-signed certificate for ``tls.test``; yields its
+    port and the server names (SNI) clients sent."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "tls.test")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("tls.test")]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    (tmp_path / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "key.pem").write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    names: list[str | None] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = f"hello {self.headers['host']}".encode()
+            self.send_response(200)
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return
+
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    context.sni_callback = lambda sock, server_name, ctx: names.append(server_name)
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield int(server.server_address[1]), names
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+async def test_tls_uses_the_host_name_while_connecting_to_the_checked_address(
+    tls_server: tuple[int, list[str | None]], tmp_path: Path
+) -> None:
+    """Connecting to the resolved IP must not lose the name: SNI, certificate check and Host."""
+    port, names = tls_server
+
+    async def resolver(host: str, port: int) -> list[IPAddress]:
+        return [ipaddress.ip_address("127.0.0.1")]
+
+    trusted = ssl.create_default_context(cafile=str(tmp_path / "cert.pem"))
+    transport = GuardedTransport(AllowList.parse("127.0.0.1"), resolver=resolver, ssl_context=trusted)
+    async with httpx.AsyncClient(transport=transport) as http:
+        out = await call_node("http.request", {"url": f"https://tls.test:{port}/"}, make_context(http))
+        assert out["text"] == f"hello tls.test:{port}"
+        assert names == ["tls.test"]
+        with pytest.raises(TransientError, match="certificate"):
+            await call_node("http.request", {"url": f"https://other.test:{port}/"}, make_context(http))
+
+
 # -- proxies from the environment -----------------------------------------------------------
 
 
@@ -330,6 +407,13 @@ async def test_a_redirect_body_is_capped_too(fake_http: FakeHTTP) -> None:
         with pytest.raises(NodeConfigError, match="SWITCHBOARD_HTTP_MAX_RESPONSE_BYTES"):
             await call_node("http.request", {"url": fake_http.url("/bounce")}, capped(http))
     assert fake_http.calls("/next") == []
+
+
+async def test_a_head_response_may_announce_any_size(fake_http: FakeHTTP) -> None:
+    fake_http.script("HEAD", "/huge", Reply(200, stream=zeros, length=TOTAL))
+    async with capped_client() as http:
+        out = await call_node("http.request", {"method": "HEAD", "url": fake_http.url("/huge")}, capped(http))
+    assert (out["status"], out["headers"]["content-length"], out["text"]) == (200, str(TOTAL), "")
 
 
 async def test_a_response_at_the_cap_is_read_whole(fake_http: FakeHTTP) -> None:
