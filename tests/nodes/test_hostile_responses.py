@@ -7,10 +7,6 @@ from typing import Any
 
 import pytest
 
-import nodes.airtable.records  # noqa: F401 - registers the airtable.* nodes
-import nodes.gdrive.files  # noqa: F401 - registers the gdrive.* nodes
-import nodes.github.issues  # noqa: F401 - registers the github.* nodes
-import nodes.hubspot.crm  # noqa: F401 - registers the hubspot.* nodes
 from nodes.errors import NodeError, ProviderError
 from nodes.rest import RestProvider
 from tests.fakes.http import FakeHTTP, Reply
