@@ -152,11 +152,20 @@ class BotRuntime:
         return await self._launch(view, channel, call, client=client, team=team)
 
     def _fresh_run(
-        self, stored: StoredVersion, inputs: dict[str, Any], *, user: str | None, trigger: str, triggered_by: str | None
+        self,
+        stored: StoredVersion,
+        inputs: dict[str, Any],
+        *,
+        user: str | None,
+        trigger: str,
+        triggered_by: str | None,
+        run_id: str | None = None,
     ) -> tuple[RunView, Callable[[Listener, tuple[str, str] | None], Awaitable[RunResult]]]:
         """The view of a new run of ``stored`` (every node queued) and the call that runs it."""
         plan = build_plan(stored.definition)
-        view = RunView(run_id=new_run_id(), workflow=stored.name, version=stored.version, user=user, inputs=inputs)
+        view = RunView(
+            run_id=run_id or new_run_id(), workflow=stored.name, version=stored.version, user=user, inputs=inputs
+        )
         view.nodes = {node_id: NodeLine() for node_id in plan.order}
 
         who = triggered_by or (f"slack:{user}" if user else None)
@@ -314,7 +323,13 @@ class BotRuntime:
         return started
 
     async def start_unattended(
-        self, stored: StoredVersion, inputs: dict[str, Any], *, trigger: str, triggered_by: str | None = None
+        self,
+        stored: StoredVersion,
+        inputs: dict[str, Any],
+        *,
+        trigger: str,
+        triggered_by: str | None = None,
+        run_id: str | None = None,
     ) -> StartedRun:
         """Start a run no Slack user asked for (a webhook, a schedule) and return at once.
 
@@ -322,7 +337,8 @@ class BotRuntime:
         workflow's ``notify: {channel}`` if it has one; it is posted from the run's task, so a
         busy channel never delays the caller, and a channel the bot cannot post in costs the
         message, not the run. Without ``notify`` the run has no Slack message. The run is
-        recorded with ``trigger`` and ``triggered_by`` (default: the trigger's name).
+        recorded with ``trigger`` and ``triggered_by`` (default: the trigger's name), under
+        ``run_id`` if given (a webhook claims its replay key with the id before starting).
         """
         notify = workflow_of(stored).notify
         channel, client, team = notify.channel if notify else None, self.client, None
@@ -333,7 +349,9 @@ class BotRuntime:
             except WorkspaceNotInstalledError as exc:
                 logger.warning("a %s run of %s has no Slack message: %s", trigger, stored.name, exc)
                 channel = None
-        view, call = self._fresh_run(stored, inputs, user=None, trigger=trigger, triggered_by=triggered_by or trigger)
+        view, call = self._fresh_run(
+            stored, inputs, user=None, trigger=trigger, triggered_by=triggered_by or trigger, run_id=run_id
+        )
         return await self._launch(view, channel, call, post_first=False, client=client, team=team)
 
     async def _attach(self, run_id: str, channel: str, ts: str | None, team: str | None = None) -> None:

@@ -108,6 +108,13 @@ class Settings(BaseSettings):
     public_url: str | None = Field(
         default=None, description="Where Slack and browsers reach the bot (links to OAuth callbacks and webhooks)."
     )
+    max_request_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        le=1024 * 1024 * 1024,
+        description="The largest request body the bot's HTTP server reads, on every route (Slack, webhooks, "
+        "OAuth callbacks); a larger one gets 413 without being read.",
+    )
 
     @property
     def slack_multi_workspace(self) -> bool:

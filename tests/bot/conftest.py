@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -97,3 +98,53 @@ async def bot(tmp_path: Path, prefect_server: str, monkeypatch: pytest.MonkeyPat
             await serving
             await engine.dispose()
             fake.stop()
+
+
+@contextlib.asynccontextmanager
+async def serve_bot(settings: Settings, slack: FakeSlack, http: httpx.AsyncClient) -> AsyncIterator[Bot]:
+    """A bot server with its own engine and runtime on ``settings``' (already migrated) database,
+    as a separate bot process would have; stopped on exit."""
+    engine = create_engine(settings.effective_database_url)
+    client = AsyncWebClient(token=BOT_TOKEN, base_url=slack.api_url)
+    runtime = BotRuntime(settings=settings, engine=engine, client=client)
+    port = free_port()
+    web = create_web_app(runtime, report_interval=3600)
+    server = uvicorn.Server(uvicorn.Config(web, host="127.0.0.1", port=port, log_level="warning"))
+    serving = asyncio.create_task(server.serve())
+    while not server.started:
+        if serving.done():
+            serving.result()  # the server failed to start: raise its error
+        await asyncio.sleep(0.01)
+    try:
+        yield Bot(f"http://127.0.0.1:{port}", slack, runtime, engine, http)
+    finally:
+        await runtime.close()
+        server.should_exit = True
+        await serving
+        await engine.dispose()
+
+
+@pytest.fixture
+async def two_bots(
+    tmp_path: Path, prefect_server: str, monkeypatch: pytest.MonkeyPatch, database_url: str
+) -> AsyncIterator[tuple[Bot, Bot]]:
+    """Two bot servers on one database (a SQLite file, or Postgres), as two bot processes behind a
+    load balancer would be; one fake Slack, one home (so one secret key)."""
+    monkeypatch.setenv("SWITCHBOARD_HOME", str(tmp_path))
+    monkeypatch.setenv("SWITCHBOARD_DATABASE_URL", database_url)
+    monkeypatch.setenv("SWITCHBOARD_FILES_DIR", str(tmp_path / "files"))
+    fake = FakeHTTP().start()
+    slack = FakeSlack(fake)
+    migrating = create_engine(database_url)
+    await upgrade(migrating)
+    await migrating.dispose()
+    settings = bot_settings(tmp_path, slack, database_url, slack_admins="UADMIN")
+    try:
+        async with (
+            httpx.AsyncClient(timeout=30) as http,
+            serve_bot(settings, slack, http) as first,
+            serve_bot(settings, slack, http) as second,
+        ):
+            yield first, second
+    finally:
+        fake.stop()
