@@ -57,13 +57,14 @@ async def requests_through(base_url: str, count: int = REQUESTS) -> None:
         await provider.request(ctx, "GET", "/items")
 
 
-def in_a_fresh_loop(fake: FakeHTTP) -> list[warnings.WarningMessage]:
-    """What a CLI command does: ``asyncio.run`` once; returns the warnings it left behind."""
+def in_a_fresh_loop(fake: FakeHTTP) -> list[str]:
+    """What a CLI command does: ``asyncio.run`` once; returns the ResourceWarnings it left."""
+    gc.collect()  # earlier tests' garbage warns now, not inside the window below
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         asyncio.run(requests_through(fake.base_url))
         gc.collect()
-    return [w for w in caught if issubclass(w.category, ResourceWarning)]
+    return [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
 
 
 async def test_many_requests_through_a_provider_reuse_one_connection(keep_alive: FakeHTTP) -> None:
