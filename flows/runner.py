@@ -54,7 +54,7 @@ from flows.plan import Plan, PlannedNode, build_plan
 from flows.results import NodeResult, RunResult
 from nodes.context import CredentialResolver, FilesBackend, MemoryBackend, NodeContext, RunInfo
 from nodes.errors import NodeConfigError, NodeError, TransientError
-from nodes.http_guard import AllowList, GuardedTransport
+from nodes.http_guard import DEFAULT_MAX_RESPONSE_BYTES, AllowList, GuardedTransport
 
 logger = logging.getLogger("switchboard.runner")
 
@@ -120,6 +120,8 @@ class RunServices:
     """Process-local things a run needs that cannot travel as flow parameters."""
 
     allow_hosts: AllowList = field(default_factory=AllowList)
+    #: The most bytes of a response body the run's HTTP client reads (SWITCHBOARD_HTTP_MAX_RESPONSE_BYTES).
+    http_max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
     credential_resolver: CredentialResolver | None = None
     listeners: list[Listener] = field(default_factory=list)
     template_env: dict[str, str] = field(default_factory=dict)
@@ -228,6 +230,7 @@ async def node_task(
         credential_kind=spec.credential,
         memory_backend=state.services.memory,
         files_backend=state.services.files,
+        max_response_bytes=state.services.http_max_response_bytes,
         input_waiter=pauses.Pauser(
             key=pauses.pause_key(label, attempt),
             node_id=node_id,
@@ -614,9 +617,13 @@ async def run_workflow(
                 resumed_from=resume_of,
             )
         )
-    transport = GuardedTransport(services.allow_hosts, httpx.AsyncHTTPTransport(verify=_tls_context()))
+    transport = GuardedTransport(
+        services.allow_hosts, ssl_context=_tls_context(), max_response_bytes=services.http_max_response_bytes
+    )
     try:
-        async with httpx.AsyncClient(transport=transport, timeout=30.0) as http:
+        # trust_env=False: no proxy or netrc from the environment may reroute or decorate what
+        # workflow authors send (the guard checks the addresses it connects to itself).
+        async with httpx.AsyncClient(transport=transport, timeout=30.0, trust_env=False) as http:
             state = _RunState(services=services, plan=plan, run=run, http=http)
             state.emit(NodeEvent(run_id, "", "run_started", "", flow_run_id=str(flow_run_id)))
             _RUNS[run_id] = state

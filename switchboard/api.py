@@ -111,6 +111,7 @@ async def arun(
     run_id = run_id or new_run_id()
     services = RunServices(
         allow_hosts=AllowList.parse(settings.http_allow_hosts if allow_hosts is None else allow_hosts),
+        http_max_response_bytes=settings.http_max_response_bytes,
         credential_resolver=credential_resolver,
         listeners=list(listeners),
         template_env=settings.template_env_values(),
