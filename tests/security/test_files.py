@@ -136,3 +136,40 @@ async def test_a_templated_bad_name_fails_the_node_with_a_config_error(
     error = result.nodes["save"].error or ""
     assert error.startswith("params.name: ") and "has the control character U+000D" in error
     assert not any(p.is_file() for p in (tmp_path / "store").rglob("*"))
+
+
+DEEP = "[" * 100_000 + "]" * 100_000
+
+
+@pytest.mark.parametrize(
+    ("params", "fragment"),
+    [
+        ({"data": DEEP, "from": "json"}, "the JSON nests deeper than 64 levels (at line 1 column 65)"),
+        ({"data": '[{"a": ' + DEEP + "}]", "from": "json"}, "the JSON nests deeper than 64 levels"),
+        ({"data": '{"a": 1}\n{"a": ' + DEEP + "}\n", "from": "jsonl"}, "line 2 of the JSONL nests deeper than 64"),
+        ({"data": '[{"a": NaN}]', "from": "json"}, "the JSON has NaN, which is not a JSON number"),
+        ({"data": '{"a": Infinity}\n', "from": "jsonl"}, "line 1 of the JSONL has Infinity"),
+        ({"data": '[{"a": 1, "a": 2}]', "from": "json"}, "the JSON has the key 'a' twice in one object"),
+        ({"data": '[{"n": ' + "9" * 5000 + "}]", "from": "json"}, "the JSON has an integer of 5,000 digits"),
+        ({"data": '{"n": ' + "9" * 5000 + "}", "from": "jsonl"}, "line 1 of the JSONL has an integer of 5,000"),
+    ],
+)
+async def test_transform_parses_json_within_bounds(files: FileStore, params: dict[str, Any], fragment: str) -> None:
+    from nodes.errors import NodeConfigError
+
+    with pytest.raises(NodeConfigError) as info:
+        await call_node("files.transform", {**params, "to": "csv"}, _ctx(files))
+    assert fragment in str(info.value)
+
+
+async def test_transform_reads_deep_json_files_as_a_clear_error(files: FileStore) -> None:
+    from nodes.errors import NodeConfigError
+
+    ref = await files.save(('[{"a": ' + DEEP + "}]").encode(), name="deep.json")
+    with pytest.raises(NodeConfigError, match=r"the JSON nests deeper than 64 levels .* \(file 'deep.json'\)"):
+        await call_node("files.transform", {"file": ref, "from": "json", "to": "csv"}, _ctx(files))
+    rows: list[Any] = []
+    for _ in range(10_000):
+        rows = [rows]
+    with pytest.raises(NodeConfigError, match="the data nests too deeply"):
+        await call_node("files.transform", {"data": [{"a": rows}], "from": "json", "to": "csv"}, _ctx(files))
