@@ -51,7 +51,8 @@ DEFAULT_LIMITS = ZipLimits()
 
 
 class ArchiveError(ValueError):
-    """The archive unpacks past :class:`ZipLimits` (or is damaged); the message says which and where."""
+    """The archive unpacks past :class:`ZipLimits` (or is damaged); the message, a sentence
+    starting with "the archive" or "the member", says which and where."""
 
 
 class DamagedArchiveError(ArchiveError):
@@ -80,12 +81,14 @@ def check_zip(content: bytes, limits: ZipLimits = DEFAULT_LIMITS) -> None:
     """Refuse ``content`` unless it is a zip that unpacks within ``limits``; raises :class:`ArchiveError`."""
     count = declared_members(content)
     if count is not None and count > limits.max_members:
-        raise ArchiveError(f"lists {count:,} members; at most {limits.max_members:,} are read")
+        raise ArchiveError(f"the archive lists {count:,} members; at most {limits.max_members:,} are read")
     try:
         with zipfile.ZipFile(BytesIO(content)) as archive:
             members = archive.infolist()
             if len(members) > limits.max_members:
-                raise ArchiveError(f"lists {len(members):,} members; at most {limits.max_members:,} are read")
+                raise ArchiveError(
+                    f"the archive lists {len(members):,} members; at most {limits.max_members:,} are read"
+                )
             _check_declared(members, limits)
             total = 0
             for member in members:
@@ -93,7 +96,7 @@ def check_zip(content: bytes, limits: ZipLimits = DEFAULT_LIMITS) -> None:
     except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError, ValueError) as exc:
         if isinstance(exc, ArchiveError):
             raise
-        raise DamagedArchiveError(f"is a damaged or unsupported zip archive: {exc}") from exc
+        raise DamagedArchiveError(f"the archive is damaged or unsupported: {exc}") from exc
 
 
 def _check_declared(members: list[zipfile.ZipInfo], limits: ZipLimits) -> None:
@@ -102,16 +105,18 @@ def _check_declared(members: list[zipfile.ZipInfo], limits: ZipLimits) -> None:
         size = member.file_size
         cap = limits.max_xml_bytes if member.filename.lower().endswith(_XML_SUFFIXES) else limits.max_total_bytes
         if size > cap:
-            raise ArchiveError(f"member {member.filename!r} unpacks to {_mib(size)}, more than the {_mib(cap)} allowed")
+            raise ArchiveError(
+                f"the member {member.filename!r} unpacks to {_mib(size)}, more than the {_mib(cap)} allowed"
+            )
         if size > limits.ratio_floor_bytes and size > limits.max_ratio * max(member.compress_size, 1):
             ratio = size // max(member.compress_size, 1)
             raise ArchiveError(
-                f"member {member.filename!r} is compressed {ratio:,}:1 (at most {limits.max_ratio}:1 is "
+                f"the member {member.filename!r} is compressed {ratio:,}:1 (at most {limits.max_ratio}:1 is "
                 "allowed: a zip bomb?)"
             )
         total += size
         if total > limits.max_total_bytes:
-            raise ArchiveError(f"unpacks to more than the {_mib(limits.max_total_bytes)} allowed in all")
+            raise ArchiveError(f"the archive unpacks to more than the {_mib(limits.max_total_bytes)} allowed in all")
 
 
 def _unpack_counting(archive: zipfile.ZipFile, member: zipfile.ZipInfo, limits: ZipLimits, before: int) -> int:
@@ -123,18 +128,20 @@ def _unpack_counting(archive: zipfile.ZipFile, member: zipfile.ZipInfo, limits: 
     with archive.open(member) as stream:
         while chunk := stream.read(_CHUNK):
             if size == 0 and is_xml and chunk.startswith((b"\xff\xfe", b"\xfe\xff", b"<\x00", b"\x00<")):
-                raise ArchiveError(f"member {member.filename!r} is XML that is not UTF-8")
+                raise ArchiveError(f"the member {member.filename!r} is XML that is not UTF-8")
             size += len(chunk)
             if size > cap or before + size > limits.max_total_bytes:
                 raise ArchiveError(
-                    f"member {member.filename!r} unpacks to more than it declares or is allowed ({_mib(size)} so far)"
+                    f"the member {member.filename!r} unpacks to more than it declares or is allowed "
+                    f"({_mib(size)} so far)"
                 )
             if is_xml:
                 window = tail + chunk
                 for marker in _FORBIDDEN:
                     if marker in window:
                         raise ArchiveError(
-                            f"member {member.filename!r} declares a {marker[2:].decode()} (XML entities are refused)"
+                            f"the member {member.filename!r} declares a {marker[2:].decode()} "
+                            "(XML entities are refused)"
                         )
                 tail = window[-_OVERLAP:]
     return size

@@ -108,7 +108,7 @@ def _sniff(content: bytes) -> DocumentFormat | None:
         if members is not None and members > DEFAULT_LIMITS.max_members:
             # zipfile would build one object per listed member just to list the names.
             raise DocumentError(
-                f"is a zip archive that lists {members:,} members; at most {DEFAULT_LIMITS.max_members:,} are read"
+                f"is refused: the archive lists {members:,} members; at most {DEFAULT_LIMITS.max_members:,} are read"
             )
         try:
             with zipfile.ZipFile(io.BytesIO(content)) as archive:
@@ -180,7 +180,8 @@ def _pdf_text(content: bytes, max_pages: int | None, max_chars: int) -> tuple[st
                 if unpacked > MAX_PDF_CONTENT_BYTES:
                     raise DocumentError(
                         f"is a PDF whose pages up to page {index + 1} unpack to more than "
-                        f"{MAX_PDF_CONTENT_BYTES // (1024 * 1024)} MiB of content, the most document.to_text reads"
+                        f"{MAX_PDF_CONTENT_BYTES // (1024 * 1024)} MiB of content, the most document.to_text reads "
+                        "(read fewer pages with `max_pages`)"
                     )
                 part = (page.extract_text() or "").strip()
                 parts.append(part)
@@ -224,9 +225,9 @@ def _docx_text(content: bytes) -> str:
     try:
         check_zip(content)  # before python-docx reads every member into memory and lxml parses them
     except DamagedArchiveError as exc:
-        raise DocumentError(f"is not a readable Word (.docx) document: it {exc}") from exc
+        raise DocumentError(f"is not a readable Word (.docx) document: {exc}") from exc
     except ArchiveError as exc:
-        raise DocumentError(f"is refused as a Word (.docx) document: it {exc}") from exc
+        raise DocumentError(f"is refused as a Word (.docx) document: {exc}") from exc
     try:
         return "\n".join(_docx_blocks(docx.Document(io.BytesIO(content))))
     except Exception as exc:  # zipfile, lxml and python-docx errors alike: a damaged file
