@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import resource
 from pathlib import Path
 
 
@@ -55,3 +56,12 @@ def embedded_prefect_port(pid: int) -> int | None:
         if "prefect.server.api.server" in line and (found := re.search(r"--port (\d+)", line)):
             return int(found.group(1))
     return None
+
+
+def peak_rss_kib() -> int:
+    """This process's peak resident set (VmHWM). Not ``ru_maxrss``: Linux keeps that across
+    ``exec``, so a probe started from a big pytest process would report the parent's size."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

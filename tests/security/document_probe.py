@@ -16,6 +16,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tests.proc import peak_rss_kib
+
 
 class _OneFile:
     """A files backend holding one file (what ``FileStore.load`` returns)."""
@@ -48,7 +50,7 @@ def main() -> None:
         report.update(outcome="NodeConfigError", message=str(exc))
     except BaseException as exc:  # anything else is the finding
         report.update(outcome=type(exc).__name__, message=str(exc)[:500])
-    report["max_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+    report["max_rss_mib"] = peak_rss_kib() // 1024
     sys.stdout.write(json.dumps(report) + "\n")
 
 

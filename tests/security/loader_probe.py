@@ -21,6 +21,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tests.proc import peak_rss_kib
+
 #: Stops one file that hangs (seconds of wall-clock time; generous: the machine is shared).
 HANG_SECONDS = 30
 
@@ -83,7 +85,7 @@ def main() -> None:
     sys.setrecursionlimit(1000)  # the interpreter's default: what the CLI runs with
     for path in paths:
         report = _probe(path)
-        report["max_rss_kib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        report["max_rss_kib"] = peak_rss_kib()
         sys.stdout.write(json.dumps(report) + "\n")
         sys.stdout.flush()
 
