@@ -36,6 +36,8 @@ MAX_EXPONENT = 256
 MAX_INT_BITS = 65_536
 #: How long one render may take (a node's own ``timeout`` can only shorten it).
 RENDER_TIMEOUT_SECONDS = 2.0
+#: The share of a node's ``timeout`` its templates may take to render.
+NODE_TIMEOUT_SHARE = 0.9
 #: How deep a value built by a template may nest (serialising deeper ones recurses too far).
 MAX_VALUE_DEPTH = 100
 #: How deep macros (and recursive loops) may call each other.
@@ -63,10 +65,12 @@ class RenderLimits:
     max_size: int = MAX_OUTPUT_CHARS
 
     def within(self, timeout: float | None) -> RenderLimits:
-        """These limits, with the time cut to ``timeout`` (a node's own) when that is shorter."""
-        if timeout is None or timeout >= self.timeout_seconds:
+        """These limits for a node with ``timeout``: the render may take 90% of it at most, so
+        that a slow template fails as such (permanently) before the task's timeout fires (a
+        timeout is retried)."""
+        if timeout is None or timeout * NODE_TIMEOUT_SHARE >= self.timeout_seconds:
             return self
-        return RenderLimits(timeout_seconds=timeout, max_size=self.max_size)
+        return RenderLimits(timeout_seconds=round(timeout * NODE_TIMEOUT_SHARE, 3), max_size=self.max_size)
 
 
 DEFAULT_LIMITS = RenderLimits()
