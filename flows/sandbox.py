@@ -367,15 +367,13 @@ def fromjson(value: str) -> Any:
 
 
 def bounded_range(*args: int) -> Iterator[int]:
-    """``range()``, at most the size limit long, reading the clock as it goes."""
+    """``range()``, at most the size limit long (refused when called, not when first read),
+    reading the clock as it goes."""
     current = budget()
     span = range(*args)
     if len(span) > current.max_size:
         raise ExpressionError(f"range() of {len(span)} items exceeds {current.max_size}")
-    tick = current.tick
-    for value in span:
-        tick()
-        yield value
+    return _BoundedLoop(current, span).__iter__()
 
 
 _PRECHECKS: dict[str, Callable[..., None]] = {

@@ -254,6 +254,14 @@ ESCAPES = [
 ]
 
 
+@pytest.mark.parametrize("source", ESCAPES)
+def test_sandbox_escapes_stay_refused(source: str) -> None:
+    scope = {"inputs": {"xs": [1, 2], "d": {"k": 1}}, "nodes": {}, "item": None, "index": None, "run": {}, "env": {}}
+    with pytest.raises(ExpressionError):
+        compile_value(source).render(scope)
+    assert scope["inputs"] == {"xs": [1, 2], "d": {"k": 1}}
+
+
 # --- fuzz: hostile templates built from a grammar of the dangerous pieces ---------------------
 
 _NUMBERS = st.sampled_from(["0", "1", "7", "1000", "1000000", "999999999", "10 ** 9", "-1", "2 ** 64"])
