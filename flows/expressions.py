@@ -157,23 +157,12 @@ def _native_expression(source: str) -> str | None:
     return inner.strip()
 
 
-def _walk(root: nodes.Node) -> list[nodes.Node]:
-    """Every node of a template AST, in one pass."""
-    found: list[nodes.Node] = []
-    stack = [root]
-    while stack:
-        node = stack.pop()
-        found.append(node)
-        stack.extend(node.iter_child_nodes())
-    return found
-
-
 def _check_ast(ast: nodes.Template, source: str) -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
     """Refuse unknown names and private attributes.
 
     Returns the node ids referenced, the scope names read and the inputs read.
     """
-    everything = _walk(ast)
+    everything = template_shape.walk(ast, source)
     stored: set[str] = set()
     wrapped: set[int] = set()  # Name nodes that are the target of an attribute or item lookup
     for n in everything:
@@ -297,13 +286,13 @@ def parse(source: str) -> Template:
     if simple is not None:
         return simple
     try:
-        template_shape.check_nesting(ENV, source)
-        ast = ENV.parse(source)
+        tokens = template_shape.tokens_of(ENV, source)
+        template_shape.check_nesting(tokens, source)
+        ast = template_shape.parse_tokens(ENV, source, tokens)
     except TemplateSyntaxError as exc:
         raise ExpressionError(f"template syntax error: {exc.message} (line {exc.lineno}) in {excerpt(source)}") from exc
     except RecursionError as exc:  # the nesting check leaves far more room than this needs
         raise ExpressionError(f"template nests too deeply in {excerpt(source)}") from exc
-    template_shape.check_tree(ast, source)
     refs, names, inputs = _check_ast(ast, source)
     expression = _native_from_ast(ast, source)
     return Template(

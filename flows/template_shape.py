@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from jinja2 import nodes
 from jinja2.environment import Environment
+from jinja2.lexer import Token, TokenStream
+from jinja2.parser import Parser
 
 from flows.render_limits import ExpressionError
 
@@ -57,7 +59,19 @@ def _too_deep(limit: int, source: str, lineno: int) -> ExpressionError:
     return ExpressionError(f"template nests deeper than {limit} levels (line {lineno}) in {excerpt(source)}")
 
 
-def check_nesting(env: Environment, source: str) -> None:
+def tokens_of(env: Environment, source: str) -> list[Token]:
+    """Jinja's tokens for ``source`` (raises TemplateSyntaxError); lexing is a flat loop."""
+    return list(env.lexer.tokenize(source))
+
+
+def parse_tokens(env: Environment, source: str, tokens: list[Token]) -> nodes.Template:
+    """Jinja's parse of ``source`` from its already lexed ``tokens`` (lexing is half the cost)."""
+    parser = Parser(env, source)
+    parser.stream = TokenStream(iter(tokens), None, None)
+    return parser.parse()
+
+
+def check_nesting(tokens: list[Token], source: str) -> None:
     """Refuse a template nested deeper than the parser can take (scans Jinja's tokens)."""
     blocks = 0
     brackets: list[int] = []  # per open bracket: chained `else`s inside it so far
@@ -66,7 +80,7 @@ def check_nesting(env: Environment, source: str) -> None:
     assigns = False  # a `{% set %}` tag with `=` is a statement, without one it opens a block
     opening: str | None = None
     previous_operand = False
-    for token in env.lexer.tokenize(source):
+    for token in tokens:
         kind, value = token.type, token.value
         if kind in ("variable_begin", "block_begin"):
             brackets.clear()
@@ -114,13 +128,17 @@ def check_nesting(env: Environment, source: str) -> None:
             raise _too_deep(MAX_EXPRESSION_DEPTH, source, token.lineno)
 
 
-def check_tree(ast: nodes.Template, source: str) -> None:
-    """Refuse a parsed template deeper than the compiler can take (an iterative walk)."""
-    stack: list[tuple[nodes.Node, int]] = [(ast, 0)]
+def walk(root: nodes.Template, source: str) -> list[nodes.Node]:
+    """Every node of a parsed template, in one pass; refuses a tree deeper than the compiler
+    can take."""
+    found: list[nodes.Node] = []
+    stack: list[tuple[nodes.Node, int]] = [(root, 0)]
     while stack:
         node, depth = stack.pop()
         if depth > MAX_TREE_DEPTH:
             raise ExpressionError(
                 f"template is more than {MAX_TREE_DEPTH} levels deep (line {node.lineno}) in {excerpt(source)}"
             )
+        found.append(node)
         stack.extend((child, depth + 1) for child in node.iter_child_nodes())
+    return found
