@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 # Keep the embedded default's data inside the checkout unless told otherwise.
 export SWITCHBOARD_HOME ?= $(CURDIR)/.switchboard
 
-.PHONY: run test install lint typecheck bench clean postgres docs
+.PHONY: run test install lint typecheck bench clean postgres chromium docs
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (Python 3.11+) on PATH"; exit 1; }
@@ -25,7 +25,10 @@ run: $(STAMP)
 postgres:
 	@bash scripts/ensure-postgres.sh
 
-test: $(STAMP) postgres
+chromium:
+	@bash scripts/ensure-chromium.sh
+
+test: $(STAMP) postgres chromium
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/python -m pytest

@@ -13,7 +13,6 @@ from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import approvals, commands
-from bot.blocks import escape
 from bot.runtime import BotRuntime
 from storage.slack_installations import SlackInstallStateStore
 
@@ -105,7 +104,11 @@ def not_installed_text(runtime: BotRuntime) -> str:
 
 
 def register_run_buttons(app: AsyncApp, runtime: BotRuntime) -> None:
-    """Cancel and Retry on a run's message; the Prefect link button only needs an ack."""
+    """Cancel and Retry on a run's message; the Prefect link button only needs an ack.
+
+    The buttons' values are run ids, which a click can carry for any run: :meth:`BotRuntime.cancel`
+    and :meth:`BotRuntime.retry` check the clicker's permissions before saying anything about it.
+    """
 
     @app.action("open_prefect")
     async def on_open(ack: Ack) -> None:
@@ -116,8 +119,8 @@ def register_run_buttons(app: AsyncApp, runtime: BotRuntime) -> None:
         await ack()
         run_id = body["actions"][0]["value"]
         why_not = await runtime.cancel(run_id, user=body["user"]["id"], client=client)
-        if why_not:
-            await respond(text=escape(why_not), response_type="ephemeral", replace_original=False)
+        if why_not:  # already mrkdwn-safe
+            await respond(text=why_not, response_type="ephemeral", replace_original=False)
 
     @app.action("retry_run")
     async def on_retry(ack: Ack, body: dict[str, Any], respond: Respond, client: AsyncWebClient) -> None:

@@ -11,7 +11,9 @@ click (timeout, an answer given in the Prefect UI) the message says so.
 
 Who may answer: the node's ``approvers``, else the workflow's ``permissions.approve``, else
 admins only; admins always; never the person who started the run unless ``allow_self`` (four
-eyes: that holds for admins too).
+eyes: that holds for admins too). An approval exists from the ``waiting`` event on, but answers
+are refused ("not ready yet") until the desk knows who started the run and who may answer —
+before the question is posted — so no click can slip past the self-approval rule.
 """
 
 from __future__ import annotations
@@ -59,6 +61,9 @@ class Approval:
     workflow: str = ""
     #: The Slack user who started the run (None: a webhook or schedule started it).
     started_by: str | None = None
+    #: Whether who started the run and who may answer are known: until then every click is
+    #: refused (the self-approval rule cannot be checked without the starter).
+    ready: bool = False
     channel: str | None = None
     thread_ts: str | None = None
     ts: str | None = None
@@ -179,6 +184,8 @@ class ApprovalDesk:
         """A run hook (``BotRuntime.event_hooks``): ask on ``waiting``, settle on ``finished``."""
         request = event.request or {}
         if event.kind == "waiting" and request.get("kind") == "approval" and event.flow_run_id:
+            # The run's live message knows its starter now; the workflow (for the approvers)
+            # is read by _ask, which marks the approval ready.
             approval = Approval(
                 id=f"{event.run_id}:{request['key']}",
                 run_id=event.run_id,
@@ -189,6 +196,7 @@ class ApprovalDesk:
                 timeout=int(request.get("timeout", 0)),
                 allow_self=bool(request.get("allow_self")),
                 approvers=list(request.get("approvers") or []),
+                started_by=thread.view.user if thread is not None else None,
             )
             self.open[approval.id] = approval
             approval.posting = self._spawn(self._ask(approval, thread))
@@ -221,6 +229,7 @@ class ApprovalDesk:
         approval.workflow, approval.started_by = workflow.name, started_by
         if not approval.approvers and workflow.permissions:
             approval.approvers = list(workflow.permissions.approve)
+        approval.ready = True  # before anyone can see the buttons
         if thread is not None and thread.ts is not None:
             approval.channel, approval.thread_ts = thread.channel, thread.ts
         elif workflow.notify is not None:
@@ -295,6 +304,9 @@ class ApprovalDesk:
             await self._show(approval, ":no_entry_sign: *Not answered* — the run ended")
         if approval is None or approval.outcome is not None:
             await tell("This approval is no longer waiting for an answer.")
+            return
+        if not approval.ready:  # a click (forged, or replayed) before the question was asked
+            await tell("This approval is not ready yet: try again in a moment.")
             return
         refusal = await self._refusal(approval, user, client)
         if refusal is not None:

@@ -142,6 +142,17 @@ def _button(action_id: str, label: str, value: str, *, style: str | None = None)
     return button
 
 
+def notice_modal(title: str, text: str) -> dict[str, Any]:
+    """A modal that only says ``text`` (mrkdwn) and can only be closed: what replaces a form
+    that cannot be submitted."""
+    return {
+        "type": "modal",
+        "title": {"type": "plain_text", "text": title[:24]},
+        "close": {"type": "plain_text", "text": "Close"},
+        "blocks": [_section(text)],
+    }
+
+
 def ephemeral(text: str) -> dict[str, Any]:
     """A reply only the user who typed the command sees."""
     return {"response_type": "ephemeral", "text": text}

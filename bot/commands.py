@@ -3,6 +3,13 @@
 Every command is acknowledged at once (an empty 200, well inside Slack's 3 seconds); answers
 and errors follow through the command's ``response_url`` as ephemeral messages that say what
 to type instead. ``run`` posts the run's live message in the channel.
+
+Who may see what (:class:`bot.permissions.Access`, one per request): ``list`` shows only the
+workflows the user may read; ``describe`` and ``run`` of a workflow they may not read answer
+as for an unknown name; ``status``, ``logs``, ``cancel`` and ``retry`` of a run they may not
+read answer exactly as for a run that does not exist. Refusals are audited (``refused-…``).
+The inputs form's submission is checked again like ``run``: its metadata comes back from
+Slack, stale (permissions change while a form is open) or forged.
 """
 
 from __future__ import annotations
@@ -10,17 +17,18 @@ from __future__ import annotations
 import json
 import shlex
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Annotated, Any
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import connect
-from bot.blocks import SECTION_LIMIT, escape
-from bot.permissions import is_permitted
-from bot.runtime import BotRuntime, workflow_of
-from flows.model import InputError, InputSpec, Workflow
-from storage.runs import RunRecordNotFoundError
+from bot.blocks import SECTION_LIMIT, escape, notice_modal
+from bot.permissions import Access, approvers_of
+from bot.runtime import BotRuntime, no_visible_run, workflow_of
+from flows.model import NAME_PATTERN, InputError, InputSpec, Workflow
+from nodes import safe_json
 from storage.workflows import StoredVersion, WorkflowNotFoundError
 from switchboard.runs import flow_run_logs
 
@@ -28,6 +36,8 @@ Respond = Callable[..., Awaitable[Any]]
 
 MODAL_CALLBACK = "run_inputs"
 LOG_LINES = 20
+#: Slack keeps at most this many characters of a view's ``private_metadata``.
+METADATA_LIMIT = 3000
 
 HELP = """*{cmd}* runs and watches Switchboard workflows:
 • `{cmd} list` — workflows, their latest version and last run
@@ -71,13 +81,23 @@ def register(app: AsyncApp, runtime: BotRuntime) -> None:
 
     @app.view(MODAL_CALLBACK)
     async def on_inputs(ack: Callable[..., Awaitable[None]], body: dict[str, Any], client: AsyncWebClient) -> None:
-        view = body["view"]
-        meta = json.loads(view.get("private_metadata") or "{}")
         user = body["user"]["id"]
-        stored = await runtime.workflows.get(meta["workflow"], meta.get("version"))
+        view = body.get("view") or {}
+        try:
+            form = read_form(view.get("private_metadata"))
+        except FormError as exc:
+            detail = {"via": "inputs-form", "reason": str(exc)[:300]}
+            await runtime.audit_refusal(user, "run", "inputs-form", detail)
+            text = f"This form cannot be used ({escape(str(exc))}). Type `{command} run NAME` again."
+            await ack(response_action="update", view=notice_modal("Run", text))
+            return
+        stored, refusal = await submitted_version(runtime, runtime.access(user, client), form)
+        if stored is None:
+            await ack(response_action="update", view=notice_modal(f"Run {form.workflow}", refusal or ""))
+            return
         workflow = workflow_of(stored)
-        given = dict(meta.get("given") or {})
-        given.update(_modal_values(view["state"]["values"]))
+        given = dict(form.given)
+        given.update(_modal_values((view.get("state") or {}).get("values")))
         try:
             inputs = workflow.resolve_inputs(given, from_text=True)
         except InputError as exc:
@@ -86,7 +106,75 @@ def register(app: AsyncApp, runtime: BotRuntime) -> None:
             return
         await ack()
         team = (body.get("team") or {}).get("id")
-        await runtime.start_run(stored, inputs, user=user, channel=meta["channel"], client=client, team=team)
+        await runtime.start_run(stored, inputs, user=user, channel=form.channel, client=client, team=team)
+
+
+class FormError(ValueError):
+    """The inputs form's metadata is not what the bot wrote; the message says what is wrong."""
+
+
+class FormMetadata(BaseModel):
+    """What :func:`inputs_modal` keeps in the form's ``private_metadata``, as it must come back."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    workflow: Annotated[str, Field(pattern=NAME_PATTERN, max_length=100)]
+    version: Annotated[int, Field(ge=1)]
+    channel: Annotated[str, Field(pattern=r"^[A-Z0-9]{2,40}$")]
+    given: Annotated[dict[Annotated[str, Field(max_length=100)], str], Field(max_length=100)] = Field(
+        default_factory=dict
+    )
+
+
+def read_form(metadata: object) -> FormMetadata:
+    """The form's metadata, bounded and validated; raises :class:`FormError` saying what is wrong."""
+    if not isinstance(metadata, str) or not metadata:
+        raise FormError("it carries no metadata")
+    try:
+        data = safe_json.loads(metadata, what="its metadata", max_bytes=METADATA_LIMIT, max_depth=2)
+    except safe_json.UnsafeJSONError as exc:
+        raise FormError(str(exc)) from None
+    if not isinstance(data, dict):
+        raise FormError("its metadata is not an object with `workflow`, `version`, `channel` and `given`")
+    try:
+        return FormMetadata.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5])
+        raise FormError(f"its metadata does not fit: {problems}") from None
+
+
+async def submitted_version(
+    runtime: BotRuntime, access: Access, form: FormMetadata
+) -> tuple[StoredVersion | None, str | None]:
+    """The version a submitted form runs, checked as ``run`` checks it (the latest permissions,
+    the workflow not archived, the version still stored); else None and why not (audited)."""
+    name, cmd = form.workflow, runtime.settings.slack_command
+    latest = await runtime.policy(name)
+    refusal: str | None = None
+    stored: StoredVersion | None = None
+    if latest is None or not await access.may_read(latest):
+        refusal = f"No workflow named `{escape(name)}` that you can see."
+    elif not await access.may_run(latest):
+        refusal = may_not_run_text(latest)
+    elif await is_archived(runtime, name):
+        refusal = archived_text(name)
+    else:
+        try:
+            stored = await runtime.workflows.get(name, form.version)
+        except WorkflowNotFoundError:
+            refusal = f"`{escape(name)}` v{form.version} is no longer stored: type `{cmd} run {name}` again."
+    if refusal is not None:
+        await runtime.audit_refusal(access.user, "run", name, {"via": "inputs-form", "version": form.version})
+    return stored, refusal
+
+
+def archived_text(name: str) -> str:
+    return f"`{escape(name)}` is archived, so it cannot run (`switchboard apply` brings it back)."
+
+
+async def is_archived(runtime: BotRuntime, name: str) -> bool:
+    """Whether stored workflow ``name`` is archived (hidden from lists and runs)."""
+    return any(s.name == name and s.archived for s in await runtime.workflows.list(include_archived=True))
 
 
 async def dispatch(runtime: BotRuntime, body: dict[str, Any], respond: Respond, client: AsyncWebClient) -> None:
@@ -96,24 +184,24 @@ async def dispatch(runtime: BotRuntime, body: dict[str, Any], respond: Respond, 
     except ValueError as exc:
         raise CommandError(f"could not read the command ({exc}); check the quotes") from None
     verb, args = (words[0].lower(), words[1:]) if words else ("help", [])
+    access = runtime.access(body["user_id"], client)
     if verb == "help":
         await respond(text=HELP.format(cmd=cmd), response_type="ephemeral")
     elif verb == "list":
-        await respond(text=await list_text(runtime), response_type="ephemeral")
+        await respond(text=await list_text(runtime, access), response_type="ephemeral")
     elif verb == "describe":
-        stored = await _stored(runtime, args, f"{cmd} describe NAME")
+        stored = await _readable(runtime, access, args, f"{cmd} describe NAME", action="read")
         await respond(text=describe_text(stored), response_type="ephemeral")
     elif verb == "run":
-        await run_command(runtime, body, args, respond, client)
+        await run_command(runtime, body, args, respond, client, access)
     elif verb == "status":
-        await respond(
-            text=await status_text(runtime, args[0] if args else "last", body["user_id"]), response_type="ephemeral"
-        )
+        await respond(text=await status_text(runtime, args[0] if args else "last", access), response_type="ephemeral")
     elif verb == "logs":
         if not 1 <= len(args) <= 2:
             raise CommandError(f"Usage: `{cmd} logs RUN_ID [NODE]`")
         await respond(
-            text=await logs_text(runtime, args[0], args[1] if len(args) == 2 else None), response_type="ephemeral"
+            text=await logs_text(runtime, args[0], args[1] if len(args) == 2 else None, access),
+            response_type="ephemeral",
         )
     elif verb == "retry":
         run_id = _one(args, f"{cmd} retry RUN_ID")
@@ -128,7 +216,7 @@ async def dispatch(runtime: BotRuntime, body: dict[str, Any], respond: Respond, 
     elif verb == "cancel":
         run_id = _one(args, f"{cmd} cancel RUN_ID")
         why_not = await runtime.cancel(run_id, user=body["user_id"], client=client)
-        await respond(text=escape(why_not) if why_not else f"Cancelled run `{run_id}`.", response_type="ephemeral")
+        await respond(text=why_not or f"Cancelled run `{escape(run_id)}`.", response_type="ephemeral")
     else:
         raise CommandError(f"I don't know `{escape(verb)}`. Try `{cmd} help`.")
 
@@ -139,31 +227,42 @@ def _one(args: list[str], usage: str) -> str:
     return args[0]
 
 
-async def _stored(runtime: BotRuntime, args: list[str], usage: str) -> StoredVersion:
+async def _readable(runtime: BotRuntime, access: Access, args: list[str], usage: str, *, action: str) -> StoredVersion:
+    """The latest version of workflow ``args[0]`` if ``access`` may read it; else the same
+    :class:`CommandError` as for an unknown name (a refusal audited as ``refused-<action>``)."""
     if not args:
         raise CommandError(f"Usage: `{usage}`")
     try:
-        return await runtime.workflows.get(args[0])
+        stored: StoredVersion | None = await runtime.workflows.get(args[0])
     except WorkflowNotFoundError:
-        names = [w.name for w in await runtime.workflows.list()]
-        known = ", ".join(f"`{n}`" for n in names) or "none yet (`switchboard apply FILE`)"
-        raise CommandError(f"No workflow named `{escape(args[0])}`. Known: {known}") from None
+        stored = None
+    if stored is not None and await access.may_read(workflow_of(stored)):
+        return stored
+    if stored is not None:
+        await runtime.audit_refusal(access.user, action, stored.name)
+    names = [w.name for w in await runtime.workflows.list() if await access.may_read(await runtime.policy(w.name))]
+    known = (
+        ", ".join(f"`{n}`" for n in names) or "none that you can see (they are stored with `switchboard apply FILE`)"
+    )
+    raise CommandError(f"No workflow named `{escape(args[0])}`. Known: {known}")
 
 
-async def list_text(runtime: BotRuntime) -> str:
-    summaries = await runtime.workflows.list()
-    if not summaries:
-        return "No workflows yet: store one with `switchboard apply FILE`."
+async def list_text(runtime: BotRuntime, access: Access) -> str:
+    """The workflows ``access`` may read: latest version, description, last run, schedule."""
     lines = []
-    for summary in summaries:
+    for summary in await runtime.workflows.list():
+        stored = await runtime.workflows.get(summary.name)
+        workflow = workflow_of(stored)
+        if not await access.may_read(workflow):
+            continue
         last = await runtime.runs.list(workflow=summary.name, limit=1)
         ran = f"last run {last[0].status} {last[0].started_at:%Y-%m-%d %H:%M}" if last else "never run"
-        stored = await runtime.workflows.get(summary.name)
-        schedule = workflow_of(stored).schedule
+        schedule = workflow.schedule
         when = f" · schedule {schedule.cron or f'every {schedule.interval:g}s'}" if schedule else ""
         description = f" — {escape(summary.description)}" if summary.description else ""
         lines.append(f"• *{escape(summary.name)}* v{summary.latest_version}{description} · {ran}{when}")
-    return "\n".join(lines)
+    # the same answer whether nothing is stored or nothing is readable: hidden ones stay hidden
+    return "\n".join(lines) or "No workflows that you can see yet (they are stored with `switchboard apply FILE`)."
 
 
 def _input_line(name: str, spec: InputSpec) -> str:
@@ -188,7 +287,9 @@ def describe_text(stored: StoredVersion) -> str:
     permissions = workflow.permissions
     run_by = ", ".join(_mention(e) for e in permissions.run) if permissions and permissions.run else "everyone"
     approve_by = ", ".join(_mention(e) for e in permissions.approve) if permissions and permissions.approve else "-"
-    lines.append(f"*May run:* {run_by} · *May approve:* {approve_by}")
+    readers = permissions.readers(approvers_of(workflow)) if permissions else None
+    read_by = ", ".join(_mention(e) for e in readers) if readers else "everyone"
+    lines.append(f"*May run:* {run_by} · *May approve:* {approve_by} · *May read:* {read_by}")
     return "\n".join(lines)
 
 
@@ -200,19 +301,29 @@ def _mention(entry: str) -> str:
     return f"<@{entry}>"
 
 
+def may_not_run_text(workflow: Workflow) -> str:
+    """The refusal for someone who may read ``workflow`` but not run it: who may."""
+    allowed = workflow.permissions.run if workflow.permissions else []
+    return f"You may not run `{escape(workflow.name)}`; ask one of: " + ", ".join(_mention(e) for e in allowed)
+
+
 async def run_command(
-    runtime: BotRuntime, body: dict[str, Any], args: list[str], respond: Respond, client: AsyncWebClient
+    runtime: BotRuntime,
+    body: dict[str, Any],
+    args: list[str],
+    respond: Respond,
+    client: AsyncWebClient,
+    access: Access,
 ) -> None:
     cmd = runtime.settings.slack_command
-    stored = await _stored(runtime, args, f"{cmd} run NAME key=value ...")
+    stored = await _readable(runtime, access, args, f"{cmd} run NAME key=value ...", action="run")
     workflow = workflow_of(stored)
     user = body["user_id"]
-    allowed = workflow.permissions.run if workflow.permissions else None
-    if not await is_permitted(client, user, allowed, admins=runtime.settings.slack_admin_ids):
+    if not await access.may_run(workflow):
         await runtime.audit_refusal(user, "run", workflow.name)
-        raise CommandError(
-            f"You may not run `{escape(workflow.name)}`; ask one of: " + ", ".join(_mention(e) for e in allowed or [])
-        )
+        raise CommandError(may_not_run_text(workflow))
+    if await is_archived(runtime, workflow.name):
+        raise CommandError(archived_text(workflow.name))
     given = parse_assignments(args[1:])
     try:
         inputs = workflow.resolve_inputs(given, from_text=True)
@@ -281,26 +392,30 @@ def _input_block(name: str, spec: InputSpec) -> dict[str, Any]:
     return block
 
 
-def _modal_values(values: dict[str, dict[str, dict[str, Any]]]) -> dict[str, str]:
-    """The submitted fields as text inputs (parsed by type like command-line inputs)."""
+def _modal_values(values: object) -> dict[str, str]:
+    """The submitted fields as text inputs (parsed by type like command-line inputs); anything
+    not shaped like Slack's ``state.values`` is ignored."""
     given: dict[str, str] = {}
+    if not isinstance(values, dict):
+        return given
     for block_id, actions in values.items():
-        state = actions.get("value") or {}
+        state = actions.get("value") if isinstance(actions, dict) else None
+        if not isinstance(state, dict):
+            continue
         if state.get("type") == "static_select":
-            selected = state.get("selected_option") or {}
-            if selected.get("value") is not None:
-                given[block_id] = str(selected["value"])
+            selected = state.get("selected_option")
+            if isinstance(selected, dict) and selected.get("value") is not None:
+                given[str(block_id)] = str(selected["value"])
         elif state.get("value") not in (None, ""):
-            given[block_id] = str(state["value"])
+            given[str(block_id)] = str(state["value"])
     return given
 
 
-async def logs_text(runtime: BotRuntime, run_id: str, node: str | None) -> str:
+async def logs_text(runtime: BotRuntime, run_id: str, node: str | None, access: Access) -> str:
     """The last log lines of a run (or of one node), redacted, as a code block."""
-    try:
-        record = await runtime.runs.get(run_id)
-    except RunRecordNotFoundError:
-        return f"No run `{escape(run_id)}`. `{runtime.settings.slack_command} status last` shows the latest."
+    record = await runtime.visible_run(run_id, access)
+    if record is None:
+        return f"{no_visible_run(run_id)} `{runtime.settings.slack_command} status last` shows your latest."
     if not record.flow_run_id:
         return f"Run `{record.id}` has no Prefect flow run (it never started)."
     lines = await flow_run_logs(record.flow_run_id, node=node, limit=LOG_LINES)
@@ -313,17 +428,16 @@ async def logs_text(runtime: BotRuntime, run_id: str, node: str | None) -> str:
     return f"{title}:\n```{escape(shown)[:SECTION_LIMIT]}```"
 
 
-async def status_text(runtime: BotRuntime, which: str, user: str) -> str:
+async def status_text(runtime: BotRuntime, which: str, access: Access) -> str:
+    """How run ``which`` is doing (``last``: the newest run ``access`` may read)."""
     if which == "last":
-        records = await runtime.runs.list(limit=1)
-        if not records:
-            return "No runs yet."
-        record = records[0]
+        record = await runtime.latest_visible_run(access)
+        if record is None:
+            return "No runs that you can see yet."
     else:
-        try:
-            record = await runtime.runs.get(which)
-        except RunRecordNotFoundError:
-            return f"No run `{escape(which)}`. `{runtime.settings.slack_command} status last` shows the latest."
+        record = await runtime.visible_run(which, access)
+        if record is None:
+            return f"{no_visible_run(which)} `{runtime.settings.slack_command} status last` shows your latest."
     took = f" in {(record.ended_at - record.started_at).total_seconds():.1f}s" if record.ended_at else ""
     error = f"\n*Error:* {escape(record.error)}" if record.error else ""
     return (

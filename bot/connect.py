@@ -4,7 +4,8 @@
    credential name and a PKCE verifier) and answers with a link to the provider's authorize
    page.
 2. The provider sends the browser back to ``GET /oauth/{provider}/callback?code=&state=``: the
-   state is consumed (unknown, used or older than ten minutes → 400 "run connect again"), the
+   state is consumed — only by the callback of the provider it was made for (unknown, used, older
+   than ten minutes or made for another provider → 400 "run connect again") — the
    code is traded at the provider's token URL, and the tokens are stored encrypted as the
    user's OWN credential ``NAME`` (default ``<provider>-default``), replacing an earlier one.
    Runs the user triggers from Slack resolve that name to it before the shared credential.
@@ -220,8 +221,10 @@ def routes(runtime: BotRuntime) -> list[Route]:
         name = request.path_params["provider"]
         again = f"Run `{cmd} connect {name}` in Slack again to get a new link."
         state = request.query_params.get("state", "")
-        pending = await OAuthStateStore(runtime.engine).consume(state) if state else None
-        if pending is None or pending.provider != name:
+        # Only a state made for this provider is consumed: one made for another provider, brought
+        # here by mistake or on purpose, stays usable at its own callback.
+        pending = await OAuthStateStore(runtime.engine).consume(state, provider=name) if state else None
+        if pending is None:
             return page(
                 "This link has expired",
                 f"It was already used, is older than ten minutes, or is not ours. {again}",

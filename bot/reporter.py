@@ -17,13 +17,13 @@ import asyncio
 import logging
 from datetime import datetime
 
-from prefect.client.orchestration import get_client
 from prefect.states import Crashed
 from slack_sdk.errors import SlackApiError
 
 from bot.blocks import RunView, run_message
 from bot.runtime import BotRuntime, WorkspaceNotInstalledError
 from storage.runs import RunRecord
+from switchboard import embedded_prefect
 from switchboard.runs import reconcile
 
 logger = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ async def _died_with_an_earlier_bot(record: RunRecord, since: datetime) -> bool:
     """An in-process run (no deployment) started before this process cannot still be running."""
     if record.started_at.replace(tzinfo=since.tzinfo) >= since or not record.flow_run_id:
         return False
-    async with get_client() as client:
+    async with embedded_prefect.client() as client:
         flow_run = await client.read_flow_run(record.flow_run_id)  # type: ignore[arg-type]
         if flow_run.deployment_id is not None or flow_run.parent_task_run_id is not None:
             return False  # a worker runs it (as a subflow); Prefect will say when it ends or crashes

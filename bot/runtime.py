@@ -27,8 +27,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import switchboard
-from bot.blocks import NodeLine, RunView
-from bot.permissions import is_permitted
+from bot.blocks import NodeLine, RunView, escape
+from bot.permissions import Access
 from bot.threads import ChannelPacer, LiveThread
 from flows.model import Workflow
 from flows.plan import build_plan
@@ -37,7 +37,7 @@ from flows.runner import Listener, NodeEvent
 from storage import audit
 from storage.crypto import load_keyring
 from storage.models import utcnow
-from storage.runs import RunRecordNotFoundError, RunStore
+from storage.runs import RunRecord, RunRecordNotFoundError, RunStore
 from storage.slack_installations import SlackInstallationStore
 from storage.workflows import StoredVersion, WorkflowNotFoundError, WorkflowStore
 from switchboard import remote
@@ -152,11 +152,20 @@ class BotRuntime:
         return await self._launch(view, channel, call, client=client, team=team)
 
     def _fresh_run(
-        self, stored: StoredVersion, inputs: dict[str, Any], *, user: str | None, trigger: str, triggered_by: str | None
+        self,
+        stored: StoredVersion,
+        inputs: dict[str, Any],
+        *,
+        user: str | None,
+        trigger: str,
+        triggered_by: str | None,
+        run_id: str | None = None,
     ) -> tuple[RunView, Callable[[Listener, tuple[str, str] | None], Awaitable[RunResult]]]:
         """The view of a new run of ``stored`` (every node queued) and the call that runs it."""
         plan = build_plan(stored.definition)
-        view = RunView(run_id=new_run_id(), workflow=stored.name, version=stored.version, user=user, inputs=inputs)
+        view = RunView(
+            run_id=run_id or new_run_id(), workflow=stored.name, version=stored.version, user=user, inputs=inputs
+        )
         view.nodes = {node_id: NodeLine() for node_id in plan.order}
 
         who = triggered_by or (f"slack:{user}" if user else None)
@@ -210,17 +219,20 @@ class BotRuntime:
         client: AsyncWebClient | None = None,
         team: str | None = None,
     ) -> str | None:
-        """Resume a failed run with a new live message; returns why not, or None when started.
+        """Resume a failed run with a new live message; returns why not (Slack mrkdwn), or None
+        when started.
 
-        ``client`` and ``team`` as for :meth:`start_run`.
+        Only someone who may run the workflow may retry its runs; someone who may not even read
+        it is told the same as for a run that does not exist (refusals audited). ``client`` and
+        ``team`` as for :meth:`start_run`.
         """
-        try:
-            record = await self.runs.get(run_id)
-        except RunRecordNotFoundError:
-            return f"No run `{run_id}`."
-        if not await self.may_run(user, record.workflow, client=client):
+        access = self.access(user, client)
+        record = await self.visible_run(run_id, access, action="retry")
+        if record is None:
+            return no_visible_run(run_id)
+        if not await access.may_run(await self.policy(record.workflow)):
             await self.audit_refusal(user, "retry", record.workflow, {"run_id": run_id})
-            return f"You may not run `{record.workflow}`, so you may not retry its runs."
+            return f"You may not run `{escape(record.workflow)}`, so you may not retry its runs."
         view = RunView(
             run_id=new_run_id(), workflow=record.workflow, version=record.version, user=user, inputs=record.inputs
         )
@@ -244,7 +256,7 @@ class BotRuntime:
         try:
             await switchboard.api.check_retryable(run_id)
         except (switchboard.NotRetryableError, switchboard.RunNotFoundError) as exc:
-            return str(exc)
+            return escape(str(exc))
         await self._launch(view, channel, on_worker if self.settings.runs_remotely else call, client=client, team=team)
         return None
 
@@ -314,7 +326,13 @@ class BotRuntime:
         return started
 
     async def start_unattended(
-        self, stored: StoredVersion, inputs: dict[str, Any], *, trigger: str, triggered_by: str | None = None
+        self,
+        stored: StoredVersion,
+        inputs: dict[str, Any],
+        *,
+        trigger: str,
+        triggered_by: str | None = None,
+        run_id: str | None = None,
     ) -> StartedRun:
         """Start a run no Slack user asked for (a webhook, a schedule) and return at once.
 
@@ -322,7 +340,8 @@ class BotRuntime:
         workflow's ``notify: {channel}`` if it has one; it is posted from the run's task, so a
         busy channel never delays the caller, and a channel the bot cannot post in costs the
         message, not the run. Without ``notify`` the run has no Slack message. The run is
-        recorded with ``trigger`` and ``triggered_by`` (default: the trigger's name).
+        recorded with ``trigger`` and ``triggered_by`` (default: the trigger's name), under
+        ``run_id`` if given (a webhook claims its replay key with the id before starting).
         """
         notify = workflow_of(stored).notify
         channel, client, team = notify.channel if notify else None, self.client, None
@@ -333,7 +352,9 @@ class BotRuntime:
             except WorkspaceNotInstalledError as exc:
                 logger.warning("a %s run of %s has no Slack message: %s", trigger, stored.name, exc)
                 channel = None
-        view, call = self._fresh_run(stored, inputs, user=None, trigger=trigger, triggered_by=triggered_by or trigger)
+        view, call = self._fresh_run(
+            stored, inputs, user=None, trigger=trigger, triggered_by=triggered_by or trigger, run_id=run_id
+        )
         return await self._launch(view, channel, call, post_first=False, client=client, team=team)
 
     async def _attach(self, run_id: str, channel: str, ts: str | None, team: str | None = None) -> None:
@@ -354,6 +375,43 @@ class BotRuntime:
                 logger.warning("could not remember the Slack message of run %s", run_id, exc_info=True)
                 return
 
+    def access(self, user: str, client: AsyncWebClient | None = None) -> Access:
+        """What ``user`` may do, for one request; ``client`` (of the user's workspace, default
+        :attr:`client`) reads user groups and channel members, each once."""
+        return Access.of(user, client or self.client, self.settings.slack_admin_ids)
+
+    async def policy(self, name: str) -> Workflow | None:
+        """The latest stored version of workflow ``name``, whose permissions govern all its runs
+        (archived or not, whatever version they ran); None when no such workflow is stored."""
+        try:
+            return workflow_of(await self.workflows.get(name))
+        except WorkflowNotFoundError:
+            return None
+
+    async def visible_run(self, run_id: str, access: Access, *, action: str = "read") -> RunRecord | None:
+        """The record of run ``run_id`` if ``access`` may read its workflow; else None, exactly as
+        for a run that does not exist, with an audit row ``refused-<action>`` (target: the
+        workflow, or the run id when there is no such run)."""
+        try:
+            record: RunRecord | None = await self.runs.get(run_id)
+        except RunRecordNotFoundError:
+            record = None
+        if record is not None and await access.may_read(await self.policy(record.workflow)):
+            return record
+        target = record.workflow if record is not None else run_id[:100]
+        await self.audit_refusal(access.user, action, target, {"run_id": run_id[:100]})
+        return None
+
+    async def latest_visible_run(self, access: Access) -> RunRecord | None:
+        """The newest run ``access`` may read (admins: the newest run)."""
+        if access.is_admin:
+            records = await self.runs.list(limit=1)
+        else:
+            names = [summary.name for summary in await self.workflows.list(include_archived=True)]
+            readable = [name for name in names if await access.may_read(await self.policy(name))]
+            records = await self.runs.list(limit=1, workflows=readable) if readable else []
+        return records[0] if records else None
+
     async def audit_refusal(self, user: str, action: str, workflow: str, detail: dict[str, Any] | None = None) -> None:
         """An audit-log row for an action a Slack user was not permitted."""
         await audit.append(
@@ -363,26 +421,24 @@ class BotRuntime:
     async def may_run(self, user: str, workflow: str, *, client: AsyncWebClient | None = None) -> bool:
         """Whether ``user`` may run (and so retry or cancel runs of) ``workflow``; ``client`` (of
         the user's workspace, default :attr:`client`) reads user groups and channel members."""
-        try:
-            stored = await self.workflows.get(workflow)
-        except WorkflowNotFoundError:
-            return user in self.settings.slack_admin_ids
-        permissions = workflow_of(stored).permissions
-        allowed = permissions.run if permissions else None
-        return await is_permitted(client or self.client, user, allowed, admins=self.settings.slack_admin_ids)
+        return await self.access(user, client).may_run(await self.policy(workflow))
 
     async def cancel(self, run_id: str, *, user: str | None = None, client: AsyncWebClient | None = None) -> str | None:
-        """Cancel a run this process is executing; returns why not, or None when cancelled.
+        """Cancel a run this process is executing; returns why not (Slack mrkdwn), or None when
+        cancelled.
 
-        With ``user``, only someone who may run the workflow may cancel it (refusals audited);
-        ``client`` as for :meth:`may_run`.
+        With ``user``, only someone who may run the workflow may cancel it, and only they learn
+        whether the run is running here: someone who may not read the workflow is told the same
+        for a running, an ended and an unknown run (refusals audited). ``client`` as for
+        :meth:`may_run`.
         """
         started = self.running.get(run_id)
+        if user is not None:
+            why_not = await self._cancel_refusal(run_id, started, self.access(user, client))
+            if why_not is not None:
+                return why_not
         if started is None:
-            return f"Run `{run_id}` is not running here."
-        if user is not None and not await self.may_run(user, started.workflow, client=client):
-            await self.audit_refusal(user, "cancel", started.workflow, {"run_id": run_id})
-            return f"You may not run `{started.workflow}`, so you may not cancel its runs."
+            return f"Run `{escape(run_id[:100])}` is not running here."
         queued = self.remote_runs.get(run_id)
         if queued is not None:  # on a worker: Prefect cancels it there; the run's task sees it end
             await remote.cancel(queued)
@@ -390,6 +446,26 @@ class BotRuntime:
         started.task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await started.task
+        return None
+
+    async def _cancel_refusal(self, run_id: str, started: StartedRun | None, access: Access) -> str | None:
+        """Why ``access`` may not cancel ``run_id`` (audited), or None: decided before anything
+        about the run's state is said."""
+        if started is None:
+            record = await self.visible_run(run_id, access, action="cancel")
+            if record is None:
+                return no_visible_run(run_id)
+            name = record.workflow
+            workflow = await self.policy(name)
+        else:  # its record may not be written yet
+            name = started.workflow
+            workflow = await self.policy(name)
+            if not await access.may_read(workflow):
+                await self.audit_refusal(access.user, "cancel", name, {"run_id": run_id})
+                return no_visible_run(run_id)
+        if not await access.may_run(workflow):
+            await self.audit_refusal(access.user, "cancel", name, {"run_id": run_id})
+            return f"You may not run `{escape(name)}`, so you may not cancel its runs."
         return None
 
     async def close(self) -> None:
@@ -416,6 +492,11 @@ async def _post_quietly(thread: LiveThread | None) -> tuple[str, str] | None:
             "run %s: could not post to %s (%s); it runs without a message", thread.view.run_id, thread.channel, exc
         )
         return None
+
+
+def no_visible_run(run_id: str) -> str:
+    """The answer for a run that does not exist, and for one the user may not read: the same."""
+    return f"No run `{escape(run_id[:100])}` that you can see."
 
 
 def workflow_of(stored: StoredVersion) -> Workflow:

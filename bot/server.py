@@ -1,9 +1,12 @@
 """The bot's HTTP server: Starlette routes under uvicorn.
 
-``POST /slack/events`` takes slash commands, interactivity and events (Bolt verifies the
-signature: bad, missing or stale ones get 401 before anything runs); ``GET /healthz`` says
-whether the database answers. A request replayed inside Slack's five-minute window (same
-signature and timestamp) is answered 200 and ignored.
+``POST /slack/events`` takes slash commands, interactivity and events; ``GET /healthz`` says
+whether the database answers. In front of every route, :mod:`bot.request_limits` refuses a
+body over ``SWITCHBOARD_MAX_REQUEST_BYTES`` with 413 without reading it. A Slack request is
+then checked by signature (bad, missing or stale: 401, before anything runs), then by shape
+(a signed body Bolt could not read: 400), see :mod:`bot.slack_requests`. A request replayed
+inside Slack's five-minute window (same signature), to this bot process or to another one on
+the same database, is answered 200 and ignored (:mod:`storage.replays`).
 """
 
 from __future__ import annotations
@@ -11,15 +14,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 
 import uvicorn
-from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
+from slack_bolt.adapter.starlette.async_handler import (
+    AsyncSlackRequestHandler,
+    to_async_bolt_request,
+    to_starlette_response,
+)
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import text
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -28,37 +34,35 @@ from bot import connect
 from bot.app import INSTALL_PATH, REDIRECT_PATH, BotConfigError, create_app
 from bot.reporter import INTERVAL as REPORT_INTERVAL
 from bot.reporter import report_forever
+from bot.request_limits import RequestBodyLimit
 from bot.runtime import BotRuntime
+from bot.slack_requests import MalformedSlackRequestError, is_ssl_check, parse_body, signature_ok
+from bot.slack_requests import replay_expiry as slack_replay_expiry
+from bot.slack_requests import replay_key as slack_replay_key
 from bot.webhooks import webhook_endpoint
+from storage.replays import ReplayGuard
+from switchboard import embedded_prefect
 from switchboard.database import open_engine
 from switchboard.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-#: Slack refuses requests older than this; a replay can only come inside it.
-REPLAY_WINDOW_SECONDS = 300
 
+def start_background(runtime: BotRuntime, report_interval: float = REPORT_INTERVAL) -> list[asyncio.Task[None]]:
+    """What a bot process runs beside its listeners: the embedded Prefect server (when no Prefect
+    API is configured) started at once and awaited off the event loop, then the reporter of
+    runs it is not watching."""
+    embedded_prefect.start()
 
-@dataclass
-class ReplayGuard:
-    """Remembers the (signature, timestamp) of accepted requests for the replay window."""
+    async def prefect_then_reports() -> None:
+        try:
+            await embedded_prefect.ready()
+        except embedded_prefect.EmbeddedPrefectError as exc:
+            logger.error("%s; runs cannot start until the bot is restarted", exc)
+            return
+        await report_forever(runtime, report_interval)
 
-    window: float = REPLAY_WINDOW_SECONDS
-    _seen: dict[tuple[str, str], float] = field(default_factory=dict)
-
-    def first_time(self, key: tuple[str, str]) -> bool:
-        """True (and remembered) the first time ``key`` is seen inside the window."""
-        now = time.monotonic()
-        if len(self._seen) > 10_000:
-            self._seen = {k: at for k, at in self._seen.items() if now - at < self.window}
-        seen = self._seen.get(key)
-        if seen is not None and now - seen < self.window:
-            return False
-        self._seen[key] = now
-        return True
-
-    def forget(self, key: tuple[str, str]) -> None:
-        self._seen.pop(key, None)
+    return [asyncio.create_task(prefect_then_reports(), name="prefect-and-reports")]
 
 
 def slack_client(settings: Settings) -> AsyncWebClient:
@@ -76,38 +80,79 @@ def create_web_app(runtime: BotRuntime, *, report_interval: float = REPORT_INTER
     seconds it reports the end of runs it is not watching (:mod:`bot.reporter`)."""
     bolt = create_app(runtime)
     handler = AsyncSlackRequestHandler(bolt)
-    guard = ReplayGuard()
+    replays = ReplayGuard(runtime.engine)
+    signing_secret = runtime.settings.slack_signing_secret
+    max_bytes = runtime.settings.max_request_bytes
 
     async def slack_install(request: Request) -> Response:
         return await handler.handle(request)  # Bolt's OAuth flow: the install redirect, the callback
 
     async def slack_events(request: Request) -> Response:
-        key = (request.headers.get("x-slack-signature", ""), request.headers.get("x-slack-request-timestamp", ""))
-        if all(key) and not guard.first_time(key):
-            logger.warning("ignored a replayed Slack request (timestamp %s)", key[1])
+        body = await request.body()  # at most max_bytes (RequestBodyLimit)
+        timestamp = request.headers.get("x-slack-request-timestamp")
+        signature = request.headers.get("x-slack-signature")
+        signed = signing_secret is not None and signature_ok(
+            signing_secret.get_secret_value(), body, timestamp=timestamp, signature=signature
+        )
+        if not signed:
+            # Bolt answers Slack's certificate probe unsigned (and runs nothing); all else is 401,
+            # whatever the body: an unsigned sender learns nothing about how it would be read.
+            return await _dispatch(request, body) if _ssl_probe(request, body) else _invalid_request()
+        try:
+            parse_body(body, request.headers.get("content-type"), max_bytes=max_bytes)
+        except MalformedSlackRequestError as exc:
+            logger.warning("refused a malformed Slack request: %s", exc)
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        if timestamp is None or signature is None:  # signature_ok refused those: for the type checker
+            return _invalid_request()
+        key = slack_replay_key(signature)
+        if not await replays.claim(key, until=slack_replay_expiry(timestamp)):
+            logger.warning("ignored a replayed Slack request (timestamp %s)", timestamp)
             return Response(status_code=200)
-        response = await handler.handle(request)
+        response = await _dispatch(request, body)
         if response.status_code == 401:
-            guard.forget(key)  # only verified requests count as seen
+            await replays.release(key)  # only requests Bolt verified too count as seen
         return response
 
+    def _ssl_probe(request: Request, body: bytes) -> bool:
+        try:
+            return is_ssl_check(parse_body(body, request.headers.get("content-type"), max_bytes=max_bytes))
+        except MalformedSlackRequestError:
+            return False
+
+    async def _dispatch(request: Request, body: bytes) -> Response:
+        try:
+            bolt_request = to_async_bolt_request(request, body)
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            # Bolt reads ids (team, user, channel, enterprise) out of the payload while building
+            # the request, outside its error handling; a signed payload of another shape is 400.
+            logger.warning("refused a Slack request Bolt cannot read (%s)", type(exc).__name__)
+            return JSONResponse({"error": "the payload does not have the shape of a Slack request"}, status_code=400)
+        return to_starlette_response(await bolt.async_dispatch(bolt_request))
+
     async def healthz(request: Request) -> Response:
+        prefect = embedded_prefect.status()
         try:
             async with runtime.engine.connect() as connection:
                 await connection.execute(text("SELECT 1"))
         except Exception as exc:
-            return JSONResponse({"ok": False, "database": type(exc).__name__}, status_code=503)
-        return JSONResponse({"ok": True, "running": len(runtime.running)})
+            return JSONResponse({"ok": False, "database": type(exc).__name__, "prefect": prefect}, status_code=503)
+        if prefect == "failed":  # runs cannot start; commands still answer
+            body = {"ok": False, "prefect": prefect, "error": embedded_prefect.error(), "running": len(runtime.running)}
+            return JSONResponse(body, status_code=503)
+        # "starting": the embedded Prefect server is coming up; commands are answered meanwhile
+        # and runs wait for it.
+        return JSONResponse({"ok": True, "prefect": prefect, "running": len(runtime.running)})
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        reporting = asyncio.create_task(report_forever(runtime, report_interval), name="report-unwatched-runs")
+        background = start_background(runtime, report_interval)
         try:
             yield
         finally:
-            reporting.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reporting
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
             await runtime.close()
 
     return Starlette(
@@ -123,7 +168,13 @@ def create_web_app(runtime: BotRuntime, *, report_interval: float = REPORT_INTER
             Route("/hooks/{workflow}", webhook_endpoint(runtime), methods=["POST"]),
         ],
         lifespan=lifespan,
+        middleware=[Middleware(RequestBodyLimit, max_bytes=max_bytes)],
     )
+
+
+def _invalid_request() -> Response:
+    """Bolt's own answer to a request that is not signed by Slack."""
+    return JSONResponse({"error": "invalid request"}, status_code=401)
 
 
 async def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 3000) -> None:

@@ -29,9 +29,8 @@ from slack_sdk.errors import SlackApiError
 
 from bot.app import BotConfigError, create_app
 from bot.reporter import INTERVAL as REPORT_INTERVAL
-from bot.reporter import report_forever
 from bot.runtime import BotRuntime
-from bot.server import slack_client
+from bot.server import slack_client, start_background
 from switchboard.database import open_engine
 from switchboard.settings import Settings
 
@@ -93,17 +92,16 @@ async def serve_socket(settings: Settings, *, report_interval: float = REPORT_IN
     client = slack_client(settings)
     async with open_engine(settings) as engine:
         runtime = BotRuntime(settings=settings, engine=engine, client=client)
-        reporting: asyncio.Task[None] | None = None
+        background: list[asyncio.Task[None]] = []
         try:
+            background = start_background(runtime, report_interval)  # Prefect starts while we connect
             async with socket_connection(runtime, token):
                 logger.info("Switchboard bot connected to Slack over Socket Mode")
-                reporting = asyncio.create_task(report_forever(runtime, report_interval), name="report-unwatched-runs")
                 await asyncio.Event().wait()
         finally:
-            if reporting is not None:
-                reporting.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await reporting
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
             await runtime.close()
 
 

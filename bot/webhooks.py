@@ -11,22 +11,27 @@ Answers (always JSON):
 
 - ``202 {"run_id": "..."}`` at once; the run goes on in the bot, its live message in the
   workflow's ``notify: {channel}`` if it has one;
-- ``401 {"error": ...}``: no secret for the workflow, a missing or malformed header, a wrong
-  signature, or a timestamp more than 300 s from the bot's clock — nothing runs;
-- ``409 {"error": ..., "run_id": ...}``: the same signed request (signature and timestamp)
-  was accepted before; nothing runs again, and the first run's id is returned;
+- ``401 {"error": ...}``: a missing or malformed header, a wrong signature, or a timestamp more
+  than 300 s from the bot's clock — nothing runs. A name with no workflow, or a workflow with
+  no webhook secret, is checked against a random secret nobody holds, so before
+  authentication it gets exactly the answer a wrong signature gets (the bot's log says which);
+- ``409 {"error": ..., "run_id": ...}``: the same signed request was accepted before, by this
+  bot process or another one on the same database; nothing runs again, and the first run's id
+  is returned;
 - ``400 {"error": ..., "problems": [{"field", "message"}, ...]}``: the body is not a JSON
-  object, or the inputs do not fit the workflow (every problem listed);
-- ``404``: no stored workflow of that name; ``413``: a body over 1 MiB.
+  object within bounds (:mod:`nodes.safe_json`: depth, integer digits, no NaN, no key twice),
+  or the inputs do not fit the workflow (every problem listed);
+- ``404``: authenticated, but the workflow is gone (its secret outlived it);
+- ``413``: a body over ``SWITCHBOARD_MAX_REQUEST_BYTES`` (1 MiB), refused unread by
+  :mod:`bot.request_limits` before this endpoint runs.
+
+The order is: size cap, secret lookup, signature, workflow, body, inputs, replay claim.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.requests import Request
@@ -34,44 +39,16 @@ from starlette.responses import JSONResponse, Response
 
 from bot.runtime import BotRuntime, workflow_of
 from flows.model import DefinitionError, InputError
+from nodes import safe_json
+from storage.replays import ReplayGuard
 from storage.workflows import WorkflowNotFoundError
 from switchboard import webhooks
+from switchboard.api import new_run_id
 from switchboard.webhooks import SignatureError, WebhookSecrets
 
 logger = logging.getLogger(__name__)
 
-#: The largest body accepted (inputs, not file uploads).
-MAX_BODY_BYTES = 1024 * 1024
-
 Endpoint = Callable[[Request], Awaitable[Response]]
-
-
-@dataclass
-class AcceptedRequests:
-    """Signed requests already accepted, kept while their timestamp is inside the window.
-
-    A request outside the window fails its timestamp check anyway, so nothing older needs
-    remembering. In-process memory: each bot process guards its own requests.
-    """
-
-    window: float = webhooks.TOLERANCE_SECONDS
-    _runs: dict[tuple[str, str], tuple[int, str]] = field(default_factory=dict)
-    _pruned: float = 0.0
-
-    def seen(self, key: tuple[str, str]) -> str | None:
-        """The run id a request with ``key`` (signature, timestamp) started, if any."""
-        found = self._runs.get(key)
-        return found[1] if found else None
-
-    def remember(self, key: tuple[str, str], timestamp: int, run_id: str) -> None:
-        now = time.time()
-        if now - self._pruned > 1.0:  # at most once a second: cheap under a burst
-            self._runs = {k: v for k, v in self._runs.items() if v[0] + self.window >= now - 1}
-            self._pruned = now
-        self._runs[key] = (timestamp, run_id)
-
-    def forget(self, key: tuple[str, str]) -> None:
-        self._runs.pop(key, None)
 
 
 def _error(status: int, message: str, **extra: Any) -> JSONResponse:
@@ -80,41 +57,38 @@ def _error(status: int, message: str, **extra: Any) -> JSONResponse:
 
 def webhook_endpoint(runtime: BotRuntime) -> Endpoint:
     """The Starlette endpoint for ``POST /hooks/{workflow}`` on ``runtime``."""
-    accepted = AcceptedRequests()
+    replays = ReplayGuard(runtime.engine)
     secrets: list[WebhookSecrets] = []  # the key is loaded on the first webhook, not at start-up
+    # What a name without a webhook secret is verified against: the same checks and the same
+    # HMAC as a real one, so neither the answer nor its timing says whether the name exists.
+    decoy = webhooks.new_secret()
+    max_bytes = runtime.settings.max_request_bytes
 
     async def receive(request: Request) -> Response:
         name = request.path_params["workflow"]
+        body = await request.body()  # at most max_bytes: bot.request_limits refuses more unread
+        if not secrets:
+            secrets.append(WebhookSecrets.on(runtime.engine, runtime.settings))
+        secret = await secrets[0].get(name)
+        timestamp = request.headers.get(webhooks.TIMESTAMP_HEADER)
+        signature = request.headers.get(webhooks.SIGNATURE_HEADER)
+        try:
+            stamp = webhooks.verify(secret or decoy, timestamp=timestamp, signature_header=signature, body=body)
+        except SignatureError as exc:
+            why = f"no webhook secret for {name[:100]!r} (switchboard webhooks add NAME)" if secret is None else exc
+            logger.warning("refused a webhook for %r from %s: %s", name[:100], _client(request), why)
+            return _error(401, str(exc))
+        if secret is None:  # nobody holds the decoy: unreachable, but never run on it
+            return _error(401, "the signature does not match")
+
         try:
             stored = await runtime.workflows.get(name)
         except WorkflowNotFoundError:
             return _error(404, f"no workflow named {name!r} (see `switchboard list`)")
-        if not secrets:
-            secrets.append(WebhookSecrets.on(runtime.engine, runtime.settings))
-        secret = await secrets[0].get(name)
-        if secret is None:
-            return _error(401, f"no webhook secret for {name!r} (switchboard webhooks add {name})")
-
-        declared = request.headers.get("content-length", "0")
-        if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-            return _error(413, f"the body is over {MAX_BODY_BYTES} bytes")
-        body = await request.body()
-        if len(body) > MAX_BODY_BYTES:
-            return _error(413, f"the body is over {MAX_BODY_BYTES} bytes")
-        timestamp = request.headers.get(webhooks.TIMESTAMP_HEADER)
-        signature = request.headers.get(webhooks.SIGNATURE_HEADER)
         try:
-            stamp = webhooks.verify(secret, timestamp=timestamp, signature_header=signature, body=body)
-        except SignatureError as exc:
-            logger.warning("refused a webhook for %s from %s: %s", name, _client(request), exc)
-            return _error(401, str(exc))
-
-        try:
-            given = json.loads(body) if body.strip() else {}
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            return _error(
-                400, f'the body is not JSON ({exc}); send a JSON object of inputs, e.g. {{"repo": "acme/api"}}'
-            )
+            given = safe_json.loads(body, what="the body", max_bytes=max_bytes) if body.strip() else {}
+        except safe_json.UnsafeJSONError as exc:
+            return _error(400, f'{exc}; send a JSON object of inputs, e.g. {{"repo": "acme/api"}}')
         if not isinstance(given, dict):
             return _error(400, f"the body is a JSON {_json_kind(given)}; send a JSON object of inputs")
         workflow = workflow_of(stored)
@@ -124,20 +98,25 @@ def webhook_endpoint(runtime: BotRuntime) -> Endpoint:
             problems = [{"field": p.field, "message": p.message} for p in exc.problems]
             listed = "; ".join(f"{p.field}: {p.message}" if p.field else p.message for p in exc.problems)
             return _error(400, f"invalid inputs for workflow {name!r}: {listed}", problems=problems)
-        key = (signature or "", timestamp or "")
-        first_run = accepted.seen(key)
-        if first_run is not None:
+
+        key = webhooks.replay_key(name, secret, stamp, body)
+        run_id = new_run_id()
+        # One INSERT decides, across every bot process on this database: a copy of this request
+        # (here or in another process, at the same moment or later in the window) loses.
+        if not await replays.claim(key, until=webhooks.replay_expiry(stamp), run_id=run_id):
+            first_run = await replays.holder(key)
             logger.warning("ignored a replayed webhook for %s (run %s)", name, first_run)
             return _error(
                 409, "this signed request was accepted already; sign a new one to run again", run_id=first_run
             )
-        accepted.remember(key, stamp, "")  # claimed before the first await: a concurrent copy gets 409
         try:
-            started = await runtime.start_unattended(stored, inputs, trigger="webhook")
+            started = await runtime.start_unattended(stored, inputs, trigger="webhook", run_id=run_id)
         except DefinitionError as exc:  # the stored version no longer validates (a node was removed)
-            accepted.forget(key)
+            await replays.release(key)
             return _error(500, f"workflow {name!r} v{stored.version} does not validate: {exc}")
-        accepted.remember(key, stamp, started.run_id)
+        except Exception:
+            await replays.release(key)  # nothing started: the sender may send it again
+            raise
         return JSONResponse({"run_id": started.run_id}, status_code=202)
 
     return receive

@@ -4,3 +4,5 @@
   (and version) the way :func:`switchboard.arun` does; the entrypoint of every deployment.
 * :mod:`deployments.sync` — makes Prefect's deployments match the stored schedules.
 """
+
+import switchboard  # noqa: F401 - Switchboard's Prefect defaults, before this package imports Prefect

@@ -42,6 +42,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from deployments.sync import WORK_POOL
+from switchboard.child_processes import own_session_dying_with_parent
 
 SERVER_DEFAULTS: dict[str, str] = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
@@ -117,9 +118,31 @@ def api_url(host: str, port: int) -> str:
     return f"http://{reachable}:{port}/api"
 
 
-def server_command(host: str, port: int, environ: Mapping[str, str] | None = None) -> Command:
-    """``prefect server start`` (UI included) on the configured Prefect database."""
+#: Where the UI finds the API unless told otherwise: on the origin that served the UI. Prefect
+#: answers ``/ui-settings`` from its settings (PREFECT_API_URL, else 127.0.0.1:4200), not from
+#: ``--host``/``--port``, so a server on any other address served a UI that could not reach
+#: its API. A relative URL is right for every address a browser may use (a port, 0.0.0.0 and
+#: a host name, a reverse proxy that forwards ``/api`` with the UI); both of Prefect 3.9's UIs
+#: accept it (tests/deployments/test_server_ui.py renders a flow-run page in Chromium).
+SAME_ORIGIN_UI_API_URL = "/api"
+_UI_API_URL_VARIABLES = ("PREFECT_UI_API_URL", "PREFECT_SERVER_UI_API_URL")
+
+
+def server_command(
+    host: str, port: int, environ: Mapping[str, str] | None = None, *, ui_api_url: str | None = None
+) -> Command:
+    """``prefect server start`` (UI included) on the configured Prefect database.
+
+    ``ui_api_url``: where browsers reach the API (a server behind a proxy that moves the API);
+    default: PREFECT_UI_API_URL if the operator set it, else the UI's own origin.
+    """
     env = _with_defaults(os.environ if environ is None else environ, SERVER_DEFAULTS)
+    if ui_api_url:
+        for variable in _UI_API_URL_VARIABLES:
+            env.pop(variable, None)
+        env["PREFECT_UI_API_URL"] = ui_api_url
+    elif not any(env.get(variable) for variable in _UI_API_URL_VARIABLES):
+        env["PREFECT_UI_API_URL"] = SAME_ORIGIN_UI_API_URL
     return Command(_prefect_argv("server", "start", "--host", host, "--port", str(port)), env)
 
 
@@ -169,15 +192,6 @@ async def prepare_worker() -> str:
     return str(url)
 
 
-def _own_session_dying_with_parent() -> None:
-    os.setsid()
-    if sys.platform.startswith("linux"):
-        # PR_SET_PDEATHSIG: a supervisor killed with SIGKILL still stops its child.
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
-
-
 def supervise(command: Command, *, grace: float = STOP_GRACE_SECONDS) -> int:
     """Run ``command`` until it ends; forward SIGTERM/SIGINT once; return an exit code.
 
@@ -185,7 +199,7 @@ def supervise(command: Command, *, grace: float = STOP_GRACE_SECONDS) -> int:
     (Prefect treats a second interrupt as "kill now"). A child that ends after a forwarded
     stop signal, however it ends, is a clean stop (0); one that outlives ``grace`` is killed.
     """
-    child = subprocess.Popen(command.argv, env=command.env, preexec_fn=_own_session_dying_with_parent)
+    child = subprocess.Popen(command.argv, env=command.env, preexec_fn=own_session_dying_with_parent)
     stopping: list[int] = []
 
     def forward(signum: int, _frame: FrameType | None) -> None:

@@ -3,13 +3,19 @@
 A definition comes from YAML, JSON or a dict. Structural mistakes are reported all at once as
 :class:`Problem` rows naming the node id and field; semantic checks (node types, params,
 references, cycles) are the planner's job (:mod:`flows.plan`).
+
+Definitions and run inputs are untrusted: a file is read with a size cap, decoded strictly,
+parsed by bounded parsers (:mod:`flows.safe_yaml`, :mod:`nodes.safe_json`), and any data,
+a dict given by a Python caller included, is walked within :mod:`flows.limits` before
+pydantic sees it. Every refusal is a :class:`DefinitionError` naming what and where.
 """
 
 from __future__ import annotations
 
+import codecs
 import copy
-import json
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +32,9 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from flows import limits, safe_yaml
+from nodes import safe_json
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9-]*$"
 NODE_ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -190,8 +199,28 @@ class Schedule(_Strict):
 
 
 class Permissions(_Strict):
+    """Who may do what with a workflow in Slack; each entry a user (``U…``/``W…``), user group
+    (``S…``) or channel (``C…``/``G…``) id. Admins may always do everything.
+
+    * ``run``: start runs, retry and cancel them (empty: everyone). Running implies reading.
+    * ``approve``: answer its approval steps (empty: the node's ``approvers``, else admins).
+    * ``read``: see its runs, logs and definition (``status``, ``logs``, ``describe``,
+      ``list``). Unset: the ``run`` list; both unset: everyone. Approvers may always read
+      what they are asked to approve.
+    """
+
     run: list[str] = Field(default_factory=list)
     approve: list[str] = Field(default_factory=list)
+    read: list[str] = Field(default_factory=list)
+
+    def readers(self, approvers: list[str] | None = None) -> list[str] | None:
+        """The entries that may read the workflow: ``read``, ``run``, ``approve`` and
+        ``approvers`` (the ids its approval nodes name); None (everyone) when neither ``read``
+        nor ``run`` lists anyone."""
+        if not self.read and not self.run:
+            return None
+        entries = [*self.read, *self.run, *self.approve, *(approvers or [])]
+        return list(dict.fromkeys(entries))
 
 
 class Notify(_Strict):
@@ -259,26 +288,56 @@ class Workflow(_Strict):
 
 _TEXT_TRUE = {"true", "yes", "on", "1"}
 _TEXT_FALSE = {"false", "no", "off", "0"}
+_INTEGER_TEXT = re.compile(r"[+-]?[0-9]+")
+_NUMBER_TEXT = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|[+-]?(?:nan|inf|infinity)", re.I)
+
+
+def _shown(value: Any, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters: error messages never echo a huge input."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _number_from_text(text: str, original: str, type_: InputType) -> int | float:
+    pattern = _INTEGER_TEXT if type_ == "integer" else _NUMBER_TEXT
+    if not pattern.fullmatch(text):  # ASCII digits only: int() would take "١٢٣" and "1_000"
+        raise ValueError(f"expected {type_}, got {_shown(original)}")
+    digits = sum(char.isdigit() for char in text)
+    if digits > limits.MAX_INT_DIGITS:
+        raise ValueError(f"expected {type_}, got a number of {digits:,} digits (at most {limits.MAX_INT_DIGITS})")
+    if type_ == "integer" or not any(c in text for c in ".eEnNiI"):
+        return int(text)
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"expected {type_}, got {_shown(original)} (not a finite number)")
+    return value
 
 
 def _coerce(value: Any, type_: InputType, from_text: bool) -> Any:
+    """``value`` as an input of ``type_`` (parsed from text with ``from_text``), within the bounds.
+
+    Raises ValueError with a message that says what is wrong and never echoes a long value.
+    """
     if from_text and isinstance(value, str):
         text = value.strip()
-        try:
-            if type_ == "integer":
-                return int(text)
-            if type_ == "number":
-                return float(text) if any(c in text for c in ".eE") else int(text)
-            if type_ == "boolean":
-                if text.lower() in _TEXT_TRUE:
-                    return True
-                if text.lower() in _TEXT_FALSE:
-                    return False
-                raise ValueError
-            if type_ in ("object", "array"):
-                value = json.loads(text)
-        except ValueError:
-            raise ValueError(f"expected {type_}, got {value!r}") from None
+        if type_ in ("integer", "number"):
+            return _number_from_text(text, value, type_)
+        if type_ == "boolean":
+            if text.lower() in _TEXT_TRUE:
+                return True
+            if text.lower() in _TEXT_FALSE:
+                return False
+            raise ValueError(f"expected {type_}, got {_shown(value)}")
+        if type_ in ("object", "array"):
+            try:
+                value = safe_json.loads(
+                    text,
+                    what=f"the {type_} input",
+                    max_depth=limits.MAX_DEPTH,
+                    max_int_digits=limits.MAX_INT_DIGITS,
+                )
+            except safe_json.UnsafeJSONError as exc:
+                raise ValueError(str(exc)) from None
     checks: dict[str, Any] = {
         "string": lambda v: isinstance(v, str),
         "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
@@ -288,8 +347,19 @@ def _coerce(value: Any, type_: InputType, from_text: bool) -> Any:
         "array": lambda v: isinstance(v, list),
     }
     if not checks[type_](value):
-        raise ValueError(f"expected {type_}, got {type(value).__name__} {value!r}")
+        raise ValueError(f"expected {type_}, got {type(value).__name__} {_shown(value)}")
+    try:
+        limits.check_data(value, max_values=limits.MAX_INPUT_VALUES, max_text=limits.MAX_INPUT_TEXT)
+    except limits.LimitError as exc:
+        where = f" (at {_dotted(exc.path)})" if exc.path else ""
+        raise ValueError(f"the {type_} input {exc.message}{where}") from None
     return value
+
+
+def _dotted(path: tuple[str | int, ...], most: int = 12) -> str:
+    """A data path as ``a.b.0.c``, cut after ``most`` parts (a cycle's path is endless)."""
+    parts = [str(part) for part in path[:most]]
+    return ".".join(parts) + (".…" if len(path) > most else "")
 
 
 def _loc_to_problem(raw: Mapping[str, Any], loc: tuple[Any, ...], message: str) -> Problem:
@@ -298,15 +368,21 @@ def _loc_to_problem(raw: Mapping[str, Any], loc: tuple[Any, ...], message: str) 
         index = loc[1]
         entry = nodes[index] if index < len(nodes) else None
         node_id = entry.get("id") if isinstance(entry, dict) else None
-        field = ".".join(str(part) for part in loc[2:]) or None
+        field = _dotted(loc[2:]) or None
         return Problem(message, node=str(node_id) if node_id else f"#{index + 1}", field=field)
-    return Problem(message, field=".".join(str(part) for part in loc) or None)
+    return Problem(message, field=_dotted(loc) or None)
 
 
 def parse_definition(raw: Any, *, source: str | None = None) -> Workflow:
     """Validate a definition given as plain data; raises :class:`DefinitionError`."""
     if not isinstance(raw, Mapping):
         raise DefinitionError([Problem(f"a workflow must be a mapping, got {type(raw).__name__}")], source=source)
+    try:
+        limits.check_data(raw)
+    except limits.LimitError as exc:
+        raise DefinitionError(
+            [_loc_to_problem(raw, exc.path, f"the definition {exc.message}")], source=source
+        ) from None
     try:
         return Workflow.model_validate(raw)
     except ValidationError as exc:
@@ -320,8 +396,110 @@ def parse_definition(raw: Any, *, source: str | None = None) -> Workflow:
         raise DefinitionError(unique, source=source) from exc
 
 
+def _read_file(path: Path) -> bytes:
+    """The file's bytes, at most :data:`~flows.limits.MAX_DEFINITION_BYTES` of them."""
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(limits.MAX_DEFINITION_BYTES + 1)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise DefinitionError([Problem(f"cannot read workflow file: {reason}")], source=str(path)) from exc
+    if len(data) > limits.MAX_DEFINITION_BYTES:
+        raise DefinitionError(
+            [
+                Problem(
+                    f"the file is larger than {limits.MAX_DEFINITION_BYTES:,} bytes, the most a workflow file may be"
+                )
+            ],
+            source=str(path),
+        )
+    return data
+
+
+def _line_column(data: bytes | str, offset: int) -> str:
+    newline = b"\n" if isinstance(data, bytes) else "\n"
+    line = data.count(newline, 0, offset) + 1  # type: ignore[arg-type]
+    column = offset - (data.rfind(newline, 0, offset) + 1) + 1  # type: ignore[arg-type]
+    return f"line {line}, column {column}"
+
+
+def _decode(data: bytes, label: str) -> str:
+    """Text from a file's bytes: UTF-8 (a byte-order mark is fine), or UTF-16 with its byte-order
+    mark (what Windows tools write). Anything else is refused, naming where it stops being text."""
+
+    def refuse(message: str) -> DefinitionError:
+        return DefinitionError([Problem(message)], source=label)
+
+    if data.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):
+        raise refuse("the file is UTF-32 text; save it as UTF-8")
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        try:
+            return data.decode("utf-16")  # the byte-order mark says which order; strict
+        except UnicodeDecodeError as exc:
+            raise refuse(
+                f"the file starts like UTF-16 text but byte {exc.start} is not UTF-16 ({exc.reason})"
+            ) from None
+    head = data[:200]
+    if len(head) >= 4 and max(head[0::2].count(0), head[1::2].count(0)) * 4 >= len(head):
+        raise refuse("the file looks like UTF-16 text without a byte-order mark; save it as UTF-8")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise refuse(
+            f"{_line_column(data, exc.start)}: the file is not UTF-8 text (byte 0x{data[exc.start]:02X} "
+            f"at offset {exc.start}); save it as UTF-8"
+        ) from None
+
+
+def _yaml_problem(exc: yaml.YAMLError, text: str) -> Problem:
+    """One Problem for a YAML error: where (line, column), then what."""
+    if isinstance(exc, yaml.reader.ReaderError):
+        located = text.encode("utf-8", "surrogatepass") if safe_yaml.POSITIONS_IN_BYTES else text
+        if not isinstance(exc.character, int):
+            return Problem(f"not valid YAML: {exc.reason}")
+        return Problem(
+            f"{_line_column(located, exc.position)}: not valid YAML: the character U+{exc.character:04X} is not "
+            "allowed (write control characters as escapes in a double-quoted string)"
+        )
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
+        mark = exc.problem_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}"
+        if isinstance(exc, safe_yaml.RefusedYAML):
+            return Problem(f"{where}: {exc.problem}")
+        if (exc.problem or "").startswith("exceeded maximum nesting depth"):  # libyaml's own bound (1000), met first
+            return Problem(f"{where}: the YAML nests deeper than {limits.MAX_DEPTH} levels")
+        context = ""
+        if exc.context and exc.context_mark is not None:
+            context = f" ({exc.context} on line {exc.context_mark.line + 1})"
+        return Problem(f"{where}: not valid YAML: {exc.problem}{context}")
+    return Problem(f"not valid YAML: {exc}")
+
+
+def _parse_text(text: str, label: str) -> Any:
+    """Plain data from definition text: JSON for a ``.json`` file, else YAML."""
+    if label.endswith(".json"):
+        try:
+            return safe_json.loads(
+                text,
+                what="the file",
+                max_bytes=limits.MAX_DEFINITION_BYTES,
+                max_depth=limits.MAX_DEPTH,
+                max_int_digits=limits.MAX_INT_DIGITS,
+            )
+        except safe_json.UnsafeJSONError as exc:
+            raise DefinitionError([Problem(str(exc))], source=label) from None
+    try:
+        return safe_yaml.load(text)
+    except yaml.YAMLError as exc:
+        raise DefinitionError([_yaml_problem(exc, text)], source=label) from None
+
+
 def load_definition(source: str | Path | Mapping[str, Any] | Workflow) -> Workflow:
-    """Load a workflow from a YAML/JSON file path, a YAML/JSON string, a dict, or a Workflow."""
+    """Load a workflow from a YAML/JSON file path, a YAML/JSON string, a dict, or a Workflow.
+
+    Raises :class:`DefinitionError` for anything that is not a valid definition within the
+    bounds of :mod:`flows.limits` (size, depth, values, digits), never another exception.
+    """
     if isinstance(source, Workflow):
         return source
     if isinstance(source, Mapping):
@@ -330,17 +508,20 @@ def load_definition(source: str | Path | Mapping[str, Any] | Workflow) -> Workfl
     if isinstance(source, Path) or (
         len(str(source)) < 4096 and "\n" not in str(source) and path.suffix in (".yaml", ".yml", ".json")
     ):
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise DefinitionError([Problem(f"cannot read workflow file: {exc.strerror}")], source=str(path)) from exc
         label = str(path)
+        text = _decode(_read_file(path), label)
     else:
         text, label = str(source), "<string>"
-    try:
-        raw = json.loads(text) if label.endswith(".json") else yaml.safe_load(text)
-    except (yaml.YAMLError, json.JSONDecodeError) as exc:
-        raise DefinitionError(
-            [Problem(f"not valid {'JSON' if label.endswith('.json') else 'YAML'}: {exc}")], source=label
-        ) from exc
-    return parse_definition(raw, source=label)
+        if (
+            len(text) > limits.MAX_DEFINITION_BYTES
+            or len(text.encode("utf-8", "surrogatepass")) > limits.MAX_DEFINITION_BYTES
+        ):
+            raise DefinitionError(
+                [
+                    Problem(
+                        f"the text is larger than {limits.MAX_DEFINITION_BYTES:,} bytes, the most a definition may be"
+                    )
+                ],
+                source=label,
+            )
+    return parse_definition(_parse_text(text, label), source=label)

@@ -43,16 +43,18 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Literal, Protocol
+from uuid import UUID, uuid4
 
 import httpx
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import acreate_markdown_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.client.schemas.objects import RunInput, TaskRun, TaskRunResult
+from prefect.client.schemas.objects import RunInput, StateDetails, TaskRun, TaskRunPolicy, TaskRunResult
 from prefect.context import TagsContext, TaskRunContext
 from prefect.runtime import flow_run as runtime_flow_run
-from prefect.states import State
+from prefect.states import Completed, Pending, State
 from prefect.task_engine import run_task_async
+from prefect.utilities.engine import emit_task_run_state_change_event
 from pydantic import ValidationError
 
 from flows import pauses, rate_limits
@@ -63,7 +65,7 @@ from flows.plan import Plan, PlannedNode, build_plan
 from flows.results import NodeResult, RunResult
 from nodes.context import CredentialResolver, FilesBackend, MemoryBackend, NodeContext, RunInfo
 from nodes.errors import NodeConfigError, NodeError, TransientError
-from nodes.http_guard import AllowList, GuardedTransport
+from nodes.http_guard import DEFAULT_MAX_RESPONSE_BYTES, AllowList, GuardedTransport
 
 logger = logging.getLogger("switchboard.runner")
 
@@ -129,6 +131,8 @@ class RunServices:
     """Process-local things a run needs that cannot travel as flow parameters."""
 
     allow_hosts: AllowList = field(default_factory=AllowList)
+    #: The most bytes of a response body the run's HTTP client reads (SWITCHBOARD_HTTP_MAX_RESPONSE_BYTES).
+    http_max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
     credential_resolver: CredentialResolver | None = None
     listeners: list[Listener] = field(default_factory=list)
     template_env: dict[str, str] = field(default_factory=dict)
@@ -318,6 +322,7 @@ async def node_task(
         credential_kind=spec.credential,
         memory_backend=state.services.memory,
         files_backend=state.services.files,
+        max_response_bytes=state.services.http_max_response_bytes,
         input_waiter=pauses.Pauser(
             key=pauses.pause_key(label, attempt),
             node_id=node_id,
@@ -486,6 +491,7 @@ class _Executor:
             await asyncio.gather(*(self.tasks[s] for s in planned.upstream))
         blocked = self._blocked(planned)
         if blocked is not None:
+            self._record_skip(planned, blocked)
             self._finish(planned, blocked)
             return
         started = time.perf_counter()
@@ -507,6 +513,45 @@ class _Executor:
             if result.output is None:
                 result.output = {"error": result.error}
         self._finish(planned, result)
+
+    def _record_skip(self, planned: PlannedNode, result: NodeResult) -> None:
+        """Show a skipped node in Prefect as a task run in a terminal state named ``Skipped``.
+
+        A skipped node never runs its task, so without this the Prefect UI showed only the
+        nodes that ran. The task run is reported the way Prefect's engine reports every
+        in-process task run — a state-change event, which the server's task-run recorder
+        writes — so it costs no API round trip: one event, Pending -> Completed(name="Skipped").
+        Its upstream task runs are its inputs, so the UI's graph keeps the workflow's edges.
+        """
+        flow_run_id = self.state.run.flow_run_id
+        if flow_run_id is None:
+            return
+        reason = result.error if result.skip_reason == "failure" else "not on the branch taken upstream"
+        try:
+            task = self.prefect_tasks[planned.id]
+            task_run_id, run_of_flow = uuid4(), UUID(str(flow_run_id))
+            details = StateDetails(task_run_id=task_run_id, flow_run_id=run_of_flow)
+            pending: State[Any] = Pending(state_details=details)
+            skipped: State[Any] = Completed(name="Skipped", message=f"skipped: {reason}", state_details=details)
+            parents = {run for source in planned.upstream for run in self.task_runs.get(source, ())}
+            task_run = TaskRun(
+                id=task_run_id,
+                name=planned.id,
+                flow_run_id=run_of_flow,
+                task_key=task.task_key,
+                dynamic_key=f"skipped-{planned.id}",
+                task_version=task.version,
+                empirical_policy=TaskRunPolicy(),
+                task_inputs={"upstream": list(parents)} if parents else {},
+                expected_start_time=pending.timestamp,  # type: ignore[arg-type]  # a datetime is what it holds
+                state=pending,
+            )
+            task_run.state = skipped
+            emit_task_run_state_change_event(task_run, pending, skipped)
+        except Exception:  # the UI loses a row; the run itself is unaffected
+            logger.warning("could not record skipped node %s in Prefect", planned.id, exc_info=True)
+            return
+        self.task_runs.setdefault(planned.id, []).append(TaskRunResult(id=task_run_id))
 
     async def _for_each(self, planned: PlannedNode, upstream: dict[str, Any]) -> NodeResult:
         assert planned.for_each is not None
@@ -660,9 +705,13 @@ async def run_workflow(
                 resumed_from=resume_of,
             )
         )
-    transport = GuardedTransport(services.allow_hosts, httpx.AsyncHTTPTransport(verify=_tls_context()))
+    transport = GuardedTransport(
+        services.allow_hosts, ssl_context=_tls_context(), max_response_bytes=services.http_max_response_bytes
+    )
     try:
-        async with httpx.AsyncClient(transport=transport, timeout=30.0) as http:
+        # trust_env=False: no proxy or netrc from the environment may reroute or decorate what
+        # workflow authors send (the guard checks the addresses it connects to itself).
+        async with httpx.AsyncClient(transport=transport, timeout=30.0, trust_env=False) as http:
             state = _RunState(services=services, plan=plan, run=run, http=http)
             state.emit(NodeEvent(run_id, "", "run_started", "", flow_run_id=str(flow_run_id)))
             _RUNS[run_id] = state

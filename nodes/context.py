@@ -14,6 +14,7 @@ import httpx
 from pydantic import BaseModel
 
 from nodes.errors import NodeConfigError
+from nodes.http_guard import DEFAULT_MAX_RESPONSE_BYTES
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,9 @@ class NodeContext:
     files_backend: FilesBackend | None = None
     #: Pauses the run for a person's answer (core.approval); set by the runner.
     input_waiter: InputWaiter | None = None
+    #: The most bytes of a response body a node reads from ``http`` (the operator's
+    #: SWITCHBOARD_HTTP_MAX_RESPONSE_BYTES; the guarded transport enforces it on the wire too).
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
 
     @property
     def memory(self) -> MemoryBackend:

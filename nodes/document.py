@@ -1,4 +1,12 @@
-"""Documents: the text of a stored PDF, Word (DOCX), HTML, Markdown or plain-text file."""
+"""Documents: the text of a stored PDF, Word (DOCX), HTML, Markdown or plain-text file.
+
+Documents are untrusted and compressed formats can unpack to far more than they weigh: a Word
+document is a zip, checked by :mod:`nodes.archives` before python-docx opens it; a PDF's streams
+are inflated by pypdf under tighter caps than its defaults (:data:`PDF_LIMITS`), and the page
+contents of one document are budgeted in total (:data:`MAX_PDF_CONTENT_BYTES`). The caps are
+constants, not settings: they are far above what text extraction needs and bound memory per
+node call, which an operator has no reason to raise.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +21,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from nodes.archives import DEFAULT_LIMITS, ArchiveError, DamagedArchiveError, check_zip, declared_members
 from nodes.context import NodeContext
 from nodes.errors import NodeConfigError
 from nodes.files import FileRef, load_file
@@ -23,6 +32,24 @@ DocumentFormat = Literal["pdf", "docx", "html", "markdown", "text"]
 
 SUPPORTED = "PDF, Word (.docx), HTML, Markdown and plain text"
 MAX_CHARS = 5_000_000
+
+#: One PDF stream, inflated (pypdf's default is 75 MB per stream, for any number of streams).
+MAX_PDF_STREAM_BYTES = 16 * 1024 * 1024
+#: The page contents of one PDF, inflated, in total: the budget that makes a PDF of many small
+#: streams that each inflate to the per-stream cap fail too.
+MAX_PDF_CONTENT_BYTES = 64 * 1024 * 1024
+#: pypdf's configuration for reading untrusted PDFs (``pypdf.apply_configuration``).
+PDF_LIMITS: dict[str, Any] = {
+    "maximum_declared_stream_length": MAX_PDF_STREAM_BYTES,
+    "array_based_stream_maximum_output_length": MAX_PDF_STREAM_BYTES,
+    "zlib_maximum_output_length": MAX_PDF_STREAM_BYTES,
+    "lzw_maximum_output_length": MAX_PDF_STREAM_BYTES,
+    "run_length_maximum_output_length": MAX_PDF_STREAM_BYTES,
+    "jbig2_maximum_output_length": MAX_PDF_STREAM_BYTES,
+    "brotli_maximum_output_length": MAX_PDF_STREAM_BYTES,
+    "image_maximum_buffer_size": MAX_PDF_STREAM_BYTES,
+    "stream_decoding_work_maximum_length": 4 * MAX_PDF_STREAM_BYTES,
+}
 
 DOCX_MIME = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 _MIME_FORMATS: dict[str, DocumentFormat] = {
@@ -77,6 +104,12 @@ def _sniff(content: bytes) -> DocumentFormat | None:
     if b"%PDF-" in content[:1024]:
         return "pdf"
     if content.startswith(b"PK\x03\x04"):
+        members = declared_members(content)
+        if members is not None and members > DEFAULT_LIMITS.max_members:
+            # zipfile would build one object per listed member just to list the names.
+            raise DocumentError(
+                f"is refused: the archive lists {members:,} members; at most {DEFAULT_LIMITS.max_members:,} are read"
+            )
         try:
             with zipfile.ZipFile(io.BytesIO(content)) as archive:
                 return "docx" if "word/document.xml" in archive.namelist() else None
@@ -94,7 +127,10 @@ def _sniff(content: bytes) -> DocumentFormat | None:
 
 
 def detect_format(ref: dict[str, Any], content: bytes) -> DocumentFormat | None:
-    """From the media type; a vague one falls back to the extension, then to the bytes."""
+    """From the media type; a vague one falls back to the extension, then to the bytes.
+
+    Raises :class:`DocumentError` for a zip that lists more members than are ever read.
+    """
     mime = str(ref.get("mime") or "").split(";")[0].strip().lower()
     if mime in _MIME_FORMATS:
         return _MIME_FORMATS[mime]
@@ -118,26 +154,45 @@ def _decode(content: bytes) -> str:
 
 def _pdf_text(content: bytes, max_pages: int | None, max_chars: int) -> tuple[str, int, bool]:
     """The text of the first ``max_pages`` pages, the page count, and whether pages were left out."""
-    from pypdf import PasswordType, PdfReader
+    from pypdf import PasswordType, PdfReader, apply_configuration
+    from pypdf.errors import LimitReachedError
 
     # pypdf raises a zoo of exceptions (PdfReadError, KeyError, ValueError, ...) on damaged
     # files; every one of them means "not a readable PDF".
     try:
-        reader = PdfReader(io.BytesIO(content))
-        if reader.is_encrypted and reader.decrypt("") == PasswordType.NOT_DECRYPTED:
-            raise DocumentError("is an encrypted PDF that needs a password; save an unprotected copy and try again")
-        total = len(reader.pages)
-        limit = min(total, max_pages) if max_pages else total
-        parts: list[str] = []
-        size = 0
-        for index in range(limit):
-            if size > max_chars:
-                break  # the text is cut here anyway: spare the remaining pages
-            part = (reader.pages[index].extract_text() or "").strip()
-            parts.append(part)
-            size += len(part) + 2
+        with apply_configuration(**PDF_LIMITS):  # a context variable: this thread only
+            reader = PdfReader(io.BytesIO(content))
+            if reader.is_encrypted and reader.decrypt("") == PasswordType.NOT_DECRYPTED:
+                raise DocumentError("is an encrypted PDF that needs a password; save an unprotected copy and try again")
+            total = len(reader.pages)
+            limit = min(total, max_pages) if max_pages else total
+            parts: list[str] = []
+            size = 0
+            unpacked = 0
+            for index in range(limit):
+                if size > max_chars:
+                    break  # the text is cut here anyway: spare the remaining pages
+                page = reader.pages[index]
+                # Inflating the contents first (pypdf keeps the result for extract_text) counts
+                # them against the document's budget before any text is parsed from them.
+                contents = page.get_contents()
+                unpacked += len(contents.get_data()) if contents is not None else 0
+                if unpacked > MAX_PDF_CONTENT_BYTES:
+                    raise DocumentError(
+                        f"is a PDF whose pages up to page {index + 1} unpack to more than "
+                        f"{MAX_PDF_CONTENT_BYTES // (1024 * 1024)} MiB of content, the most document.to_text reads "
+                        "(read fewer pages with `max_pages`)"
+                    )
+                part = (page.extract_text() or "").strip()
+                parts.append(part)
+                size += len(part) + 2
     except DocumentError:
         raise
+    except LimitReachedError as exc:
+        raise DocumentError(
+            f"is a PDF with a stream that unpacks past the {MAX_PDF_STREAM_BYTES // (1024 * 1024)} MiB "
+            f"document.to_text allows ({exc})"
+        ) from exc
     except Exception as exc:
         raise DocumentError(f"is not a readable PDF: {exc}") from exc
     return "\n\n".join(parts), total, len(parts) < total
@@ -167,6 +222,12 @@ def _docx_blocks(container: Any) -> Iterator[str]:
 def _docx_text(content: bytes) -> str:
     import docx
 
+    try:
+        check_zip(content)  # before python-docx reads every member into memory and lxml parses them
+    except DamagedArchiveError as exc:
+        raise DocumentError(f"is not a readable Word (.docx) document: {exc}") from exc
+    except ArchiveError as exc:
+        raise DocumentError(f"is refused as a Word (.docx) document: {exc}") from exc
     try:
         return "\n".join(_docx_blocks(docx.Document(io.BytesIO(content))))
     except Exception as exc:  # zipfile, lxml and python-docx errors alike: a damaged file
@@ -265,10 +326,19 @@ class ToTextOutput(BaseModel):
 
 @node("document.to_text")
 async def to_text(ctx: NodeContext, params: ToTextParams) -> ToTextOutput:
-    """Extract the text of a stored PDF, Word (.docx), HTML, Markdown or plain-text file."""
+    """Extract the text of a stored PDF, Word (.docx), HTML, Markdown or plain-text file.
+
+    Compressed documents are refused when they unpack past fixed caps: a Word document's
+    members 256 MiB in all, 64 MiB for one XML part, a compression ratio of 200:1, 10,000
+    members, no XML entity declarations; a PDF's streams 16 MiB each, its page contents
+    64 MiB in all.
+    """
     ref, content = await load_file(ctx, params.file.file_id)
     label = f"file '{ref['name']}'"
-    fmt = detect_format(ref, content)
+    try:
+        fmt = detect_format(ref, content)
+    except DocumentError as exc:
+        raise NodeConfigError(f"{label} {exc}", node_id=ctx.node_id) from exc
     if fmt is None:
         raise NodeConfigError(
             f"{label} ({ref['mime']}) is not a document type document.to_text reads; supported: {SUPPORTED}",

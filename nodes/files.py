@@ -7,11 +7,12 @@ import asyncio
 from pathlib import PurePosixPath
 from typing import Any
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from nodes import tables
 from nodes.context import NodeContext
 from nodes.errors import NodeConfigError
+from nodes.file_names import checked_mime, checked_name
 from nodes.params import Params
 from nodes.registry import node
 
@@ -26,8 +27,24 @@ class FileRef(BaseModel):
 class SaveParams(Params):
     content: str | None = Field(default=None, description="Text to store (UTF-8).")
     file: FileRef | None = Field(default=None, description="A file reference to store again under `name`.")
-    name: str = Field(min_length=1, max_length=255, description="The file name (its extension sets the media type).")
-    mime: str | None = Field(default=None, description="Media type (default: from the name).")
+    name: str = Field(
+        min_length=1,
+        max_length=255,
+        description="The file name (its extension sets the media type): one line of text, no `/` or `\\`.",
+    )
+    mime: str | None = Field(
+        default=None, max_length=100, description="Media type, e.g. text/csv (default: from the name)."
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, value: str) -> str:
+        return checked_name(value)
+
+    @field_validator("mime")
+    @classmethod
+    def _safe_mime(cls, value: str | None) -> str | None:
+        return checked_mime(value)
 
     @model_validator(mode="after")
     def _one_source(self) -> SaveParams:
@@ -43,7 +60,10 @@ async def save(ctx: NodeContext, params: SaveParams) -> FileRef:
         _, content = await load_file(ctx, params.file.file_id)
     else:
         content = (params.content or "").encode()
-    return FileRef(**await ctx.files.save(content, name=params.name, mime=params.mime))
+    try:
+        return FileRef(**await ctx.files.save(content, name=params.name, mime=params.mime))
+    except LookupError as exc:  # storage.files.FileStoreError: too large, or refused by the store
+        raise NodeConfigError(str(exc), node_id=ctx.node_id) from exc
 
 
 class LoadParams(Params):
@@ -108,8 +128,13 @@ class TransformParams(Params):
         min_length=1,
         max_length=255,
         description="File name for the converted file (default: the input file's name, or 'data', with the "
-        "output format's extension).",
+        "output format's extension): one line of text, no `/` or `\\`.",
     )
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, value: str | None) -> str | None:
+        return checked_name(value) if value is not None else None
 
     @model_validator(mode="after")
     def _one_source(self) -> TransformParams:

@@ -10,6 +10,8 @@ request carries the node's credential as a bearer token, goes to the credential'
   then ``AuthError`` naming the credential to reconnect;
 * any other 4xx -> ``ProviderError`` carrying the provider's own message.
 
+Requests go through the running event loop's pooled client for the base URL
+(:mod:`nodes.provider_clients`): connections are kept alive between requests and nodes.
 Provider calls do not go through the SSRF guard on ``ctx.http``: their base URL is set by
 whoever stored the credential, not by workflow authors.
 """
@@ -22,12 +24,26 @@ from typing import Any
 
 import httpx
 
+from nodes import safe_json
 from nodes.auth import with_token
 from nodes.context import NodeContext
 from nodes.errors import AuthError, ProviderError, TransientError, parse_retry_after
+from nodes.provider_clients import client_for
+from nodes.query import with_query
 
 #: Longest provider error text carried into a node error.
 MESSAGE_LIMIT = 500
+#: Largest provider JSON body parsed (a files.list page or a 100-record search is far below).
+JSON_LIMIT = 32 * 1024 * 1024
+
+
+def try_json(response: httpx.Response) -> Any:
+    """The body as JSON, or None when it is not JSON within :mod:`nodes.safe_json`'s bounds
+    (never a RecursionError on a hostile body nested 100k deep)."""
+    try:
+        return safe_json.loads(response.content, max_bytes=JSON_LIMIT, unique_keys=False)
+    except safe_json.UnsafeJSONError:
+        return None
 
 
 def _default_message(body: Any) -> str | None:
@@ -68,17 +84,19 @@ class RestProvider:
     ) -> httpx.Response:
         """Send one request for the node; returns the (2xx/3xx) response or raises a node error.
 
-        ``path`` is joined to the credential's ``base_url`` (or the provider's default).
+        ``path`` is joined to the credential's ``base_url`` (or the provider's default); ``params``
+        are merged into the query string ``path`` may carry (:func:`nodes.query.with_query`).
         """
 
         async def attempt(token: str, base_url: str | None) -> httpx.Response:
-            url = f"{(base_url or self.default_base_url).rstrip('/')}/{path.lstrip('/')}"
+            # A path may carry its own query (a provider's pagination link): merge, never replace.
+            url = with_query(f"{(base_url or self.default_base_url).rstrip('/')}/{path.lstrip('/')}", params)
             sent_headers = {"Authorization": f"Bearer {token}", **(headers or {})}
+            client = await client_for(base_url or self.default_base_url)
             try:
-                async with httpx.AsyncClient(timeout=self.timeout) as client:
-                    response = await client.request(
-                        method, url, params=params, json=json, content=content, headers=sent_headers
-                    )
+                response = await client.request(
+                    method, url, json=json, content=content, headers=sent_headers, timeout=self.timeout
+                )
             except httpx.TimeoutException as exc:
                 raise TransientError(f"timed out after {self.timeout:g}s", provider=self.name) from exc
             except httpx.TransportError as exc:
@@ -87,6 +105,16 @@ class RestProvider:
             return response
 
         return await with_token(ctx, attempt)
+
+    def json_of(self, response: httpx.Response) -> Any:
+        """The body of a provider response as JSON; a ProviderError saying why when it is not
+        JSON within :mod:`nodes.safe_json`'s bounds."""
+        try:
+            return safe_json.loads(
+                response.content, what=f"{self.name}'s response", max_bytes=JSON_LIMIT, unique_keys=False
+            )
+        except safe_json.UnsafeJSONError as exc:
+            raise ProviderError(str(exc), provider=self.name, status=response.status_code) from exc
 
     def raise_for_status(self, ctx: NodeContext, response: httpx.Response) -> None:
         """Map an error response onto the node error tree (2xx and 3xx pass)."""
@@ -111,9 +139,6 @@ class RestProvider:
         raise ProviderError(message, provider=self.name, status=status)
 
     def _message(self, response: httpx.Response) -> str:
-        try:
-            found = self.message_of(response.json())
-        except ValueError:
-            found = None
+        found = self.message_of(try_json(response))
         text = found or response.text or response.reason_phrase
         return text[:MESSAGE_LIMIT]

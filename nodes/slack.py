@@ -26,7 +26,7 @@ from nodes.context import NodeContext
 from nodes.errors import AuthError, ProviderError, TransientError, parse_retry_after
 from nodes.params import Params
 from nodes.registry import node
-from nodes.rest import RestProvider
+from nodes.rest import RestProvider, try_json
 
 PROVIDER = "slack"
 DEFAULT_BASE_URL = "https://slack.com/api/"
@@ -83,10 +83,7 @@ def raise_for_error(ctx: NodeContext, body: Any, *, channel: str, retry_after: s
 async def call(ctx: NodeContext, method: str, args: Mapping[str, Any], *, channel: str) -> dict[str, Any]:
     """One Web API method (JSON POST); returns Slack's answer when it says ``ok: true``."""
     response = await SLACK.request(ctx, "POST", method, json=dict(args))
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
+    body = try_json(response)
     raise_for_error(ctx, body, channel=channel, retry_after=response.headers.get("retry-after"))
     return dict(body)
 

@@ -13,6 +13,8 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
+from nodes import safe_json
+
 TableFormat = Literal["csv", "json", "jsonl", "markdown"]
 
 #: Largest input files.transform reads (bytes of the file or text; JSON size of a row list).
@@ -112,11 +114,16 @@ def _parse_csv(text: str) -> list[dict[str, Any]]:
     return rows
 
 
+def _loads(text: str, what: str) -> Any:
+    """JSON from a file or text: bounded in depth and digits, no NaN, no duplicate keys."""
+    return safe_json.loads(text, what=what, max_bytes=MAX_TRANSFORM_BYTES)
+
+
 def _parse_json(text: str) -> list[dict[str, Any]]:
     try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise TableError(f"the JSON is not valid at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+        value = _loads(text, "the JSON")
+    except safe_json.UnsafeJSONError as exc:
+        raise TableError(str(exc)) from None
     return _check_rows(value, "JSON")
 
 
@@ -137,9 +144,9 @@ def _parse_jsonl(text: str) -> list[dict[str, Any]]:
         if not line.strip():
             continue
         try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise TableError(f"line {number} of the JSONL is not JSON: {exc.msg} (column {exc.colno})") from None
+            row = _loads(line, f"line {number} of the JSONL")
+        except safe_json.UnsafeJSONError as exc:  # within one line, only the column says where
+            raise TableError(str(exc).replace(" (line 1 column ", " (column ")) from None
         if not isinstance(row, dict):
             raise TableError(f"line {number} of the JSONL is not an object (it is {kind_of(row)})")
         rows.append(row)
@@ -265,7 +272,10 @@ def convert(source: str | list[Any], fmt: TableFormat, to: TableFormat) -> tuple
         rows = parse_table(source, fmt)
     else:
         rows = _check_rows(source, "data")
-        size = len(json.dumps(rows, ensure_ascii=False, default=str).encode())
+        try:
+            size = len(json.dumps(rows, ensure_ascii=False, default=str).encode())
+        except RecursionError:  # rows from a template: nested past what JSON encoding recurses into
+            raise TableError("the data nests too deeply to convert") from None
         if size > MAX_TRANSFORM_BYTES:
             raise TableError(f"the data is {size:,} bytes as JSON; files.transform reads at most 20 MB")
     columns = columns_of(rows)

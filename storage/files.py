@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from nodes.file_names import mime_problem, name_problem
 from storage.db import sessionmaker
 from storage.models import FileRow
 
@@ -24,7 +25,8 @@ MAX_FILE_BYTES = 100 * 1024 * 1024
 
 
 class FileStoreError(LookupError):
-    """A file is missing, too large, or its bytes do not match its record."""
+    """A file is missing, too large, has an unsafe name or media type, or its bytes do not match
+    its record."""
 
 
 def file_ref(row: FileRow) -> dict[str, Any]:
@@ -57,7 +59,15 @@ class FileStore:
             raise
 
     async def save(self, content: bytes, *, name: str, mime: str | None = None) -> dict[str, Any]:
-        """Store bytes; returns the file reference."""
+        """Store bytes; returns the file reference.
+
+        Every writer comes through here, so this is where a name or media type that would be
+        unsafe downstream (headers, Slack, paths: see :mod:`nodes.file_names`) is refused.
+        """
+        if problem := name_problem(name):
+            raise FileStoreError(f"the file name {problem}")
+        if mime is not None and (problem := mime_problem(mime)):
+            raise FileStoreError(f"the media type {problem}")
         if len(content) > MAX_FILE_BYTES:
             raise FileStoreError(f"{name!r} is {len(content)} bytes; the limit is {MAX_FILE_BYTES}")
         digest = hashlib.sha256(content).hexdigest()

@@ -195,11 +195,20 @@ class RunStore:
             query = select(RunRow).where(RunRow.flow_run_id.in_(flow_run_ids))
             return [_record(row) for row in (await session.execute(query)).scalars()]
 
-    async def list(self, *, workflow: str | None = None, status: str | None = None, limit: int = 50) -> list[RunRecord]:
-        """Newest first."""
+    async def list(
+        self,
+        *,
+        workflow: str | None = None,
+        status: str | None = None,
+        limit: int = 50,
+        workflows: builtins.list[str] | None = None,
+    ) -> list[RunRecord]:
+        """Newest first; ``workflows``: only runs of these workflows."""
         query = select(RunRow).order_by(RunRow.started_at.desc(), RunRow.id).limit(limit)
         if workflow:
             query = query.where(RunRow.workflow == workflow)
+        if workflows is not None:
+            query = query.where(RunRow.workflow.in_(workflows))
         if status:
             query = query.where(RunRow.status == status)
         async with self.sessions() as session:

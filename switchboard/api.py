@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from prefect import tags
-from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
 from prefect.client.schemas.sorting import FlowRunSort
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -29,6 +28,7 @@ from nodes.http_guard import AllowList
 from storage.files import FileStore
 from storage.memory import MemoryStore
 from storage.runs import RunStore
+from switchboard import embedded_prefect
 from switchboard.credentials import resolver_for
 from switchboard.database import open_engine
 from switchboard.settings import Settings
@@ -112,6 +112,7 @@ async def arun(
     run_id = run_id or new_run_id()
     services = RunServices(
         allow_hosts=AllowList.parse(settings.http_allow_hosts if allow_hosts is None else allow_hosts),
+        http_max_response_bytes=settings.http_max_response_bytes,
         credential_resolver=credential_resolver,
         listeners=list(listeners),
         template_env=settings.template_env_values(),
@@ -131,6 +132,7 @@ async def arun(
             services.files = FileStore(engine, settings.files_path)
             if credential_resolver is None:
                 services.credential_resolver = resolver_for(engine, settings, triggered_by)
+        await embedded_prefect.ready()  # waits without blocking the loop (the bot keeps answering)
         result = await _run_registered(plan, resolved, services, run_id, trigger, version, resume_of, resume_root)
         handler = plan.workflow.on_failure
         if handler and engine is not None and result.status == "failed" and trigger != FAILURE_TRIGGER:
@@ -294,7 +296,7 @@ async def aretry(
 
 async def check_retryable(run_id: str) -> Any:
     """The Prefect flow run of ``run_id`` if it can be retried; raises saying why not."""
-    async with get_client() as client:
+    async with embedded_prefect.client() as client:
         runs = await client.read_flow_runs(
             flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[_run_tag(run_id)])),
             sort=FlowRunSort.START_TIME_DESC,

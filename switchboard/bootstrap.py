@@ -1,11 +1,16 @@
-"""Prefect environment defaults for the embedded mode, applied before Prefect is imported.
+"""Prefect environment defaults for the embedded mode.
 
 Each value is only a default (``os.environ.setdefault``): anything the operator set wins.
+They are meant to be set before Prefect is imported, but must not depend on it: Prefect's
+process worker imports ``prefect`` first and only then the deployment's entrypoint
+(``deployments.entrypoint``), so when Prefect is already loaded its process-wide settings are
+re-read from the environment once the defaults are in it.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 _DEFAULTS = {
@@ -23,7 +28,7 @@ _DEFAULTS = {
 
 
 def configure_prefect_environment() -> None:
-    """Set Prefect defaults for Switchboard; must run before ``import prefect``."""
+    """Set Prefect defaults for Switchboard (idempotent; cheapest before ``import prefect``)."""
     for key, value in _DEFAULTS.items():
         os.environ.setdefault(key, value)
     # The embedded default keeps Prefect's database and result storage under Switchboard's
@@ -33,3 +38,8 @@ def configure_prefect_environment() -> None:
         prefect_home = home / "prefect"
         prefect_home.mkdir(parents=True, exist_ok=True)
         os.environ["PREFECT_HOME"] = str(prefect_home)
+    if "prefect.context" in sys.modules:
+        # Prefect read its settings when it was imported, before these defaults existed.
+        from prefect.context import refresh_global_settings_context
+
+        refresh_global_settings_context()

@@ -745,6 +745,13 @@ def bot(
 def server(
     host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0: every interface).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 4200,
+    ui_api_url: Annotated[
+        str | None,
+        typer.Option(
+            help="Where browsers reach the API, for a server behind a proxy (default: PREFECT_UI_API_URL, "
+            "else /api on the address the UI was loaded from)."
+        ),
+    ] = None,
 ) -> None:
     """Run the Prefect server (API and UI) that workers, bots and `deploy` talk to.
 
@@ -755,7 +762,7 @@ def server(
 
     from deployments import processes
 
-    command = processes.server_command(host, port)
+    command = processes.server_command(host, port, ui_api_url=ui_api_url)
     url = processes.api_url(host, port)
     out.print(f"Prefect server on {escape(processes.server_database(command.env))}")
     out.print(f"UI: {url.removesuffix('/api')}")

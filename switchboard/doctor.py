@@ -18,7 +18,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import httpx
-from prefect.client.orchestration import get_client
 from prefect.exceptions import ObjectNotFound
 from prefect.settings import get_current_settings
 from sqlalchemy import select, text
@@ -31,6 +30,7 @@ from storage.db import create_engine, sessionmaker
 from storage.migrate import current_revision, head_revision, is_known_revision
 from storage.models import CredentialRow
 from storage.slack_installations import SlackInstallationRow
+from switchboard import embedded_prefect
 from switchboard.settings import Settings
 
 Status = Literal["ok", "warn", "fail", "info"]
@@ -273,7 +273,7 @@ async def _prefect(api_url: str | None) -> list[Check]:
     budget = TIMEOUT if api_url else get_current_settings().server.ephemeral.startup_timeout_seconds + TIMEOUT
     try:
         async with asyncio.timeout(budget):
-            async with get_client() as client:
+            async with embedded_prefect.client() as client:
                 error = await client.api_healthcheck()
                 if error is not None:
                     return [Check("prefect", "fail", f"{where} does not answer ({_reason(error)})", unreachable_fix)]

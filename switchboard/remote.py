@@ -16,7 +16,7 @@ from typing import Any
 from uuid import UUID
 
 import httpx
-from prefect.client.orchestration import PrefectClient, get_client
+from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, FlowRunFilterParentFlowRunId
 from prefect.client.schemas.objects import FlowRun, State, StateType
 from prefect.exceptions import ObjectNotFound
@@ -31,6 +31,7 @@ from flows.results import NodeResult
 from flows.runner import Listener, NodeEvent
 from storage.runs import RunRecordNotFoundError, RunStore
 from storage.workflows import WorkflowStore
+from switchboard import embedded_prefect
 from switchboard.api import check_retryable
 from switchboard.api import new_run_id as make_run_id
 
@@ -124,7 +125,7 @@ async def submit_retry(
 
 
 async def _create(parameters: dict[str, Any], run_id: str, workflow: str, trigger: str) -> UUID:
-    async with get_client() as client:
+    async with embedded_prefect.client() as client:
         deployment_id = await _deployment_id(client)
         flow_run = await client.create_flow_run_from_deployment(
             deployment_id,
@@ -137,7 +138,7 @@ async def _create(parameters: dict[str, Any], run_id: str, workflow: str, trigge
 async def cancel(run: RemoteRun) -> None:
     """Ask for the run to be cancelled: its worker stops it and it ends Cancelled (a run not
     started yet is cancelled by Prefect at once)."""
-    async with get_client() as client:
+    async with embedded_prefect.client() as client:
         flow_run = await client.read_flow_run(run.flow_run_id)
         if flow_run.state is not None and flow_run.state.is_final():
             return
@@ -160,7 +161,7 @@ async def follow(run: RemoteRun, listen: Listener, *, poll: float = 1.0) -> Flow
     runner_id: UUID | None = None
     seen: dict[UUID, tuple[str, int]] = {}
     asked: set[str] = set()
-    async with get_client() as client:
+    async with embedded_prefect.client() as client:
         while True:
             try:
                 flow_run, runner_id = await _follow_once(client, run, listen, runner_id, seen, asked)
@@ -280,7 +281,7 @@ async def wait(
     loop = asyncio.get_running_loop()
     deadline = None if timeout is None else loop.time() + timeout
     seen: str | None = None
-    async with get_client() as client:
+    async with embedded_prefect.client() as client:
         while True:
             try:
                 flow_run = await client.read_flow_run(run.flow_run_id)

@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from uuid import UUID
 
-from prefect.client.orchestration import get_client
 from prefect.exceptions import ObjectNotFound
 
 from storage.models import utcnow
 from storage.runs import RunRecord, RunStore
+from switchboard import embedded_prefect
 from switchboard.database import open_engine
 from switchboard.settings import Settings
 
@@ -76,7 +76,7 @@ async def _delete_flow_runs(records: list[RunRecord], result: CleanupResult) -> 
     if not with_flow_run:
         return gone
     limit = asyncio.Semaphore(PREFECT_CONCURRENCY)
-    async with get_client() as client:
+    async with embedded_prefect.client() as client:
 
         async def delete(record: RunRecord) -> None:
             assert record.flow_run_id is not None
@@ -144,7 +144,7 @@ async def _delete_deployment_runs(result: CleanupResult) -> None:
     from deployments.entrypoint import CLEANUP_FLOW_NAME, FLOW_NAME
 
     final = [StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED]
-    async with get_client() as client:
+    async with embedded_prefect.client() as client:
         while True:
             page = await client.read_flow_runs(
                 flow_filter=FlowFilter(name=FlowFilterName(any_=[FLOW_NAME, CLEANUP_FLOW_NAME])),

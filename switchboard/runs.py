@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
-from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, LogFilter, LogFilterFlowRunId
 from prefect.client.schemas.sorting import LogSort
 
 from storage.runs import RunRecord, RunStore
+from switchboard import embedded_prefect
 from switchboard.database import open_engine
 
 #: Prefect's final state types and the run status they mean.
@@ -28,7 +28,7 @@ async def reconcile(store: RunStore, records: list[RunRecord]) -> bool:
     open_runs = {r.flow_run_id: r for r in records if not r.is_final and r.flow_run_id}
     if not open_runs:
         return False
-    async with get_client() as client:
+    async with embedded_prefect.client() as client:
         flow_runs = await client.read_flow_runs(
             flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[UUID(i) for i in open_runs])),
             limit=len(open_runs),
@@ -84,7 +84,7 @@ def redact_line(text: str) -> str:
 async def flow_run_logs(flow_run_id: str, *, node: str | None = None, limit: int = 20) -> list[LogLine]:
     """The last ``limit`` log lines of a flow run (of one node's task runs with ``node``), oldest
     first, redacted."""
-    async with get_client() as client:
+    async with embedded_prefect.client() as client:
         task_runs = await client.read_task_runs(
             flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[UUID(flow_run_id)]))
         )

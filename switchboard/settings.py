@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from nodes.http_guard import DEFAULT_MAX_RESPONSE_BYTES
 from switchboard.oauth_settings import OAuthProvider, configured_providers, read_provider
 
 
@@ -26,7 +27,17 @@ class Settings(BaseSettings):
     )
     http_allow_hosts: str = Field(
         default="",
-        description="Comma-separated hosts or CIDRs that http nodes may reach although private.",
+        description="Comma-separated destinations that http.request may reach although they are private, "
+        "loopback or otherwise not public: a host name, an IPv4 or IPv6 address, or a CIDR range, each "
+        "optionally with a port that limits it to that port (`api.internal`, `db.internal:5432`, "
+        "`10.0.0.0/8`, `10.1.0.0/16:443`, `fd00::/8`, `[fd00::1]:8080`: IPv6 in brackets when a port "
+        "follows).",
+    )
+    http_max_response_bytes: int = Field(
+        default=DEFAULT_MAX_RESPONSE_BYTES,
+        ge=1,
+        description="The most bytes of a response body http.request reads (after decompression); a "
+        "larger response fails the node (not retried) without being read further.",
     )
     max_parallel_nodes: int = Field(
         default=64, ge=1, le=10_000, description="Node tasks running at once in one run (for_each items included)."
@@ -108,6 +119,13 @@ class Settings(BaseSettings):
     slack_admins: str = Field(default="", description="Comma-separated Slack user ids that may do anything.")
     public_url: str | None = Field(
         default=None, description="Where Slack and browsers reach the bot (links to OAuth callbacks and webhooks)."
+    )
+    max_request_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        le=1024 * 1024 * 1024,
+        description="The largest request body the bot's HTTP server reads, on every route (Slack, webhooks, "
+        "OAuth callbacks); a larger one gets 413 without being read.",
     )
 
     @property

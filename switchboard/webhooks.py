@@ -12,6 +12,13 @@ The bot refuses (401) a missing or malformed header, a wrong signature, and a ti
 than :data:`TOLERANCE_SECONDS` before or after its clock. :func:`signed_headers` builds the
 two headers for a Python sender.
 
+The timestamp is checked, signed and verified as one exact text: ASCII digits, no sign, no
+blanks, no leading zero (:func:`canonical_timestamp`). Python's ``int()`` also reads ``0<ts>``,
+``+<ts>``, ``1_7...`` or Arabic-Indic digits as the same number: accepting those would let
+anyone turn one signed request into many that all verify. For the same reason the bot's
+replay guard keys a request on :func:`replay_key`, derived from what was verified (the
+workflow and the signature over the canonical timestamp and the body), never on raw headers.
+
 Secrets are stored encrypted in the credential store (provider ``webhook``, credential name
 ``webhook:<workflow>``); they are shown once, by :func:`add` and :func:`rotate`, and never
 listed, logged or posted.
@@ -21,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 import time
 from collections.abc import AsyncIterator
@@ -44,6 +52,8 @@ TIMESTAMP_HEADER = "X-Switchboard-Timestamp"
 SIGNATURE_HEADER = "X-Switchboard-Signature"
 #: How far a request's timestamp may be from the receiver's clock, either way.
 TOLERANCE_SECONDS = 300
+#: Unix seconds, spelled one way only (at most 12 digits: beyond the year 33000).
+TIMESTAMP_PATTERN = re.compile(r"[1-9][0-9]{0,11}")
 
 
 class WebhookError(RuntimeError):
@@ -80,21 +90,29 @@ def signed_headers(secret: str, body: bytes, *, timestamp: int | None = None) ->
     }
 
 
+def canonical_timestamp(text: str) -> int:
+    """The unix seconds ``text`` spells, if it is spelled canonically; else :class:`SignatureError`."""
+    if not TIMESTAMP_PATTERN.fullmatch(text):
+        raise SignatureError(
+            f"{TIMESTAMP_HEADER} must be unix seconds: ASCII digits only, "
+            "with no sign, blanks or leading zeros (e.g. 1718000000)"
+        )
+    return int(text)
+
+
 def verify(
     secret: str, *, timestamp: str | None, signature_header: str | None, body: bytes, now: float | None = None
 ) -> int:
     """Check a request's two headers; returns its timestamp, or raises :class:`SignatureError`.
 
-    The signature is compared in constant time.
+    The timestamp must be canonical (:func:`canonical_timestamp`), and the signature is checked
+    over that exact text, in constant time.
     """
     if not timestamp:
         raise SignatureError(f"missing {TIMESTAMP_HEADER} header (unix seconds)")
     if not signature_header:
         raise SignatureError(f"missing {SIGNATURE_HEADER} header (sha256=<hex HMAC-SHA256>)")
-    try:
-        stamp = int(timestamp)
-    except ValueError:
-        raise SignatureError(f"{TIMESTAMP_HEADER} must be unix seconds (an integer)") from None
+    stamp = canonical_timestamp(timestamp)
     now = time.time() if now is None else now
     if abs(now - stamp) > TOLERANCE_SECONDS:
         raise SignatureError(
@@ -103,9 +121,24 @@ def verify(
         )
     if not signature_header.startswith("sha256="):
         raise SignatureError(f"{SIGNATURE_HEADER} must look like sha256=<hex>")
-    if not hmac.compare_digest(signature_header.encode(), signature(secret, stamp, body).encode()):
-        raise SignatureError("the signature does not match (wrong secret, or the body changed after signing)")
+    expected = signature(secret, timestamp, body)
+    if not hmac.compare_digest(signature_header.encode("utf-8", "surrogatepass"), expected.encode()):
+        raise SignatureError(
+            "the signature does not match (a wrong secret, a workflow without a webhook secret, "
+            "or the body changed after signing)"
+        )
     return stamp
+
+
+def replay_key(workflow: str, secret: str, timestamp: int, body: bytes) -> str:
+    """What identifies a verified request to the replay guard: one key per signed request,
+    however its headers were spelled (it is derived from what :func:`verify` checked)."""
+    return f"webhook:{workflow}:{signature(secret, timestamp, body)}"
+
+
+def replay_expiry(timestamp: int) -> int:
+    """The unix second after which a request signed at ``timestamp`` fails :func:`verify`."""
+    return timestamp + TOLERANCE_SECONDS + 1
 
 
 @dataclass

@@ -16,6 +16,7 @@ from storage.audit import AuditEntry, entries
 from storage.db import create_engine
 from storage.migrate import upgrade
 from storage.workflows import ApplyResult, StoredVersion, WorkflowNotFoundError, WorkflowStore, WorkflowSummary
+from switchboard import embedded_prefect
 from switchboard.database import open_engine
 from switchboard.settings import Settings
 
@@ -91,7 +92,6 @@ async def deploy(name: str | None = None) -> SyncReport:
     configured Prefect API (``PREFECT_API_URL``); a second call changes nothing. Raises
     :class:`WorkflowNotFoundError` for a ``name`` that is neither stored nor deployed.
     """
-    from prefect.client.orchestration import get_client
 
     from deployments.sync import sync
 
@@ -99,7 +99,7 @@ async def deploy(name: str | None = None) -> SyncReport:
         known = await store.list(include_archived=True)
         live = [w.name for w in known if not w.archived and (name is None or w.name == name)]
         stored = [await store.get(n) for n in live]
-    async with get_client() as client:
+    async with embedded_prefect.client() as client:
         report = await sync(
             client, stored, only=None if name is None else [name], cleanup_cron=Settings().cleanup_schedule
         )

@@ -23,6 +23,7 @@ import requests
 from pyairtable import Api, Table
 from pyairtable.api.types import RecordDict
 
+from nodes import safe_json
 from nodes.auth import with_token
 from nodes.context import NodeContext
 from nodes.errors import AuthError, ProviderError, TransientError, parse_retry_after
@@ -87,8 +88,8 @@ def message_of(body: Any) -> str | None:
 
 def _response_message(response: requests.Response) -> str:
     try:
-        body = response.json()
-    except ValueError:
+        body = safe_json.loads(response.content, unique_keys=False)
+    except safe_json.UnsafeJSONError:
         body = None
     found = message_of(body)
     if found and isinstance(body, Mapping) and isinstance(body.get("error"), str):
@@ -139,6 +140,8 @@ async def run(ctx: NodeContext, operation: Callable[[Api], T]) -> T:
             return await asyncio.to_thread(operation, api)
         except (requests.RequestException, pydantic.ValidationError) as exc:
             raise translate(exc, ctx) from exc
+        except RecursionError as exc:  # pyairtable parsed a hostile body nested thousands deep
+            raise ProviderError("Airtable answered JSON nested too deeply to read", provider=PROVIDER) from exc
         finally:
             api.session.close()
 

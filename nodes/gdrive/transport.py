@@ -22,7 +22,8 @@ from urllib.parse import quote
 import httpx
 
 from nodes.context import NodeContext
-from nodes.rest import RestProvider
+from nodes.errors import ProviderError
+from nodes.rest import RestProvider, try_json
 
 PROVIDER = "gdrive"
 DEFAULT_BASE_URL = "https://www.googleapis.com"
@@ -59,10 +60,7 @@ def message_of(body: Any) -> str | None:
 
 def reasons_of(response: httpx.Response) -> set[str]:
     """The ``errors[].reason`` values of a Google error response."""
-    try:
-        body = response.json()
-    except ValueError:
-        return set()
+    body = try_json(response)
     error = body.get("error") if isinstance(body, Mapping) else None
     if not isinstance(error, Mapping):
         return set()
@@ -75,6 +73,14 @@ def is_transient(response: httpx.Response) -> bool:
 
 
 DRIVE = RestProvider(PROVIDER, DEFAULT_BASE_URL, timeout=60.0, message_of=message_of, is_transient=is_transient)
+
+
+def _object(response: httpx.Response) -> dict[str, Any]:
+    """A Drive answer that must be a JSON object (a ProviderError otherwise)."""
+    body = DRIVE.json_of(response)
+    if not isinstance(body, dict):
+        raise ProviderError(f"Drive answered {response.status_code} without a JSON object", provider=PROVIDER)
+    return body
 
 
 def q_string(value: str) -> str:
@@ -102,7 +108,7 @@ async def list_files(ctx: NodeContext, q: str | None, limit: int) -> list[dict[s
             params["q"] = q
         if token:
             params["pageToken"] = token
-        page = (await DRIVE.request(ctx, "GET", FILES_PATH, params=params)).json()
+        page = DRIVE.json_of(await DRIVE.request(ctx, "GET", FILES_PATH, params=params))
         found.extend(page.get("files") or [])
         token = page.get("nextPageToken")
         if not token:
@@ -113,8 +119,7 @@ async def list_files(ctx: NodeContext, q: str | None, limit: int) -> list[dict[s
 async def get_file(ctx: NodeContext, file_id: str, fields: str = FILE_FIELDS) -> dict[str, Any]:
     """files.get: one file's metadata."""
     params = {"fields": fields, "supportsAllDrives": "true"}
-    result: dict[str, Any] = (await DRIVE.request(ctx, "GET", file_path(file_id), params=params)).json()
-    return result
+    return _object(await DRIVE.request(ctx, "GET", file_path(file_id), params=params))
 
 
 async def download(ctx: NodeContext, file_id: str) -> bytes:
@@ -150,5 +155,4 @@ async def upload(ctx: NodeContext, metadata: Mapping[str, Any], content: bytes, 
     response = await DRIVE.request(
         ctx, "POST", UPLOAD_PATH, params=params, content=body, headers={"Content-Type": content_type}
     )
-    result: dict[str, Any] = response.json()
-    return result
+    return _object(response)

@@ -96,6 +96,8 @@ async def run(ctx: NodeContext, operation: Callable[[Github], T]) -> T:
             return await asyncio.to_thread(operation, github)
         except (GithubException, requests.RequestException) as exc:
             raise translate(exc, ctx) from exc
+        except RecursionError as exc:  # PyGithub parsed a hostile body nested thousands deep
+            raise ProviderError("GitHub answered JSON nested too deeply to read", provider=PROVIDER) from exc
         finally:
             github.close()
 

@@ -14,11 +14,11 @@ and ``errors[].message`` details, never the correlation id alone.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, time
 from typing import Any
 
+from nodes import safe_json
 from nodes.context import NodeContext
 from nodes.errors import ProviderError
 from nodes.rest import RestProvider
@@ -40,8 +40,8 @@ def _inner_messages(message: str) -> str:
     if not sep or not rest.lstrip().startswith("["):
         return message
     try:
-        items = json.loads(rest)
-    except ValueError:
+        items = safe_json.loads(rest, unique_keys=False)
+    except safe_json.UnsafeJSONError:
         return message
     inner = [str(i["message"]) for i in items if isinstance(i, Mapping) and isinstance(i.get("message"), str)]
     return f"{head}: {'; '.join(inner)}" if inner else message
@@ -74,10 +74,7 @@ HUBSPOT = RestProvider(PROVIDER, DEFAULT_BASE_URL, message_of=message_of)
 async def call(ctx: NodeContext, method: str, path: str, *, body: Any = None) -> dict[str, Any]:
     """One HubSpot request; returns the JSON object it answered (errors are node errors)."""
     response = await HUBSPOT.request(ctx, method, path, json=body)
-    try:
-        data = response.json()
-    except ValueError:
-        data = None
+    data = HUBSPOT.json_of(response)
     if not isinstance(data, dict):
         raise ProviderError(f"{method} {path} answered {response.status_code} without a JSON object", provider=PROVIDER)
     return data

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -68,32 +69,70 @@ def bot_settings(tmp_path: Path, slack: FakeSlack, database_url: str, **override
     )
 
 
-@pytest.fixture
-async def bot(tmp_path: Path, prefect_server: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Bot]:
-    """The bot over HTTP on a free port, with a fresh SQLite database and a fake Slack."""
-    database_url = f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"
+@contextlib.asynccontextmanager
+async def serve_bots(
+    tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch, count: int = 1
+) -> AsyncIterator[list[Bot]]:
+    """``count`` bot servers on free ports, on ``database_url`` (migrated here), sharing one fake
+    Slack and one home (so one secret key), as bot processes behind a load balancer would."""
     monkeypatch.setenv("SWITCHBOARD_HOME", str(tmp_path))  # runs read Settings() too: same home, same key
     monkeypatch.setenv("SWITCHBOARD_DATABASE_URL", database_url)
     monkeypatch.setenv("SWITCHBOARD_FILES_DIR", str(tmp_path / "files"))
     fake = FakeHTTP().start()
     slack = FakeSlack(fake)
-    engine = create_engine(database_url)
-    await upgrade(engine)
+    migrating = create_engine(database_url)
+    await upgrade(migrating)
+    await migrating.dispose()
     settings = bot_settings(tmp_path, slack, database_url, slack_admins="UADMIN")
+    try:
+        async with httpx.AsyncClient(timeout=30) as http, contextlib.AsyncExitStack() as stack:
+            yield [await stack.enter_async_context(serve_runtime(settings, slack, http)) for _ in range(count)]
+    finally:
+        fake.stop()
+
+
+@contextlib.asynccontextmanager
+async def serve_bot(tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Bot]:
+    """One bot server (see :func:`serve_bots`)."""
+    async with serve_bots(tmp_path, database_url, monkeypatch) as (running,):
+        yield running
+
+
+@pytest.fixture
+async def bot(tmp_path: Path, prefect_server: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Bot]:
+    """The bot over HTTP on a free port, with a fresh SQLite database and a fake Slack."""
+    async with serve_bot(tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}", monkeypatch) as running:
+        yield running
+
+
+@contextlib.asynccontextmanager
+async def serve_runtime(settings: Settings, slack: FakeSlack, http: httpx.AsyncClient) -> AsyncIterator[Bot]:
+    """A bot server with its own engine and runtime on ``settings``' (already migrated) database,
+    as a separate bot process would have; stopped on exit."""
+    engine = create_engine(settings.effective_database_url)
     client = AsyncWebClient(token=BOT_TOKEN, base_url=slack.api_url)
     runtime = BotRuntime(settings=settings, engine=engine, client=client)
     port = free_port()
-    web = create_web_app(runtime, report_interval=3600)  # tests call bot.reporter themselves
+    web = create_web_app(runtime, report_interval=3600)
     server = uvicorn.Server(uvicorn.Config(web, host="127.0.0.1", port=port, log_level="warning"))
     serving = asyncio.create_task(server.serve())
     while not server.started:
+        if serving.done():
+            serving.result()  # the server failed to start: raise its error
         await asyncio.sleep(0.01)
-    async with httpx.AsyncClient(timeout=30) as http:
-        try:
-            yield Bot(f"http://127.0.0.1:{port}", slack, runtime, engine, http)
-        finally:
-            await runtime.close()
-            server.should_exit = True
-            await serving
-            await engine.dispose()
-            fake.stop()
+    try:
+        yield Bot(f"http://127.0.0.1:{port}", slack, runtime, engine, http)
+    finally:
+        await runtime.close()
+        server.should_exit = True
+        await serving
+        await engine.dispose()
+
+
+@pytest.fixture
+async def two_bots(
+    tmp_path: Path, prefect_server: str, monkeypatch: pytest.MonkeyPatch, database_url: str
+) -> AsyncIterator[tuple[Bot, Bot]]:
+    """Two bot servers on one database (a SQLite file, or Postgres)."""
+    async with serve_bots(tmp_path, database_url, monkeypatch, count=2) as (first, second):
+        yield first, second

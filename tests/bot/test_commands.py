@@ -157,7 +157,7 @@ async def test_bad_inputs_and_unknown_commands_say_what_to_type(bot: Bot) -> Non
 
 
 async def test_only_permitted_users_run_and_refusals_are_audited(bot: Bot) -> None:
-    await bot.apply(GREET | {"permissions": {"run": ["U1", "SONCALL"]}})
+    await bot.apply(GREET | {"permissions": {"run": ["U1", "SONCALL"], "read": ["U9"]}})  # U9 sees it
     bot.slack.groups["SONCALL"] = ["U5"]
     url = bot.slack.response_url("refused")
     headers, body = slash_command("run greet name=X", user="U9", response_url=url)

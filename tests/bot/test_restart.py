@@ -117,7 +117,9 @@ async def test_a_run_cut_off_by_a_killed_bot_is_reported_crashed_by_the_next_one
 
         async def crashed() -> bool:
             message = slack.message("CK", record.slack_message)
-            return "crashed" in block_text(message.blocks)
+            # The message first, then the record is marked reported: wait for both.
+            reported = (await runs.get(record.id)).slack_reported_at is not None
+            return "crashed" in block_text(message.blocks) and reported
 
         await until(crashed, 30, "the new bot to report the run")
         text = block_text(slack.message("CK", record.slack_message).blocks)

@@ -113,7 +113,7 @@ async def test_only_people_who_may_run_a_workflow_may_cancel_or_retry_it(bot: Bo
     await bot.apply(
         {
             "name": "guarded",
-            "permissions": {"run": ["U1"]},
+            "permissions": {"run": ["U1"], "read": ["U9"]},  # U9 may see its runs, not cancel them
             "nodes": [{"id": "nap", "type": "core.wait", "params": {"seconds": 30}}],
         }
     )

@@ -144,7 +144,8 @@ async def test_a_button_click_over_the_socket_is_acked_and_answered(socket_bot: 
     assert set(ack) == {"envelope_id"}
     await until(lambda: socket_bot.slack.responses("cancel"), timeout=10)
     (answer,) = socket_bot.slack.responses("cancel")
-    assert "is not running here" in answer["text"] and answer["response_type"] == "ephemeral"
+    assert answer["text"] == "No run `run-that-is-not-here` that you can see."  # U1 is no admin
+    assert answer["response_type"] == "ephemeral"
 
 
 async def test_reconnects_with_a_fresh_url_when_slack_says_disconnect(socket_bot: SocketBot) -> None:

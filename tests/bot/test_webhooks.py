@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import logging
 import shutil
 import subprocess
 import time
@@ -137,20 +138,28 @@ async def test_unauthenticated_requests_get_401_and_run_nothing(bot: Bot) -> Non
     assert bot.slack.calls() == []
 
 
-async def test_a_workflow_without_a_secret_refuses_with_the_command_to_add_one(bot: Bot) -> None:
+async def test_a_workflow_without_a_secret_is_refused_like_a_wrong_signature_and_the_log_says_why(
+    bot: Bot, caplog: pytest.LogCaptureFixture
+) -> None:
     await bot.apply(GREET)
     body = b'{"name": "Ada"}'
-    response = await bot.post(signed("anything", body), body, path="/hooks/greet")
+    with caplog.at_level(logging.WARNING, logger="bot.webhooks"):
+        response = await bot.post(signed("anything", body), body, path="/hooks/greet")
     assert response.status_code == 401
-    assert response.json() == {"error": "no webhook secret for 'greet' (switchboard webhooks add greet)"}
+    assert "the signature does not match" in response.json()["error"]
+    assert "no webhook secret for 'greet' (switchboard webhooks add NAME)" in caplog.text  # for the operator
     assert await run_rows(bot) == []
 
 
-async def test_unknown_workflow_is_404(bot: Bot) -> None:
+async def test_an_authenticated_request_for_a_workflow_that_is_gone_is_404(bot: Bot) -> None:
+    store = WebhookSecrets.on(bot.engine, bot.runtime.settings).credentials
+    await store.add("webhook:gone", provider="webhook", secret="left-behind", actor="test")  # the workflow never was
     body = b"{}"
-    response = await bot.post(signed("anything", body), body, path="/hooks/nobody")
+    response = await bot.post(signed("left-behind", body), body, path="/hooks/gone")
     assert response.status_code == 404
-    assert "no workflow named 'nobody'" in response.json()["error"]
+    assert "no workflow named 'gone'" in response.json()["error"]
+    unsigned = await bot.post({"Content-Type": "application/json"}, body, path="/hooks/gone")
+    assert unsigned.status_code == 401
 
 
 async def test_bad_bodies_get_400_naming_each_problem_and_run_nothing(bot: Bot) -> None:
@@ -173,7 +182,7 @@ async def test_bad_bodies_get_400_naming_each_problem_and_run_nothing(bot: Bot) 
     assert "unknown input" in fields["inputs.colour"]
     assert "invalid inputs for workflow 'greet'" in answer["error"] and "inputs.times" in answer["error"]
 
-    assert "not JSON" in (await send(b"name=Ada"))["error"]
+    assert "the body is not valid JSON" in (await send(b"name=Ada"))["error"]
     assert "the body is a JSON array; send a JSON object" in (await send(b'["Ada"]'))["error"]
     assert "the body is a JSON string; send a JSON object" in (await send(b'"Ada"'))["error"]
     await asyncio.sleep(0.2)

@@ -79,15 +79,15 @@ class Processes:
         for _, process in reversed(self.started):
             await self.stop(process)
 
-    async def start_server(self, database_url: str | None = None) -> asyncio.subprocess.Process:
-        """`switchboard server` (on ``database_url``, else SQLite); waits for /api/health and
-        points every later process at it (PREFECT_API_URL)."""
+    async def start_server(self, database_url: str | None = None, *args: str) -> asyncio.subprocess.Process:
+        """`switchboard server` (on ``database_url``, else SQLite; ``args`` added to its command
+        line); waits for /api/health and points every later process at it (PREFECT_API_URL)."""
         port = free_port()
         self.api = f"http://127.0.0.1:{port}/api"
         env = dict(self.env)
         if database_url:
             env["PREFECT_API_DATABASE_CONNECTION_URL"] = database_url
-        server = await self.start("server", "server", "--port", str(port), env=env)
+        server = await self.start("server", "server", "--port", str(port), *args, env=env)
 
         async def healthy() -> bool:
             assert server.returncode is None, self.log("server")

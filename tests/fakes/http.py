@@ -4,15 +4,23 @@
 >>> fake.script("GET", "/flaky", Reply(503), Reply(200, {"ok": True}))
 >>> fake.url("/flaky")
 'http://127.0.0.1:PORT/flaky'
+
+By default it speaks HTTP/1.0 and closes every connection after one response; with
+``keep_alive=True`` it speaks HTTP/1.1 and keeps connections open, and counts them
+(:attr:`FakeHTTP.connections_opened`, :attr:`FakeHTTP.open_connections`, ``Recorded.peer``) so a
+test can see whether a client reuses them. A :class:`Reply` with ``stream`` sends a body of any
+size without building it, and :attr:`FakeHTTP.sent_bytes` says how much of it got out before
+the client hung up.
 """
 
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -29,6 +37,10 @@ class Reply:
     delay: float = 0.0
     #: The Content-Type of a bytes body (file content), sent as is.
     content_type: str = "application/octet-stream"
+    #: Makes the body's chunks as they are sent (instead of ``body``): any size, never held whole.
+    stream: Callable[[], Iterable[bytes]] | None = None
+    #: The Content-Length announced for ``stream``; None sends it chunked (HTTP/1.1).
+    length: int | None = None
 
     def encode(self) -> tuple[bytes, str]:
         if self.body is None:
@@ -48,6 +60,8 @@ class Recorded:
     headers: dict[str, str]
     body: bytes
     at: float
+    #: The client's ``(address, port)``: one per TCP connection.
+    peer: tuple[str, int] = ("", 0)
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -64,8 +78,15 @@ class FakeHTTP:
     without one of the accepted tokens get 401 before any script or handler sees them.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, keep_alive: bool = False, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.keep_alive = keep_alive
+        self.host, self.port = host, port
         self.requests: list[Recorded] = []
+        #: TCP connections accepted so far, and those still open.
+        self.connections_opened = 0
+        self.open_connections = 0
+        #: Body bytes of ``stream`` replies written to the socket, by path.
+        self.sent_bytes: dict[str, int] = {}
         self._scripts: dict[tuple[str, str], deque[Reply]] = {}
         self._handlers: dict[tuple[str, str], Handler] = {}
         self._prefix_handlers: list[tuple[str, str, Handler]] = []
@@ -78,8 +99,26 @@ class FakeHTTP:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1" if self.keep_alive else "HTTP/1.0"
+
             def log_message(self, format: str, *args: Any) -> None:
                 return
+
+            def setup(self) -> None:
+                super().setup()
+                # Headers and body go out in separate writes: without this, Nagle's algorithm
+                # and the client's delayed ACK hold every kept-alive response for ~40 ms.
+                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                with fake._lock:
+                    fake.connections_opened += 1
+                    fake.open_connections += 1
+
+            def finish(self) -> None:
+                try:
+                    super().finish()
+                finally:
+                    with fake._lock:
+                        fake.open_connections -= 1
 
             def _handle(self) -> None:
                 length = int(self.headers.get("content-length") or 0)
@@ -93,10 +132,14 @@ class FakeHTTP:
                         headers={k.lower(): v for k, v in self.headers.items()},
                         body=body,
                         at=time.monotonic(),
+                        peer=(str(self.client_address[0]), int(self.client_address[1])),
                     )
                 )
                 if reply.delay:
                     time.sleep(reply.delay)
+                if reply.stream is not None:
+                    self._stream(parts.path, reply)
+                    return
                 payload, content_type = reply.encode()
                 self.send_response(reply.status)
                 self.send_header("content-type", content_type)
@@ -107,12 +150,39 @@ class FakeHTTP:
                 if self.command != "HEAD":
                     self.wfile.write(payload)
 
+            def _stream(self, path: str, reply: Reply) -> None:
+                assert reply.stream is not None
+                chunked = reply.length is None
+                if chunked:
+                    self.protocol_version = "HTTP/1.1"  # chunked framing needs an HTTP/1.1 status line
+                self.close_connection = True
+                self.send_response(reply.status)
+                self.send_header("content-type", reply.content_type)
+                if chunked:
+                    self.send_header("transfer-encoding", "chunked")
+                else:
+                    self.send_header("content-length", str(reply.length))
+                for key, value in reply.headers.items():
+                    self.send_header(key, value)
+                self.end_headers()
+                if self.command == "HEAD":
+                    return
+                try:
+                    for chunk in reply.stream():
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk)
+                        with fake._lock:
+                            fake.sent_bytes[path] = fake.sent_bytes.get(path, 0) + len(chunk)
+                    if chunked:
+                        self.wfile.write(b"0\r\n\r\n")
+                except OSError:  # the client hung up: what it refused is what was not sent
+                    return
+
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _handle
 
         class Server(ThreadingHTTPServer):
             request_queue_size = 128  # the default backlog of 5 resets bursts of parallel nodes
 
-        self._server = Server(("127.0.0.1", 0), Handler)
+        self._server = Server((self.host, self.port), Handler)
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
@@ -121,6 +191,23 @@ class FakeHTTP:
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
+
+    @property
+    def server_port(self) -> int:
+        assert self._server is not None
+        return int(self._server.server_address[1])
+
+    def wait_closed(self, timeout: float = 10.0) -> int:
+        """Wait until every connection to the server is closed (at most ``timeout`` seconds,
+        to stop a hang); returns how many are still open."""
+        return self.wait_closed_but(0, timeout)
+
+    def wait_closed_but(self, remaining: int, timeout: float = 10.0) -> int:
+        """Wait until at most ``remaining`` connections are open (at most ``timeout`` seconds)."""
+        deadline = time.monotonic() + timeout
+        while self.open_connections > remaining and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return self.open_connections
 
     @property
     def base_url(self) -> str:

@@ -421,8 +421,16 @@ def test_from_text_parses_by_declared_type(workflow: Workflow, name: str, text: 
         ("n", "abc", "expected number, got 'abc'"),
         ("b", "maybe", "expected boolean, got 'maybe'"),
         ("o", "[1]", "expected object, got list [1]"),
-        ("o", "{oops", "expected object, got '{oops'"),
-        ("a", "{", "expected array, got '{'"),
+        (
+            "o",
+            "{oops",
+            "the object input is not valid JSON: Expecting property name enclosed in double quotes (line 1 column 2)",
+        ),
+        (
+            "a",
+            "{",
+            "the array input is not valid JSON: Expecting property name enclosed in double quotes (line 1 column 2)",
+        ),
         ("a", '{"k": 1}', "expected array, got dict {'k': 1}"),
         ("e", "green", "'green' is not one of ['red', 'blue']"),
     ],

@@ -425,3 +425,27 @@ async def test_the_run_artifact_redacts_secret_looking_values() -> None:
     table = next(a for a in artifacts if str(a.flow_run_id) == result.flow_run_id)
     assert "[redacted]" in str(table.data)
     assert "s3cr3t" not in str(table.data)
+
+
+async def test_skipped_nodes_show_in_prefect_as_skipped_task_runs() -> None:
+    definition = wf(
+        {"id": "check", "type": "core.if", "params": {"condition": "{{ inputs.n > 3 }}"}},
+        {"id": "big", "type": "text.template", "needs": ["check:true"], "params": {"template": "big"}},
+        {"id": "small", "type": "text.template", "needs": ["check:false"], "params": {"template": "small"}},
+        {"id": "after_small", "type": "core.set", "params": {"values": {"v": "{{ nodes.small.output.text }}"}}},
+        {"id": "boom", "type": "core.fail", "needs": ["big"], "params": {"message": "no"}},
+        {"id": "after_boom", "type": "core.set", "needs": ["boom"], "params": {"values": {"v": 1}}},
+        inputs={"n": {"type": "integer", "required": True}},
+    )
+    result = await run(definition, {"n": 5})
+    assert result.status == "failed" and result.flow_run_id
+    runs = {r.name: r for r in await task_runs_of(result.flow_run_id)}
+    assert sorted(runs) == sorted(result.nodes), "every node of the workflow is a task run in Prefect"
+    for name in ("small", "after_small", "after_boom"):
+        state = runs[name].state
+        assert state is not None and (state.type.value, state.name) == ("COMPLETED", "Skipped"), name
+    assert "branch" in (runs["small"].state.message or "")
+    assert "upstream node 'boom' failed" in (runs["after_boom"].state.message or "")
+    # skipped task runs keep the workflow's edges in Prefect's graph
+    assert {i.id for i in runs["after_small"].task_inputs.get("upstream", [])} == {runs["small"].id}
+    assert runs["boom"].state is not None and runs["boom"].state.is_failed()

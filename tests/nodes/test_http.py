@@ -6,9 +6,10 @@ import ipaddress
 
 import pytest
 
+import switchboard
 from nodes.errors import NodeConfigError, ProviderError, TransientError
 from nodes.http_guard import AllowList, is_public
-from tests.fakes.http import FakeHTTP, Reply
+from tests.fakes.http import FakeHTTP, Recorded, Reply
 from tests.nodes.context import call_node, guarded_client, make_context
 
 
@@ -144,3 +145,46 @@ def test_allow_list_parses_hosts_and_networks() -> None:
 )
 def test_is_public(address: str, public: bool) -> None:
     assert is_public(ipaddress.ip_address(address)) is public
+
+
+# -- the URL's own query string (issue 11 item 1) --------------------------------------------
+
+
+async def test_the_urls_query_string_is_sent(fake_http: FakeHTTP) -> None:
+    fake_http.script("GET", "/search", Reply(200, {"ok": True}))
+    async with guarded_client("127.0.0.1") as http:
+        await call_node("http.request", {"url": fake_http.url("/search?q=x&tag=a&tag=b")}, make_context(http))
+    assert fake_http.calls("/search")[0].query == {"q": ["x"], "tag": ["a", "b"]}
+
+
+async def test_query_is_merged_into_the_urls_query_and_wins_on_a_shared_key(fake_http: FakeHTTP) -> None:
+    fake_http.script("GET", "/search", Reply(200, {"ok": True}))
+    params = {"url": fake_http.url("/search?a=1&b=old&b=older&c=%20x"), "query": {"b": 2, "d": ["p", "q"]}}
+    async with guarded_client("127.0.0.1") as http:
+        await call_node("http.request", params, make_context(http))
+    assert fake_http.calls("/search")[0].query == {"a": ["1"], "b": ["2"], "c": [" x"], "d": ["p", "q"]}
+
+
+@pytest.mark.usefixtures("prefect_server")
+async def test_retries_resend_the_urls_query_string(fake_http: FakeHTTP) -> None:
+    """A workflow run: the fake fails the first two requests that carry ``fail=2``."""
+    seen: list[dict[str, list[str]]] = []
+
+    def flaky(request: Recorded) -> Reply:
+        seen.append(request.query)
+        failing = request.query.get("fail") == ["2"] and len(seen) <= 2
+        return Reply(503, "not yet") if failing else Reply(200, {"query": request.query})
+
+    fake_http.route("GET", "/flaky", flaky)
+    node = {
+        "id": "call",
+        "type": "http.request",
+        "retries": 2,
+        "retry_delay": 0,
+        "params": {"url": fake_http.url("/flaky?fail=2&q=x"), "query": {"page": 3}},
+    }
+    result = await switchboard.arun({"name": "query-retry", "nodes": [node]}, allow_hosts="127.0.0.1", record=False)
+    assert result.status == "completed", result.error
+    assert result.nodes["call"].attempts == 3
+    assert seen == [{"fail": ["2"], "q": ["x"], "page": ["3"]}] * 3
+    assert result.nodes["call"].output["json"] == {"query": {"fail": ["2"], "q": ["x"], "page": ["3"]}}

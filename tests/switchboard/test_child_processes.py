@@ -1,0 +1,146 @@
+"""No child process outlives the Switchboard process that started it (real processes).
+
+Each test starts real `switchboard` processes that start children — a CLI run and the bot
+their embedded Prefect server, `switchboard server` Prefect's server, an isolated worker
+Prefect's worker — notes every descendant, stops the parent the ways it is stopped in life
+(SIGTERM from systemd, SIGINT from a terminal, SIGKILL standing in for a crash) and checks
+that no descendant is left. Processes of one test start together, so each test pays one
+Prefect start-up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.bot.conftest import free_port
+from tests.deployments.conftest import Processes, processes, until
+from tests.fakes.http import FakeHTTP
+from tests.fakes.slack import BOT_TOKEN, SIGNING_SECRET, FakeSlack
+from tests.proc import cmdline, descendants, survivors
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+
+__all__ = ["processes"]  # the fixture, shared with tests/deployments
+
+STOPS = {"SIGTERM": signal.SIGTERM, "SIGINT": signal.SIGINT, "SIGKILL": signal.SIGKILL}
+
+SLOW = """
+name: slow
+nodes:
+  - id: wait
+    type: core.wait
+    params: {seconds: 120}
+"""
+
+
+async def stop_and_check(label: str, process: asyncio.subprocess.Process, how: str, noted: dict[int, str]) -> None:
+    """Stop ``process`` with ``how``; none of ``noted`` (its descendants) may outlive it."""
+    assert noted, f"{label}: started no child (nothing to check)"
+    process.send_signal(STOPS[how])
+    try:
+        await asyncio.wait_for(process.wait(), 60)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        pytest.fail(f"{label} did not stop within 60 s of {how}")
+
+    async def gone() -> bool:
+        return not survivors(noted)
+
+    try:
+        await until(gone, 20, f"the children of {label} to end")
+    except TimeoutError:
+        left = survivors(noted)
+        for pid in left:
+            os.kill(pid, signal.SIGKILL)
+        pytest.fail(f"{label} stopped by {how} left {len(left)} process(es) running: {left}")
+
+
+async def _children_with(process: asyncio.subprocess.Process, marker: str, label: str) -> dict[int, str]:
+    async def found() -> dict[int, str] | None:
+        assert process.returncode is None, f"{label} exited early"
+        children = descendants(process.pid)
+        return children if any(marker in cmdline(pid) for pid in children) else None
+
+    noted: dict[int, str] = await until(found, 120, f"{label} to start {marker}")
+    return noted
+
+
+@pytest.fixture
+def embedded(processes: Processes, tmp_path: Path) -> Processes:
+    """Processes on the embedded default: no PREFECT_API_URL, one Prefect home for all (migrated once)."""
+    processes.env.pop("PREFECT_HOME", None)  # Switchboard's default: <SWITCHBOARD_HOME>/prefect
+    (tmp_path / "slow.yaml").write_text(SLOW)
+    return processes
+
+
+async def test_a_cli_run_takes_its_embedded_prefect_server_with_it(embedded: Processes, tmp_path: Path) -> None:
+    runs = {how: await embedded.start(f"run-{how}", "run", str(tmp_path / "slow.yaml")) for how in STOPS}
+    noted = {how: await _children_with(run, "prefect.server.api.server", f"run-{how}") for how, run in runs.items()}
+    await asyncio.gather(*(stop_and_check(f"switchboard run ({how})", runs[how], how, noted[how]) for how in STOPS))
+
+
+async def test_the_bot_takes_its_embedded_prefect_server_with_it(embedded: Processes, tmp_path: Path) -> None:
+    fake = FakeHTTP().start()
+    try:
+        slack = FakeSlack(fake)
+        bots = {}
+        for how in STOPS:
+            env = dict(embedded.env) | {
+                "SLACK_BOT_TOKEN": BOT_TOKEN,
+                "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+                "SWITCHBOARD_SLACK_API_URL": slack.api_url,
+            }
+            port = free_port()
+            bots[how] = (port, await embedded.start(f"bot-{how}", "bot", "--port", str(port), env=env))
+        noted = {}
+        for how, (port, bot) in bots.items():
+            noted[how] = await _children_with(bot, "prefect.server.api.server", f"bot-{how}")
+            async with httpx.AsyncClient() as client:  # it serves while (or after) Prefect starts
+                assert (await client.get(f"http://127.0.0.1:{port}/healthz", timeout=10)).status_code == 200
+        await asyncio.gather(
+            *(stop_and_check(f"switchboard bot ({how})", bots[how][1], how, noted[how]) for how in STOPS)
+        )
+    finally:
+        fake.stop()
+
+
+async def test_the_server_and_an_isolated_worker_take_their_children_with_them(processes: Processes) -> None:
+    server = await processes.start_server()
+    other = await processes.start("server-2", "server", "--port", str(free_port()))
+    workers = {how: await processes.start_worker(f"w-{how.lower()}", "--isolated") for how in ("SIGTERM", "SIGKILL")}
+    noted_other = await _children_with(other, "server start", "server-2")
+    noted_server = descendants(server.pid)
+    noted_workers = {how: descendants(worker.pid) for how, worker in workers.items()}
+    await asyncio.gather(
+        *(
+            stop_and_check(f"switchboard worker --isolated ({how})", workers[how], how, noted_workers[how])
+            for how in workers
+        ),
+        stop_and_check("switchboard server (SIGTERM)", other, "SIGTERM", noted_other),
+    )
+    await stop_and_check("switchboard server (SIGKILL)", server, "SIGKILL", noted_server)
+
+
+def test_descendants_sees_grandchildren() -> None:
+    """The helper itself: a shell's sleeping child is the test process's grandchild."""
+    import subprocess
+    import time
+
+    shell = subprocess.Popen(["sh", "-c", "sleep 30 & wait"], start_new_session=True)
+    try:
+        for _ in range(100):
+            if any("sleep 30" in cmdline(pid) for pid in descendants(os.getpid())):
+                break
+            time.sleep(0.05)
+        assert any("sleep 30" in cmdline(pid) for pid in descendants(os.getpid()))
+    finally:
+        os.killpg(shell.pid, signal.SIGKILL)
+        shell.wait()
