@@ -38,7 +38,6 @@ import json
 import logging
 import ssl
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -259,7 +258,7 @@ class _NodeCall:
                 self._failure = exc
         if self._failure is not None:
             # A key nothing else has: nothing is read back, and the body fails with the reason.
-            return f"unrendered-{uuid.uuid4().hex}"
+            return f"unrendered-{uuid4().hex}"
         assert self._key is not None
         return self._key
 
