@@ -5,139 +5,72 @@ keeps its native type (int, list, dict, ...); mixed text renders to a string. Th
 scope are ``inputs``, ``nodes`` (``nodes.<id>.output`` / ``.status``), ``item``, ``index``,
 ``run`` and ``env`` (an operator-chosen allow-list). Secrets are never in scope.
 
-Templates are checked twice: statically when a workflow is planned (syntax, unknown names,
-any attribute or key starting with ``_``), and by the sandbox while rendering. Rendering is
-bounded in output size, in the size of values built with ``*`` and ``**``, and in time.
+Templates are checked twice: statically when a workflow is planned (length and nesting
+before Jinja parses them, ``flows.template_shape``; syntax, unknown names, any attribute or
+key starting with ``_``), and by the sandbox while rendering (``flows.sandbox``). A render
+is bounded in the size of every value it builds, nested items counted and checked before the
+value is allocated, and in time (:class:`RenderLimits`); whatever goes wrong, including
+running out of memory or stack, it fails with an :class:`ExpressionError` that names the
+limit and the template.
 """
 
 from __future__ import annotations
 
 import difflib
 import functools
-import json
-import math
 import re
-import time
-from collections.abc import Iterator, Mapping
-from contextvars import ContextVar
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError, nodes
 from jinja2.exceptions import SecurityError, TemplateError
 from jinja2.lexer import TOKEN_BLOCK_BEGIN, TOKEN_DATA, TOKEN_VARIABLE_BEGIN
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from flows import template_shape
+from flows.render_limits import (
+    DEFAULT_LIMITS,
+    MAX_EXPONENT,
+    MAX_INT_BITS,
+    MAX_OUTPUT_CHARS,
+    MAX_SEQUENCE_ITEMS,
+    MAX_VALUE_DEPTH,
+    RENDER_TIMEOUT_SECONDS,
+    ExpressionError,
+    RenderLimits,
+    rendering,
+)
+from flows.sandbox import make_environment
+from flows.template_shape import excerpt
+
+__all__ = [
+    "DEFAULT_LIMITS",
+    "MAX_EXPONENT",
+    "MAX_INT_BITS",
+    "MAX_OUTPUT_CHARS",
+    "MAX_SEQUENCE_ITEMS",
+    "RENDER_TIMEOUT_SECONDS",
+    "SCOPE_NAMES",
+    "Compiled",
+    "ExpressionError",
+    "RenderLimits",
+    "Template",
+    "compile_value",
+    "is_template",
+    "parse",
+    "render_value",
+]
 
 #: The names a template may read; anything else is an error at validation time.
 SCOPE_NAMES = frozenset({"inputs", "nodes", "item", "index", "run", "env"})
 _BUILTIN_NAMES = frozenset({"range", "loop", "caller", "varargs", "kwargs"})
-
-MAX_OUTPUT_CHARS = 1_000_000
-MAX_SEQUENCE_ITEMS = 1_000_000
-MAX_EXPONENT = 256
-MAX_INT_BITS = 65_536
-RENDER_TIMEOUT_SECONDS = 2.0
-
-_deadline: ContextVar[float] = ContextVar("switchboard_render_deadline", default=math.inf)
-
-
-class ExpressionError(ValueError):
-    """A template is invalid, unsafe, or failed to render.
-
-    ``path`` names the string inside a value (``values.greeting``, ``[2]``) when known.
-    """
-
-    def __init__(self, message: str, *, path: str | None = None) -> None:
-        super().__init__(f"{path}: {message}" if path else message)
-        self.message = message
-        self.path = path
 
 
 def is_template(value: object) -> bool:
     return isinstance(value, str) and ("{{" in value or "{%" in value)
 
 
-def _check_deadline() -> None:
-    if time.monotonic() > _deadline.get():
-        raise ExpressionError(f"template took longer than {RENDER_TIMEOUT_SECONDS:g}s to render")
-
-
-def _bounded_range(*args: int) -> Iterator[int]:
-    span = range(*args)
-    if len(span) > MAX_SEQUENCE_ITEMS:
-        raise ExpressionError(f"range() of {len(span)} items exceeds {MAX_SEQUENCE_ITEMS}")
-    for i, value in enumerate(span):
-        if i % 256 == 0:
-            _check_deadline()
-        yield value
-
-
-def _tojson(value: Any, indent: int | None = None) -> str:
-    return json.dumps(value, ensure_ascii=False, indent=indent, default=str)
-
-
-def _fromjson(value: str) -> Any:
-    if len(value) > MAX_OUTPUT_CHARS:
-        raise ExpressionError(f"fromjson input longer than {MAX_OUTPUT_CHARS} characters")
-    try:
-        return json.loads(value)
-    except json.JSONDecodeError as exc:
-        raise ExpressionError(f"fromjson: not valid JSON: {exc}") from exc
-
-
-def _size(value: Any) -> int | None:
-    return len(value) if isinstance(value, str | bytes | list | tuple) else None
-
-
-class _Environment(ImmutableSandboxedEnvironment):
-    """The sandbox, with size and time bounds on the operations that can blow up."""
-
-    intercepted_binops = frozenset({"*", "**", "+"})
-
-    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
-        if operator == "**":
-            if isinstance(right, int | float) and abs(right) > MAX_EXPONENT:
-                raise ExpressionError(f"exponent {right} is larger than {MAX_EXPONENT}")
-            if isinstance(left, int) and isinstance(right, int) and left.bit_length() * right > MAX_INT_BITS:
-                raise ExpressionError(f"the result of {operator!r} would exceed {MAX_INT_BITS} bits")
-            return left**right
-        if operator == "+":
-            sizes = (_size(left), _size(right))
-            if None not in sizes and sum(s for s in sizes if s is not None) > MAX_SEQUENCE_ITEMS:
-                raise ExpressionError(f"joining values longer than {MAX_SEQUENCE_ITEMS} items")
-            return left + right
-        for seq, times in ((left, right), (right, left)):
-            size = _size(seq)
-            if size is not None and isinstance(times, int) and size * times > MAX_SEQUENCE_ITEMS:
-                raise ExpressionError(f"repeating a value {times} times exceeds {MAX_SEQUENCE_ITEMS} items")
-        return left * right
-
-    def getattr(self, obj: Any, attribute: str) -> Any:
-        # Data first: `nodes.x.output.items` is the "items" key, not dict.items.
-        if isinstance(obj, dict):
-            try:
-                return obj[attribute]
-            except KeyError:
-                pass
-        return super().getattr(obj, attribute)
-
-    def call(self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
-        _check_deadline()
-        return super().call(__context, __obj, *args, **kwargs)
-
-
-def _make_env() -> _Environment:
-    env = _Environment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
-    # Drop the default globals (cycler, joiner, lipsum, namespace, dict): none is needed and
-    # each is surface. range stays, bounded.
-    env.globals.clear()
-    env.globals["range"] = _bounded_range
-    env.filters["tojson"] = _tojson
-    env.filters["fromjson"] = _fromjson
-    return env
-
-
-ENV = _make_env()
+ENV = make_environment()
 
 
 @dataclass(frozen=True)
@@ -153,40 +86,43 @@ class Template:
     #: The workflow inputs read as ``inputs.<name>``.
     inputs: frozenset[str] = frozenset()
 
-    def render(self, context: Mapping[str, Any]) -> Any:
-        """Render against ``context`` (bounded in time and size)."""
-        token = _deadline.set(time.monotonic() + RENDER_TIMEOUT_SECONDS)
+    def render(self, context: Mapping[str, Any], *, limits: RenderLimits | None = None) -> Any:
+        """Render against ``context``, bounded by ``limits`` (or by the render already running)."""
         try:
-            if self.native:
-                assert self.expression is not None
-                value = _compile_expression(self.expression)(**context)
-                if isinstance(value, StrictUndefined):
-                    str(value)  # raises UndefinedError with the missing name
-                size = _size(value)
-                if size is not None and size > (MAX_OUTPUT_CHARS if isinstance(value, str) else MAX_SEQUENCE_ITEMS):
-                    raise ExpressionError(f"the value is larger than {MAX_OUTPUT_CHARS} characters or items")
-                return value
-            out: list[str] = []
-            total = 0
-            for chunk in _compile_template(self.source).generate(**context):
-                total += len(chunk)
-                if total > MAX_OUTPUT_CHARS:
-                    raise ExpressionError(f"rendered text is longer than {MAX_OUTPUT_CHARS} characters")
-                out.append(chunk)
-                _check_deadline()
-            return "".join(out)
-        except ExpressionError:
-            raise
+            with rendering(limits) as budget:
+                if self.native:
+                    assert self.expression is not None
+                    value = _compile_expression(self.expression)(**context)
+                    if isinstance(value, StrictUndefined):
+                        str(value)  # raises UndefinedError with the missing name
+                    if isinstance(value, list | tuple | dict) and budget.measured(value) is None:
+                        # Not built by a checked operation: data passed through from the scope
+                        # (walking it on every render would cost ~1 µs an item).
+                        budget.check_size(len(value), "the value")
+                        return value
+                    return budget.check(value, "the value", strict=True)
+                out: list[str] = []
+                total = 0
+                for chunk in _compile_template(self.source).generate(**context):
+                    total += len(chunk)
+                    budget.check_size(total, "the rendered text")
+                    out.append(chunk)
+                    budget.tick()
+                return "".join(out)
+        except ExpressionError as exc:
+            raise ExpressionError(f"{exc.message} (in {excerpt(self.source)})") from exc
         except UndefinedError as exc:
-            raise ExpressionError(f"{exc} (in {self.source!r})") from exc
+            raise ExpressionError(f"{exc} (in {excerpt(self.source)})") from exc
         except SecurityError as exc:
-            raise ExpressionError(f"unsafe expression refused: {exc}") from exc
+            raise ExpressionError(f"unsafe expression refused: {exc} (in {excerpt(self.source)})") from exc
         except TemplateError as exc:
-            raise ExpressionError(f"{exc} (in {self.source!r})") from exc
-        except (TypeError, ValueError, ArithmeticError, LookupError) as exc:
-            raise ExpressionError(f"{type(exc).__name__}: {exc} (in {self.source!r})") from exc
-        finally:
-            _deadline.reset(token)
+            raise ExpressionError(f"{exc} (in {excerpt(self.source)})") from exc
+        except MemoryError as exc:  # a bound missed: fail the node, never the run
+            raise ExpressionError(f"template ran out of memory (in {excerpt(self.source)})") from exc
+        except RecursionError as exc:
+            raise ExpressionError(f"template recursed too deeply (in {excerpt(self.source)})") from exc
+        except Exception as exc:  # a filter or method given the wrong type of value, mostly
+            raise ExpressionError(f"{type(exc).__name__}: {exc} (in {excerpt(self.source)})") from exc
 
 
 @functools.lru_cache(maxsize=4096)
@@ -221,23 +157,12 @@ def _native_expression(source: str) -> str | None:
     return inner.strip()
 
 
-def _walk(root: nodes.Node) -> list[nodes.Node]:
-    """Every node of a template AST, in one pass."""
-    found: list[nodes.Node] = []
-    stack = [root]
-    while stack:
-        node = stack.pop()
-        found.append(node)
-        stack.extend(node.iter_child_nodes())
-    return found
-
-
 def _check_ast(ast: nodes.Template, source: str) -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
     """Refuse unknown names and private attributes.
 
     Returns the node ids referenced, the scope names read and the inputs read.
     """
-    everything = _walk(ast)
+    everything = template_shape.walk(ast, source)
     stored: set[str] = set()
     wrapped: set[int] = set()  # Name nodes that are the target of an attribute or item lookup
     for n in everything:
@@ -256,35 +181,35 @@ def _check_ast(ast: nodes.Template, source: str) -> tuple[frozenset[str], frozen
             if n.name not in known:
                 close = difflib.get_close_matches(n.name, list(known), n=3)
                 hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-                raise ExpressionError(f"unknown {kind} {n.name!r} in {source!r}{hint}")
+                raise ExpressionError(f"unknown {kind} {n.name!r} in {excerpt(source)}{hint}")
         if isinstance(n, nodes.Name):
             if n.ctx != "load" or n.name in stored:
                 continue
             if n.name not in SCOPE_NAMES | _BUILTIN_NAMES:
                 raise ExpressionError(
                     f"name {n.name!r} is not available in expressions "
-                    f"(use {', '.join(sorted(SCOPE_NAMES))}) in {source!r}"
+                    f"(use {', '.join(sorted(SCOPE_NAMES))}) in {excerpt(source)}"
                 )
             if n.name in SCOPE_NAMES:
                 names.add(n.name)
             if n.name == "nodes" and id(n) not in wrapped:
                 raise ExpressionError(
-                    f"use nodes.<id> (a literal node id) so the dependency is known; bare `nodes` in {source!r}"
+                    f"use nodes.<id> (a literal node id) so the dependency is known; bare `nodes` in {excerpt(source)}"
                 )
         elif isinstance(n, nodes.Getattr | nodes.Getitem):
             if isinstance(n, nodes.Getattr):
                 key: object = n.attr
                 if n.attr.startswith("_"):
-                    raise ExpressionError(f"attribute {n.attr!r} is not allowed in {source!r}")
+                    raise ExpressionError(f"attribute {n.attr!r} is not allowed in {excerpt(source)}")
             else:
                 key = n.arg.value if isinstance(n.arg, nodes.Const) else None
                 if isinstance(key, str) and key.startswith("_"):
-                    raise ExpressionError(f"key {key!r} is not allowed in {source!r}")
+                    raise ExpressionError(f"key {key!r} is not allowed in {excerpt(source)}")
             target = n.node.name if isinstance(n.node, nodes.Name) and n.node.name not in stored else None
             if target == "nodes":
                 if not isinstance(key, str):
                     raise ExpressionError(
-                        f"nodes[...] needs a literal node id so the dependency is known, in {source!r}"
+                        f"nodes[...] needs a literal node id so the dependency is known, in {excerpt(source)}"
                     )
                 refs.add(key)
             elif target == "inputs" and isinstance(key, str):
@@ -324,6 +249,8 @@ def _parse_simple(source: str) -> Template | None:
         name, rest, filters = match.group(1), match.group(2), match.group(3)
         if name not in SCOPE_NAMES:
             return None
+        if rest.count(".") + rest.count("[") + filters.count("|") > template_shape.MAX_TREE_DEPTH // 2:
+            return None  # a long chain: the full parse measures its depth
         if filters and any(f.strip() not in ENV.filters for f in filters.split("|")[1:]):
             return None
         names.add(name)
@@ -354,13 +281,18 @@ def _parse_simple(source: str) -> Template | None:
 @functools.lru_cache(maxsize=16384)
 def parse(source: str) -> Template:
     """Parse and check one template string (cached: identical strings parse once)."""
+    template_shape.check_length(source)
     simple = _parse_simple(source)
     if simple is not None:
         return simple
     try:
-        ast = ENV.parse(source)
+        tokens = template_shape.tokens_of(ENV, source)
+        template_shape.check_nesting(tokens, source)
+        ast = template_shape.parse_tokens(ENV, source, tokens)
     except TemplateSyntaxError as exc:
-        raise ExpressionError(f"template syntax error: {exc.message} (line {exc.lineno}) in {source!r}") from exc
+        raise ExpressionError(f"template syntax error: {exc.message} (line {exc.lineno}) in {excerpt(source)}") from exc
+    except RecursionError as exc:  # the nesting check leaves far more room than this needs
+        raise ExpressionError(f"template nests too deeply in {excerpt(source)}") from exc
     refs, names, inputs = _check_ast(ast, source)
     expression = _native_from_ast(ast, source)
     return Template(
@@ -378,8 +310,12 @@ class Compiled:
     names: frozenset[str] = frozenset()
     inputs: frozenset[str] = frozenset()
 
-    def render(self, context: Mapping[str, Any]) -> Any:
-        return _render(self.value, context) if self.templated else self.value
+    def render(self, context: Mapping[str, Any], *, limits: RenderLimits | None = None) -> Any:
+        """The value with every template rendered; all of them share one clock (``limits``)."""
+        if not self.templated:
+            return self.value
+        with rendering(limits):
+            return _render(self.value, context)
 
 
 def _render(value: Any, context: Mapping[str, Any]) -> Any:
@@ -402,8 +338,10 @@ def compile_value(value: Any, path: str = "") -> Compiled:
     inputs: set[str] = set()
     templated = False
 
-    def walk(v: Any, where: str) -> Any:
+    def walk(v: Any, where: str, depth: int = 0) -> Any:
         nonlocal templated
+        if depth > MAX_VALUE_DEPTH:
+            raise ExpressionError(f"values nest deeper than {MAX_VALUE_DEPTH} levels", path=where or None)
         if isinstance(v, str):
             if not is_template(v):
                 return v
@@ -417,9 +355,9 @@ def compile_value(value: Any, path: str = "") -> Compiled:
             inputs.update(template.inputs)
             return template
         if isinstance(v, dict):
-            return {k: walk(item, f"{where}.{k}" if where else str(k)) for k, item in v.items()}
+            return {k: walk(item, f"{where}.{k}" if where else str(k), depth + 1) for k, item in v.items()}
         if isinstance(v, list):
-            return [walk(item, f"{where}[{i}]") for i, item in enumerate(v)]
+            return [walk(item, f"{where}[{i}]", depth + 1) for i, item in enumerate(v)]
         return v
 
     compiled = walk(value, path)
@@ -428,6 +366,6 @@ def compile_value(value: Any, path: str = "") -> Compiled:
     )
 
 
-def render_value(value: Any, context: Mapping[str, Any]) -> Any:
+def render_value(value: Any, context: Mapping[str, Any], *, limits: RenderLimits | None = None) -> Any:
     """Parse and render ``value`` in one step (for ad-hoc use; the runner pre-parses)."""
-    return compile_value(value).render(context)
+    return compile_value(value).render(context, limits=limits)

@@ -17,6 +17,16 @@ Node tasks that may have side effects persist their result under an explicit cac
 
 Pure nodes (no I/O: set, if, switch, merge, template, regex, JSON query) skip the result
 store unless they ask for ``cache``: a resumed run recomputes them from the reused outputs.
+
+Params are rendered *inside* the node's task (:class:`_NodeCall`), so a template that fails
+or runs out of time is a failed task run in the Prefect UI with the message, and the node's
+``timeout`` bounds the render as well (the render's own clock is cut to the node's timeout:
+an async task's timeout cannot interrupt synchronous rendering). The keys above stay keys of
+the *rendered* params, so caching and resume behave as before: Prefect asks the cache key
+function for the key before it runs the task body, and that function is where the params
+are rendered first — once, the body and every retry reuse the result. A key computed from
+what the templates read instead (inputs, upstream outputs) would change whenever an
+upstream output changed in a field the template never reads, and lose cache hits.
 """
 
 from __future__ import annotations
@@ -48,7 +58,7 @@ from pydantic import ValidationError
 
 from flows import pauses, rate_limits
 from flows.artifact import run_markdown
-from flows.expressions import ExpressionError
+from flows.expressions import DEFAULT_LIMITS, ExpressionError, RenderLimits
 from flows.model import NodeDef
 from flows.plan import Plan, PlannedNode, build_plan
 from flows.results import NodeResult, RunResult
@@ -141,6 +151,10 @@ class RunServices:
     rate_limits: rate_limits.Backend = "auto"
     #: ``(channel, ts)`` of the run's Slack message (runs the bot started), for ``thread: run``.
     slack_thread: tuple[str, str] | None = None
+    #: How long a node's templates may render and how large what they build may be
+    #: (``SWITCHBOARD_TEMPLATE_TIMEOUT`` / ``SWITCHBOARD_TEMPLATE_MAX_SIZE``); a node's own
+    #: ``timeout`` shortens the time.
+    render_limits: RenderLimits = DEFAULT_LIMITS
 
 
 @dataclass
@@ -190,7 +204,84 @@ def _digest(*parts: Any) -> str:
 
 
 def _cache_key_fn(context: TaskRunContext, parameters: dict[str, Any]) -> str:
-    return str(parameters["cache_key"])
+    call: _NodeCall = parameters["call"]
+    return call.cache_key()
+
+
+_UNRENDERED: Any = object()
+
+
+class _NodeCall:
+    """One node (or ``for_each`` item) as its task runs it: the params are rendered on first
+    use, inside the task — by the cache key function when the node persists its result, else
+    by the task body — and kept, with a render failure, for the body and its retries.
+
+    A plain class (not a dataclass): Prefect walks dataclass parameters looking for futures,
+    and this one holds the run's whole template scope.
+    """
+
+    __slots__ = ("_failure", "_key", "_params", "label", "limits", "planned", "resume_root", "scope")
+
+    def __init__(
+        self,
+        planned: PlannedNode,
+        label: str,
+        scope: Mapping[str, Any],
+        *,
+        resume_root: str,
+        limits: RenderLimits,
+        failure: Exception | None = None,
+    ) -> None:
+        self.planned = planned
+        self.label = label
+        self.scope = scope
+        self.resume_root = resume_root
+        self.limits = limits.within(planned.definition.timeout)
+        self._failure = failure
+        self._params: Any = _UNRENDERED
+        self._key: str | None = None
+
+    def params(self) -> Any:
+        """The rendered params; raises the render's failure as a NodeConfigError."""
+        self._render()
+        if self._failure is not None:
+            raise self._failure
+        return self._params
+
+    def cache_key(self) -> str:
+        """The result-store key of the rendered params (see the module docstring)."""
+        self._render()
+        if self._key is None:
+            try:
+                self._key = self._compute_key()
+            except NodeConfigError as exc:
+                self._failure = exc
+        if self._failure is not None:
+            # A key nothing else has: nothing is read back, and the body fails with the reason.
+            return f"unrendered-{uuid4().hex}"
+        assert self._key is not None
+        return self._key
+
+    def _render(self) -> None:
+        if self._params is not _UNRENDERED or self._failure is not None:
+            return
+        try:
+            self._params = self.planned.params.render(self.scope, limits=self.limits)
+        except ExpressionError as exc:
+            self._failure = NodeConfigError(f"params: {exc}", node_id=self.planned.id)
+
+    def _compute_key(self) -> str:
+        node = self.planned.definition
+        spec = self.planned.spec
+        if node.cache is not None:
+            if self.planned.cache_key is not None:
+                try:
+                    rendered = self.planned.cache_key.render(self.scope, limits=self.limits)
+                except ExpressionError as exc:
+                    raise NodeConfigError(f"cache.key: {exc}", node_id=self.planned.id) from exc
+                return "cache-" + _digest(spec.type, spec.version, rendered)
+            return "cache-" + _digest(spec.type, spec.version, self._params)
+        return "run-" + _digest(self.resume_root, self.label, spec.type, spec.version, self._params)
 
 
 def _retry_only_transient(task: Any, task_run: TaskRun, state: State[Any]) -> bool:
@@ -203,17 +294,17 @@ async def node_task(
     label: str,
     run_id: str,
     node_id: str,
-    params: dict[str, Any],
+    call: _NodeCall,
     upstream: dict[str, Any],
-    cache_key: str,
 ) -> Any:
-    """Execute one node (or one ``for_each`` item) with its rendered params."""
+    """Execute one node (or one ``for_each`` item): render its params, validate them, run it."""
     state = _RUNS[run_id]
     planned = state.plan.nodes[node_id]
     spec = planned.spec
     attempt = state.attempts.get(label, 0) + 1
     state.attempts[label] = attempt
     state.emit(NodeEvent(run_id, node_id, "started" if attempt == 1 else "retrying", label, attempt))
+    params = call.params()
     try:
         model = spec.params_model.model_validate(params)
     except ValidationError as exc:
@@ -463,12 +554,15 @@ class _Executor:
 
     async def _for_each(self, planned: PlannedNode, upstream: dict[str, Any]) -> NodeResult:
         assert planned.for_each is not None
+        limits = self.state.services.render_limits.within(planned.definition.timeout)
         try:
-            items = planned.for_each.render(self.scope)
+            items = planned.for_each.render(self.scope, limits=limits)
         except ExpressionError as exc:
-            raise ExpressionError(f"for_each: {exc}") from exc
+            failure = NodeConfigError(f"for_each: {exc}", node_id=planned.id)
+            return await self._call(planned, planned.id, self.scope, upstream, failure=failure)
         if not isinstance(items, list | tuple):
-            raise NodeConfigError(f"for_each rendered to {type(items).__name__}, expected a list")
+            failure = NodeConfigError(f"for_each rendered to {type(items).__name__}, expected a list")
+            return await self._call(planned, planned.id, self.scope, upstream, failure=failure)
         limit = asyncio.Semaphore(planned.definition.concurrency or len(items) or 1)
 
         async def one(index: int, item: Any) -> NodeResult:
@@ -492,31 +586,25 @@ class _Executor:
             error=failed[0].error if failed else None,
         )
 
-    def _cache_key(self, planned: PlannedNode, label: str, params: Any, scope: Mapping[str, Any]) -> str:
-        node = planned.definition
-        spec = planned.spec
-        if node.cache is not None:
-            if planned.cache_key is not None:
-                try:
-                    rendered = planned.cache_key.render(scope)
-                except ExpressionError as exc:
-                    raise ExpressionError(f"cache.key: {exc}") from exc
-                return "cache-" + _digest(spec.type, spec.version, rendered)
-            return "cache-" + _digest(spec.type, spec.version, params)
-        return "run-" + _digest(self.resume_root, label, spec.type, spec.version, params)
-
     async def _call(
         self,
         planned: PlannedNode,
         label: str,
         scope: Mapping[str, Any],
         upstream: dict[str, Any],
+        *,
+        failure: Exception | None = None,
     ) -> NodeResult:
-        try:
-            params = planned.params.render(scope)
-        except ExpressionError as exc:
-            raise ExpressionError(f"params: {exc}") from exc
-        cache_key = self._cache_key(planned, label, params, scope)
+        """Run the node's task; it renders the params itself. With ``failure`` the task fails
+        with it at once (a ``for_each`` that did not render still shows as a task run)."""
+        call = _NodeCall(
+            planned,
+            label,
+            scope,
+            resume_root=self.resume_root,
+            limits=self.state.services.render_limits,
+            failure=failure,
+        )
         parents: set[RunInput] = {run for source in planned.upstream for run in self.task_runs.get(source, ())}
         async with self.slots:
             # The engine call behind `await task(...)`, with the upstream task runs given as
@@ -528,9 +616,8 @@ class _Executor:
                     "label": label,
                     "run_id": self.state.run.id,
                     "node_id": planned.id,
-                    "params": params,
+                    "call": call,
                     "upstream": upstream,
-                    "cache_key": cache_key,
                 },
                 return_type="state",
                 dependencies={"upstream": parents} if parents else None,

@@ -18,6 +18,7 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
 from prefect.client.schemas.sorting import FlowRunSort
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from flows.expressions import RenderLimits
 from flows.model import DefinitionError, Problem, Workflow, load_definition
 from flows.plan import Plan, build_plan
 from flows.results import RunResult, RunStatus
@@ -115,6 +116,7 @@ async def arun(
         credential_resolver=credential_resolver,
         listeners=list(listeners),
         template_env=settings.template_env_values(),
+        render_limits=RenderLimits(timeout_seconds=settings.template_timeout, max_size=settings.template_max_size),
         max_parallel=settings.max_parallel_nodes,
         rate_limits=settings.rate_limits,
         plan=plan,

@@ -46,6 +46,18 @@ class Settings(BaseSettings):
         default="",
         description="Comma-separated environment variable names exposed to templates as `env`.",
     )
+    template_timeout: float = Field(
+        default=2.0,
+        gt=0,
+        le=300,
+        description="Seconds a node's templates may take to render (90% of the node's own timeout, if shorter).",
+    )
+    template_max_size: int = Field(
+        default=1_000_000,
+        ge=1_000,
+        le=100_000_000,
+        description="Characters and items, nested ones counted, of any value a template builds or renders.",
+    )
     retention_days: int = Field(
         default=30,
         ge=1,

@@ -44,11 +44,11 @@ def http_get(node_id: str, url: str, **extra: Any) -> dict[str, Any]:
     return {"id": node_id, "type": "http.request", "params": {"url": url}, **extra}
 
 
-async def task_runs_of(flow_run_id: str) -> list[Any]:
+async def task_runs_of(flow_run_id: str, at_least: int = 1) -> list[Any]:
     async with get_client() as client:
         for _ in range(50):  # task-run rows are written asynchronously from events
             runs = await client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
-            if runs and all(r.state is not None and r.state.is_final() for r in runs):
+            if len(runs) >= at_least and all(r.state is not None and r.state.is_final() for r in runs):
                 return runs
             await asyncio.sleep(0.2)
     return runs
@@ -104,7 +104,7 @@ async def test_every_node_is_a_named_prefect_task_run_and_the_flow_run_is_named_
     )
     result = await switchboard.arun(definition, trigger="cli", version=4, listeners=[events.append])
     assert result.status == "completed" and result.flow_run_id
-    runs = await task_runs_of(result.flow_run_id)
+    runs = await task_runs_of(result.flow_run_id, at_least=5)
     assert sorted(r.name for r in runs) == ["each[0]", "each[1]", "each[2]", "first", "second"]
     assert all(r.state is not None and r.state.is_completed() for r in runs)
     by_name = {r.name: r for r in runs}
@@ -220,15 +220,79 @@ async def test_on_error_continue_records_the_error_and_runs_downstream() -> None
     assert result.nodes["after"].output == {"saw": "nope"}
 
 
-async def test_a_template_error_at_run_time_fails_the_node_clearly() -> None:
+async def test_a_template_error_at_run_time_fails_the_node_as_a_failed_task_run(fake_http: FakeHTTP) -> None:
+    # b is a pure node (no result store), c one whose cache key is computed from its params
+    missing = "{{ nodes.a.output.missing }}"
     definition = wf(
         {"id": "a", "type": "core.set", "params": {"values": {"x": 1}}},
-        {"id": "b", "type": "core.set", "params": {"values": {"y": "{{ nodes.a.output.missing }}"}}},
+        {"id": "b", "type": "core.set", "retries": 2, "params": {"values": {"y": missing}}},
+        http_get("c", fake_http.url("/never") + "?q=" + missing, retries=2, retry_delay=0),
     )
     result = await run(definition)
-    assert result.nodes["b"].status == "failed"
-    assert "missing" in (result.nodes["b"].error or "")
-    assert result.nodes["b"].attempts == 0
+    for node_id in ("b", "c"):
+        node = result.nodes[node_id]
+        assert node.status == "failed"
+        assert (node.error or "").startswith("params: ") and "missing" in (node.error or "")
+        assert node.attempts == 1, "rendered in the node's task, once: a template error is not retried"
+    assert fake_http.calls("/never") == []
+    assert result.flow_run_id
+    runs = {r.name: r for r in await task_runs_of(result.flow_run_id, at_least=3)}
+    for node_id in ("b", "c"):
+        state = runs[node_id].state
+        assert state is not None and state.is_failed()
+        assert "missing" in (state.message or "")
+
+
+async def test_rendering_is_bounded_by_the_node_timeout(fake_http: FakeHTTP) -> None:
+    slow = "{% for a in inputs.xs %}{% for b in inputs.xs %}{% endfor %}{% endfor %}"
+    definition = wf(
+        {"id": "slow", "type": "text.template", "timeout": 0.5, "retries": 2, "params": {"template": slow}},
+        # rendered by the cache key function (the node persists its result), not the task body
+        http_get("slow_call", fake_http.url("/never") + "?q=" + slow, timeout=0.5, retries=2, retry_delay=0),
+        {"id": "fast", "type": "core.set", "params": {"values": {"ok": True}}},
+        inputs={"xs": {"type": "array"}},
+    )
+    result = await run(definition, {"xs": list(range(3000))})
+    for node_id in ("slow", "slow_call"):
+        node = result.nodes[node_id]
+        assert node.status == "failed"
+        assert "took longer than 0.45s" in (node.error or ""), "90% of the node's timeout"
+        assert node.attempts == 1, "a template that is too slow is not retried"
+    assert fake_http.calls("/never") == []
+    assert result.nodes["fast"].status == "completed"
+
+
+async def test_a_template_over_the_size_limit_fails_its_node_and_the_run_goes_on() -> None:
+    definition = wf(
+        {"id": "wide", "type": "text.template", "params": {"template": "{{ '%999999999d' % 1 }}"}},
+        {"id": "fan", "type": "core.set", "for_each": "{{ [[0] * 1000000] * 1000000 }}", "params": {"values": {}}},
+        {"id": "fine", "type": "core.set", "params": {"values": {"ok": True}}},
+    )
+    result = await run(definition)
+    assert result.status == "failed"
+    assert "1000000 characters or items" in (result.nodes["wide"].error or "")
+    assert (result.nodes["fan"].error or "").startswith("for_each: ")
+    assert result.nodes["fine"].output == {"ok": True}
+    assert result.flow_run_id
+    runs = {r.name: r for r in await task_runs_of(result.flow_run_id, at_least=3)}
+    assert {"wide", "fan", "fine"} <= runs.keys(), "a for_each that cannot render is a failed task run too"
+
+
+async def test_the_template_limits_are_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SWITCHBOARD_TEMPLATE_MAX_SIZE", "1000")
+    monkeypatch.setenv("SWITCHBOARD_TEMPLATE_TIMEOUT", "0.2")
+    definition = wf(
+        {"id": "long", "type": "text.template", "params": {"template": "{{ 'a' * 2000 }}"}},
+        {
+            "id": "slow",
+            "type": "text.template",
+            "params": {"template": "{% for a in inputs.xs %}{% for b in inputs.xs %}{% endfor %}{% endfor %}"},
+        },
+        inputs={"xs": {"type": "array"}},
+    )
+    result = await run(definition, {"xs": list(range(3000))})
+    assert "more than 1000 characters or items" in (result.nodes["long"].error or "")
+    assert "took longer than 0.2s" in (result.nodes["slow"].error or "")
 
 
 async def test_params_invalid_after_rendering_fail_without_retry() -> None:

@@ -52,12 +52,32 @@ async def test_wait_and_fail() -> None:
 async def test_template_and_regex() -> None:
     assert await call_node("text.template", {"template": 42}) == {"text": "42"}
     first = await call_node("text.regex", {"text": "a1 b22", "pattern": r"(?P<letter>[a-z])(\d+)"})
-    assert first == {"matches": [{"match": "a1", "groups": ["a", "1"], "named": {"letter": "a"}, "start": 0}]}
+    assert first == {
+        "matches": [{"match": "a1", "groups": ["a", "1"], "named": {"letter": "a"}, "start": 0}],
+        "truncated": False,
+    }
     every = await call_node("text.regex", {"text": "a1 b22", "pattern": r"\d+", "all": True})
     assert [m["match"] for m in every["matches"]] == ["1", "22"]
-    assert await call_node("text.regex", {"text": "none", "pattern": r"\d"}) == {"matches": []}
+    assert every["truncated"] is False
+    assert await call_node("text.regex", {"text": "none", "pattern": r"\d"}) == {"matches": [], "truncated": False}
     with pytest.raises(NodeConfigError, match="not a valid regex"):
         await call_node("text.regex", {"text": "x", "pattern": "("})
+
+
+@pytest.mark.parametrize(
+    ("pattern", "text", "found"),
+    [
+        (r"(?i)straße", "STRASSE straße", ["straße"]),  # Python's re semantics (no full case folding)
+        (r"\b\w+\b", "héllo wörld", ["héllo", "wörld"]),
+        (r"\p{Lu}\p{Ll}+", "Hello World", ["Hello", "World"]),  # regex-module extensions work too
+        (r"a++b", "aaab", ["aaab"]),
+        (r"(?>a+)b", "aab", ["aab"]),
+        (r"x*", "ab", ["", "", ""]),  # empty matches, as Python's re finds them
+    ],
+)
+async def test_regex_speaks_pythons_syntax(pattern: str, text: str, found: list[str]) -> None:
+    out = await call_node("text.regex", {"text": text, "pattern": pattern, "all": True})
+    assert [m["match"] for m in out["matches"]] == found
 
 
 async def test_json_query() -> None:
