@@ -45,3 +45,22 @@ def test_worker_without_an_api_url_is_a_usage_error() -> None:
     )
     assert done.returncode == 2
     assert "PREFECT_API_URL is not set" in done.stderr and "switchboard server" in done.stderr
+
+
+def test_the_servers_ui_finds_its_api_on_its_own_origin_unless_told_otherwise() -> None:
+    # tests/deployments/test_server_ui.py shows a real server's UI working with the default.
+    def ui_api_url(environ: dict[str, str], **options: str) -> str | None:
+        return server_command("0.0.0.0", 4300, environ, **options).env.get("PREFECT_UI_API_URL")
+
+    assert ui_api_url({}) == "/api"
+    # a PREFECT_API_URL in the server's environment (another server) does not leak into the UI
+    assert ui_api_url({"PREFECT_API_URL": "http://elsewhere:9/api"}) == "/api"
+    assert ui_api_url({"PREFECT_UI_API_URL": "https://set/api"}) == "https://set/api"
+    behind_proxy = server_command(
+        "127.0.0.1",
+        4300,
+        {"PREFECT_SERVER_UI_API_URL": "https://old/api"},
+        ui_api_url="https://prefect.example.com/api",
+    ).env
+    assert behind_proxy["PREFECT_UI_API_URL"] == "https://prefect.example.com/api"
+    assert "PREFECT_SERVER_UI_API_URL" not in behind_proxy

@@ -79,8 +79,3 @@ async def test_the_ui_reaches_the_api_of_the_port_it_is_served_on(processes: Pro
         dom = await _render(f"{page}{ui}runs/flow-run/{flow_run_id}")
         assert "Oops" not in dom and "Something went wrong" not in dom, dom[-2000:]
         assert "branching draft · cli" in dom, dom[-2000:]
-
-
-async def test_a_server_behind_a_proxy_names_its_public_api_url(processes: Processes) -> None:
-    await processes.start_server(None, "--ui-api-url", "https://prefect.example.com/api")
-    assert (await _ui_settings(processes))["api_url"] == "https://prefect.example.com/api"
