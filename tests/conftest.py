@@ -103,3 +103,11 @@ async def engine(database_url: str) -> AsyncIterator[Any]:
         yield migrated
     finally:
         await migrated.dispose()
+
+
+@pytest.fixture
+def files(engine: Any, tmp_path: Path) -> Any:
+    """A file store (metadata in the test's database, blobs under tmp_path) for node tests."""
+    from storage.files import FileStore
+
+    return FileStore(engine, tmp_path / "blobs")

@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from nodes.context import CredentialResolver, NodeContext, RunInfo
+from nodes.context import CredentialResolver, FilesBackend, NodeContext, RunInfo
 from nodes.errors import AuthError
 from nodes.http_guard import AllowList, GuardedTransport
 from nodes.registry import REGISTRY
@@ -20,9 +20,10 @@ def make_context(
     node_id: str = "n",
     credential: dict[str, Any] | None = None,
     resolver: CredentialResolver | None = None,
+    files: FilesBackend | None = None,
 ) -> NodeContext:
     """``credential``: a fixed secret (a refused token cannot be refreshed); ``resolver``: a
-    real one, e.g. :func:`store_resolver` over a CredentialStore."""
+    real one, e.g. :func:`store_resolver` over a CredentialStore; ``files``: the file store."""
 
     async def resolve(name: str, kind: str | None, *, rejected: str | None = None) -> dict[str, Any]:
         assert credential is not None
@@ -40,6 +41,7 @@ def make_context(
         upstream=upstream or {},
         credential_name="test-credential" if resolver is not None else None,
         credential_resolver=resolver,
+        files_backend=files,
     )
 
 

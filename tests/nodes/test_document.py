@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import io
 import zipfile
-from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 import nodes.document  # registers document.to_text
 from nodes.errors import NodeConfigError
@@ -27,15 +25,8 @@ HTML_TEXT = "Release notes\nFish & chips <3 café — fast.\nFirst item\nSecond 
 MARKDOWN = "# Notes\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n* keep **this** as is  \n"
 
 
-@pytest.fixture
-def files(engine: AsyncEngine, tmp_path: Path) -> FileStore:
-    return FileStore(engine, tmp_path / "blobs")
-
-
 async def to_text(files: FileStore, ref: dict[str, Any], **params: Any) -> Any:
-    ctx = make_context()
-    ctx.files_backend = files
-    return await call_node("document.to_text", {"file": ref, **params}, ctx)
+    return await call_node("document.to_text", {"file": ref, **params}, make_context(files=files))
 
 
 async def test_pdf_pages_in_order(files: FileStore) -> None:

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 import switchboard
 from nodes.errors import NodeConfigError
@@ -14,19 +12,8 @@ from storage.files import FileStore, FileStoreError
 from tests.nodes.context import call_node, make_context
 
 
-@pytest.fixture
-def files(engine: AsyncEngine, tmp_path: Path) -> FileStore:
-    return FileStore(engine, tmp_path / "blobs")
-
-
-def ctx_with(files: FileStore) -> Any:
-    ctx = make_context()
-    ctx.files_backend = files
-    return ctx
-
-
 async def test_save_and_load_text_and_copies(files: FileStore) -> None:
-    ctx = ctx_with(files)
+    ctx = make_context(files=files)
     ref = await call_node("files.save", {"content": "héllo", "name": "note.md"}, ctx)
     assert ref["name"] == "note.md" and ref["mime"] == "text/markdown" and ref["size"] == len("héllo".encode())
     loaded = await call_node("files.load", {"file_id": ref["file_id"]}, ctx)
@@ -39,7 +26,7 @@ async def test_save_and_load_text_and_copies(files: FileStore) -> None:
 
 async def test_binary_files_have_no_text_and_corruption_is_detected(files: FileStore) -> None:
     ref = await files.save(bytes(range(256)), name="blob.bin")
-    loaded = await call_node("files.load", {"file_id": ref["file_id"]}, ctx_with(files))
+    loaded = await call_node("files.load", {"file_id": ref["file_id"]}, make_context(files=files))
     assert loaded["text"] is None and loaded["file"]["mime"] == "application/octet-stream"
     next(p for p in files.root.rglob("*") if p.is_file()).write_bytes(b"tampered")
     with pytest.raises(FileStoreError, match="corrupted"):
@@ -47,7 +34,7 @@ async def test_binary_files_have_no_text_and_corruption_is_detected(files: FileS
 
 
 async def test_mistakes_are_config_errors(files: FileStore) -> None:
-    ctx = ctx_with(files)
+    ctx = make_context(files=files)
     with pytest.raises(NodeConfigError, match="no file with id 'nope'"):
         await call_node("files.load", {"file_id": "nope"}, ctx)
     with pytest.raises(ValueError, match="exactly one of"):

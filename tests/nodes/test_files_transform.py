@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 from pydantic import ValidationError
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 import nodes.document  # registers document.to_text for the workflow test
 import nodes.files
@@ -48,19 +47,8 @@ TRICKY: list[dict[str, Any]] = [
 ]
 
 
-@pytest.fixture
-def files(engine: AsyncEngine, tmp_path: Path) -> FileStore:
-    return FileStore(engine, tmp_path / "blobs")
-
-
-def ctx_with(files: FileStore) -> Any:
-    ctx = make_context()
-    ctx.files_backend = files
-    return ctx
-
-
 async def transform(files: FileStore, **params: Any) -> Any:
-    return await call_node("files.transform", params, ctx_with(files))
+    return await call_node("files.transform", params, make_context(files=files))
 
 
 async def stored_text(files: FileStore, ref: dict[str, Any]) -> str:

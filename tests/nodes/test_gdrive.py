@@ -40,15 +40,8 @@ def drive(fake_http: FakeHTTP) -> FakeDrive:
     return FakeDrive(fake_http, token=TOKEN)
 
 
-@pytest.fixture
-def files(engine: AsyncEngine, tmp_path: Path) -> FileStore:
-    return FileStore(engine, tmp_path / "blobs")
-
-
 def ctx_for(drive: FakeDrive, files: FileStore | None = None) -> NodeContext:
-    ctx = make_context(credential={"token": TOKEN, "base_url": drive.base_url})
-    ctx.files_backend = files
-    return ctx
+    return make_context(credential={"token": TOKEN, "base_url": drive.base_url}, files=files)
 
 
 def resolver_for(drive: FakeDrive) -> Any:

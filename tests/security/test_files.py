@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 import switchboard
 from flows.model import DefinitionError
@@ -59,17 +58,6 @@ GOOD_MIMES = [
 ]
 
 
-@pytest.fixture
-def files(engine: AsyncEngine, tmp_path: Path) -> FileStore:
-    return FileStore(engine, tmp_path / "blobs")
-
-
-def _ctx(files: FileStore) -> Any:
-    ctx = make_context()
-    ctx.files_backend = files
-    return ctx
-
-
 @pytest.mark.parametrize(("name", "fragment"), BAD_NAMES)
 async def test_the_store_refuses_unsafe_names(files: FileStore, name: str, fragment: str) -> None:
     with pytest.raises(FileStoreError) as info:
@@ -101,10 +89,10 @@ async def test_file_nodes_name_the_field(files: FileStore, node: str) -> None:
         {"content": "hello"} if node == "files.save" else {"data": [{"a": 1}], "from": "json", "to": "csv"}
     )
     with pytest.raises(ValueError, match=r"name\n.*the file name 'a\\nb.txt' has the control character U\+000A"):
-        await call_node(node, {**base, "name": "a\nb.txt"}, _ctx(files))
+        await call_node(node, {**base, "name": "a\nb.txt"}, make_context(files=files))
     if node == "files.save":
         with pytest.raises(ValueError, match=r"mime\n.*the media type 'text/plain\\r\\nX: 1' is not a media type"):
-            await call_node(node, {**base, "name": "ok.txt", "mime": "text/plain\r\nX: 1"}, _ctx(files))
+            await call_node(node, {**base, "name": "ok.txt", "mime": "text/plain\r\nX: 1"}, make_context(files=files))
 
 
 def test_a_literal_bad_name_fails_validation_naming_node_and_field() -> None:
@@ -158,7 +146,7 @@ async def test_transform_parses_json_within_bounds(files: FileStore, params: dic
     from nodes.errors import NodeConfigError
 
     with pytest.raises(NodeConfigError) as info:
-        await call_node("files.transform", {**params, "to": "csv"}, _ctx(files))
+        await call_node("files.transform", {**params, "to": "csv"}, make_context(files=files))
     assert fragment in str(info.value)
 
 
@@ -167,9 +155,11 @@ async def test_transform_reads_deep_json_files_as_a_clear_error(files: FileStore
 
     ref = await files.save(('[{"a": ' + DEEP + "}]").encode(), name="deep.json")
     with pytest.raises(NodeConfigError, match=r"the JSON nests deeper than 64 levels .* \(file 'deep.json'\)"):
-        await call_node("files.transform", {"file": ref, "from": "json", "to": "csv"}, _ctx(files))
+        await call_node("files.transform", {"file": ref, "from": "json", "to": "csv"}, make_context(files=files))
     rows: list[Any] = []
     for _ in range(10_000):
         rows = [rows]
     with pytest.raises(NodeConfigError, match="the data nests too deeply"):
-        await call_node("files.transform", {"data": [{"a": rows}], "from": "json", "to": "csv"}, _ctx(files))
+        await call_node(
+            "files.transform", {"data": [{"a": rows}], "from": "json", "to": "csv"}, make_context(files=files)
+        )
