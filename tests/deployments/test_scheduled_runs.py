@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import datetime
 from functools import partial
 from pathlib import Path
 from statistics import median
@@ -148,10 +147,8 @@ async def test_interval_schedule_fires_on_a_worker_and_deploy_is_idempotent(
             async with get_client() as client:
                 assert not [d for d in await client.read_deployments() if d.name == deployment_name(NAME)]
 
-        # SIGTERM is forwarded: both stop cleanly.
-        started = datetime.now()
+        # SIGTERM is forwarded: both stop cleanly (stop() kills, and returns None, after 20 s).
         assert await processes.stop(worker) == 0, processes.log("worker")
         assert await processes.stop(server) == 0, processes.log("server")
-        assert (datetime.now() - started).total_seconds() < 20
     finally:
         await engine.dispose()
