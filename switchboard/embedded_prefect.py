@@ -141,6 +141,13 @@ def start() -> None:
             return
         from prefect.server.api.server import SubprocessASGIServer
 
+        prefect_server = SubprocessASGIServer()
+        started_by_prefect = prefect_server.server_process
+        if prefect_server.running and started_by_prefect is not None and started_by_prefect.poll() is None:
+            # Prefect started one itself before we were asked (a client made too early): use it
+            # rather than start a second one; Prefect's own atexit hook stops it.
+            _SERVER.process, _SERVER.port = started_by_prefect, prefect_server.port
+            return
         _SERVER.port = _free_port()
         argv, env = _command(_SERVER.port)
         # The server logs errors only; like Prefect's own, they go to this process's stderr.
@@ -148,7 +155,6 @@ def start() -> None:
         _SERVER.ready, _SERVER.error = False, None
         _SERVER.attempts += 1
         # Prefect's ephemeral mode asks this singleton for its server; it is ours now.
-        prefect_server = SubprocessASGIServer()
         prefect_server.port = _SERVER.port
         prefect_server.server_process = _SERVER.process
         prefect_server.running = True
