@@ -88,6 +88,7 @@ from storage.migrate import upgrade  # noqa: E402
 from storage.runs import RunStore  # noqa: E402
 from storage.workflows import WorkflowStore  # noqa: E402
 from switchboard.settings import Settings  # noqa: E402
+from tests.bot.conftest import free_port  # noqa: E402
 from tests.fakes.http import FakeHTTP  # noqa: E402
 from tests.fakes.slack import BOT_TOKEN, SIGNING_SECRET, FakeSlack, slash_command  # noqa: E402
 
@@ -550,14 +551,6 @@ async def startup_acks(idle_pings: int) -> StartupAcks:
         (prefect_ready - up) if prefect_ready else math.nan,
         (run_done - run_sent) if run_done else math.nan,
     )
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def report_startup(startup: StartupAcks) -> None:

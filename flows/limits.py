@@ -98,14 +98,12 @@ def check_data(
                     "alias counts in full)",
                     _path_of(link),
                 )
-            if not value.isascii() and _SURROGATE.search(value):
-                raise LimitError("has a lone surrogate character (not valid Unicode text)", _path_of(link))
+        if kind is str or kind is int or kind is float:
+            problem = check_scalar(value)
+            if problem:
+                raise LimitError(problem, _path_of(link))
             continue
         if kind in _PLAIN:
-            continue
-        if kind is int:
-            if value.bit_length() > _MAX_INT_BITS:
-                raise LimitError(f"has an integer of more than {MAX_INT_DIGITS} digits", _path_of(link))
             continue
         mapping = kind is dict or (kind is not list and isinstance(value, Mapping))
         if mapping or kind is list or isinstance(value, list | tuple):

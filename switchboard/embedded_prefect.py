@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import os
 import socket
 import sys
 import threading
@@ -96,8 +97,6 @@ def _free_port() -> int:
 
 def _command(port: int) -> tuple[list[str], dict[str, str]]:
     """Prefect's own ephemeral-server command and environment (prefect.server.api.server)."""
-    import os
-
     import prefect
     from prefect.settings import get_current_settings
 
