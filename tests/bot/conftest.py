@@ -58,6 +58,16 @@ class Bot:
             await asyncio.sleep(0.05)
 
 
+def slack_side_client() -> httpx.AsyncClient:
+    """The HTTP client that plays Slack's side against a test bot.
+
+    It drops idle connections after 1 s: uvicorn closes them after 5 s (timeout_keep_alive),
+    and httpx's default keep-alive is also 5 s, so a request sent just as the server closed the
+    connection failed with ReadError (seen once under load).
+    """
+    return httpx.AsyncClient(timeout=30, limits=httpx.Limits(keepalive_expiry=1.0))
+
+
 def bot_settings(tmp_path: Path, slack: FakeSlack, database_url: str, **overrides: Any) -> Settings:
     return Settings(
         home=tmp_path,
@@ -85,7 +95,7 @@ async def serve_bots(
     await migrating.dispose()
     settings = bot_settings(tmp_path, slack, database_url, slack_admins="UADMIN")
     try:
-        async with httpx.AsyncClient(timeout=30) as http, contextlib.AsyncExitStack() as stack:
+        async with slack_side_client() as http, contextlib.AsyncExitStack() as stack:
             yield [await stack.enter_async_context(serve_runtime(settings, slack, http)) for _ in range(count)]
     finally:
         fake.stop()

@@ -28,7 +28,7 @@ from storage.runs import RunStore
 from storage.slack_installations import SlackInstallationStore
 from switchboard import credentials
 from switchboard.settings import Settings
-from tests.bot.conftest import Bot, free_port
+from tests.bot.conftest import Bot, free_port, slack_side_client
 from tests.bot.test_commands import GREET, block_text
 from tests.fakes.http import FakeHTTP
 from tests.fakes.slack import BOT_TOKEN, CLIENT_ID, CLIENT_SECRET, SIGNING_SECRET, TEAM, FakeSlack, sign, slash_command
@@ -67,7 +67,7 @@ async def multi_bot(tmp_path: Path, prefect_server: str, monkeypatch: pytest.Mon
     serving = asyncio.create_task(server.serve())
     while not server.started:
         await asyncio.sleep(0.01)
-    async with httpx.AsyncClient(timeout=30) as http:
+    async with slack_side_client() as http:
         try:
             yield Bot(url, slack, runtime, engine, http)
         finally:
