@@ -29,7 +29,6 @@ from sqlalchemy import func, select
 from storage.db import create_engine
 from storage.migrate import upgrade
 from storage.models import AuditRow, MemoryMessageRow, RunRow, StateRow, WorkflowVersionRow
-from switchboard import workflows
 
 TABLES = {
     "runs": RunRow,
@@ -78,9 +77,11 @@ async def measure(url: str, reps: int) -> dict[str, Any]:
     apply_times, run_times = [], []
     for i in range(reps):
         t0 = time.perf_counter()
-        await workflows.apply(chain(10, "latency") | {"description": f"rep {i}"})
+        async with switchboard.default_client() as client:  # a CLI command: one client, its own engine
+            await client.workflows.apply(chain(10, "latency") | {"description": f"rep {i}"})
         t1 = time.perf_counter()
-        stored = await workflows.get_workflow("latency")
+        async with switchboard.default_client() as client:
+            stored = await client.workflows.get("latency")
         result = await switchboard.arun(stored.definition, version=stored.version, trigger="cli")
         assert result.status == "completed", result.error
         t2 = time.perf_counter()

@@ -14,7 +14,6 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import approvals, commands
 from bot.runtime import BotRuntime
-from storage.slack_installations import SlackInstallStateStore
 
 Ack = Callable[..., Awaitable[None]]
 Respond = Callable[..., Awaitable[Any]]
@@ -92,7 +91,7 @@ def oauth_settings(runtime: BotRuntime) -> AsyncOAuthSettings:
         authorization_url=settings.slack_oauth_url,
         installation_store=runtime.installations,
         installation_store_bot_only=True,
-        state_store=SlackInstallStateStore(runtime.engine),
+        state_store=runtime.core.slack.install_states(),
     )
 
 

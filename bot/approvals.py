@@ -217,12 +217,12 @@ class ApprovalDesk:
             if thread is not None:
                 name, version, started_by = thread.view.workflow, thread.view.version, thread.view.user
             else:
-                record = await runtime.runs.get(approval.run_id)
+                record = await runtime.core.runs.record(approval.run_id)
                 name, version = record.workflow, record.version
                 by = record.triggered_by or ""
                 started_by = by.removeprefix("slack:") if by.startswith("slack:") else None
                 team = record.slack_team
-            workflow = workflow_of(await runtime.workflows.get(name, version))
+            workflow = workflow_of(await runtime.core.workflows.get(name, version))
         except Exception:
             logger.exception("approval %s: could not read its run's workflow; nobody was asked", approval.id)
             return

@@ -29,8 +29,8 @@ from bot.permissions import Access, approvers_of
 from bot.runtime import BotRuntime, no_visible_run, workflow_of
 from flows.model import NAME_PATTERN, InputError, InputSpec, Workflow
 from nodes import safe_json
-from storage.workflows import StoredVersion, WorkflowNotFoundError
-from switchboard.runs import flow_run_logs
+from switchboard.errors import WorkflowNotFoundError
+from switchboard.workflows import StoredVersion
 
 Respond = Callable[..., Awaitable[Any]]
 
@@ -160,7 +160,7 @@ async def submitted_version(
         refusal = archived_text(name)
     else:
         try:
-            stored = await runtime.workflows.get(name, form.version)
+            stored = await runtime.core.workflows.get(name, form.version)
         except WorkflowNotFoundError:
             refusal = f"`{escape(name)}` v{form.version} is no longer stored: type `{cmd} run {name}` again."
     if refusal is not None:
@@ -174,7 +174,7 @@ def archived_text(name: str) -> str:
 
 async def is_archived(runtime: BotRuntime, name: str) -> bool:
     """Whether stored workflow ``name`` is archived (hidden from lists and runs)."""
-    return any(s.name == name and s.archived for s in await runtime.workflows.list(include_archived=True))
+    return any(s.name == name and s.archived for s in await runtime.core.workflows.list(include_archived=True))
 
 
 async def dispatch(runtime: BotRuntime, body: dict[str, Any], respond: Respond, client: AsyncWebClient) -> None:
@@ -233,14 +233,14 @@ async def _readable(runtime: BotRuntime, access: Access, args: list[str], usage:
     if not args:
         raise CommandError(f"Usage: `{usage}`")
     try:
-        stored: StoredVersion | None = await runtime.workflows.get(args[0])
+        stored: StoredVersion | None = await runtime.core.workflows.get(args[0])
     except WorkflowNotFoundError:
         stored = None
     if stored is not None and await access.may_read(workflow_of(stored)):
         return stored
     if stored is not None:
         await runtime.audit_refusal(access.user, action, stored.name)
-    names = [w.name for w in await runtime.workflows.list() if await access.may_read(await runtime.policy(w.name))]
+    names = [w.name for w in await runtime.core.workflows.list() if await access.may_read(await runtime.policy(w.name))]
     known = (
         ", ".join(f"`{n}`" for n in names) or "none that you can see (they are stored with `switchboard apply FILE`)"
     )
@@ -250,12 +250,12 @@ async def _readable(runtime: BotRuntime, access: Access, args: list[str], usage:
 async def list_text(runtime: BotRuntime, access: Access) -> str:
     """The workflows ``access`` may read: latest version, description, last run, schedule."""
     lines = []
-    for summary in await runtime.workflows.list():
-        stored = await runtime.workflows.get(summary.name)
+    for summary in await runtime.core.workflows.list():
+        stored = await runtime.core.workflows.get(summary.name)
         workflow = workflow_of(stored)
         if not await access.may_read(workflow):
             continue
-        last = await runtime.runs.list(workflow=summary.name, limit=1)
+        last = await runtime.core.runs.records(workflow=summary.name, limit=1)
         ran = f"last run {last[0].status} {last[0].started_at:%Y-%m-%d %H:%M}" if last else "never run"
         schedule = workflow.schedule
         when = f" · schedule {schedule.cron or f'every {schedule.interval:g}s'}" if schedule else ""
@@ -418,7 +418,7 @@ async def logs_text(runtime: BotRuntime, run_id: str, node: str | None, access: 
         return f"{no_visible_run(run_id)} `{runtime.settings.slack_command} status last` shows your latest."
     if not record.flow_run_id:
         return f"Run `{record.id}` has no Prefect flow run (it never started)."
-    lines = await flow_run_logs(record.flow_run_id, node=node, limit=LOG_LINES)
+    lines = await runtime.core.runs.logs(record.flow_run_id, node=node, limit=LOG_LINES)
     if not lines:
         return f"No logs for run `{record.id}`" + (f" node `{escape(node)}`" if node else "") + " (yet)."
     shown = "\n".join(

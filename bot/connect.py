@@ -21,7 +21,7 @@ import json
 import logging
 import re
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -32,10 +32,8 @@ from starlette.routing import Route
 
 from bot.blocks import escape
 from bot.runtime import BotRuntime
-from storage.models import utcnow
-from storage.oauth_states import STATE_TTL, OAuthStateStore, PendingAuthorization
-from switchboard.credentials import credential_store
 from switchboard.oauth_settings import DEFAULTS, OAuthProvider
+from switchboard.slack_records import STATE_TTL, PendingAuthorization
 
 logger = logging.getLogger(__name__)
 
@@ -129,7 +127,7 @@ async def connect_command(runtime: BotRuntime, body: dict[str, Any], args: list[
             "`SWITCHBOARD_PUBLIC_URL` (e.g. `https://switchboard.example.com`) and restart the bot."
         )
         return
-    state, pending = await OAuthStateStore(runtime.engine).create(
+    state, pending = await runtime.core.slack.oauth_states().create(
         slack_user=body["user_id"], slack_team=body.get("team_id"), provider=name, credential=credential
     )
     link = authorize_link(
@@ -201,7 +199,7 @@ def oauth_material(provider: OAuthProvider, tokens: dict[str, Any]) -> dict[str,
     if tokens.get("token_type"):
         material["token_type"] = tokens["token_type"]
     if tokens.get("expires_in"):
-        material["expires_at"] = (utcnow() + timedelta(seconds=float(tokens["expires_in"]))).isoformat()
+        material["expires_at"] = (datetime.now(UTC) + timedelta(seconds=float(tokens["expires_in"]))).isoformat()
     return material
 
 
@@ -223,7 +221,7 @@ def routes(runtime: BotRuntime) -> list[Route]:
         state = request.query_params.get("state", "")
         # Only a state made for this provider is consumed: one made for another provider, brought
         # here by mistake or on purpose, stays usable at its own callback.
-        pending = await OAuthStateStore(runtime.engine).consume(state, provider=name) if state else None
+        pending = await runtime.core.slack.oauth_states().consume(state, provider=name) if state else None
         if pending is None:
             return page(
                 "This link has expired",
@@ -257,8 +255,7 @@ async def store_credential(
     runtime: BotRuntime, pending: PendingAuthorization, provider: OAuthProvider, tokens: dict[str, Any]
 ) -> None:
     """Store the tokens, encrypted, as the user's own credential (replacing an earlier one)."""
-    store = credential_store(runtime.engine, runtime.settings)
-    await store.add(
+    await runtime.core.credentials.add(
         pending.credential,
         provider=pending.provider,
         secret=json.dumps(oauth_material(provider, tokens)),

@@ -15,53 +15,33 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime
 
-from prefect.states import Crashed
 from slack_sdk.errors import SlackApiError
 
 from bot.blocks import RunView, run_message
 from bot.runtime import BotRuntime, WorkspaceNotInstalledError
-from storage.runs import RunRecord
-from switchboard import embedded_prefect
-from switchboard.runs import reconcile
+from switchboard.runs import RunRecord
+from switchboard.slack_records import CRASH_MESSAGE
 
 logger = logging.getLogger(__name__)
 
 #: Seconds between two looks for runs to report (a crashed worker is reported within a minute).
 INTERVAL = 15.0
-CRASH_MESSAGE = "the bot process running it stopped before the run ended"
+__all__ = ["CRASH_MESSAGE", "INTERVAL", "report_forever", "report_unwatched"]
 
 
 async def report_unwatched(runtime: BotRuntime) -> int:
     """Write the final state of every unwatched, ended run into its message; returns how many."""
-    store = runtime.runs
+    records = runtime.core.slack
     reported = 0
-    for record in await store.unreported_slack():
+    for record in await records.unreported():
         if record.id in runtime.running:
             continue
-        if not record.is_final and await reconcile(store, [record]):
-            record = await store.get(record.id)
-        if not record.is_final and await _died_with_an_earlier_bot(record, runtime.started_at):
-            await store.finished(record.id, status="crashed", error=CRASH_MESSAGE)
-            record = await store.get(record.id)
+        record = await records.settle(record, bot_started_at=runtime.started_at)
         if record.is_final and await _write_summary(runtime, record):
-            await store.mark_slack_reported(record.id)
+            await records.mark_reported(record.id)
             reported += 1
     return reported
-
-
-async def _died_with_an_earlier_bot(record: RunRecord, since: datetime) -> bool:
-    """An in-process run (no deployment) started before this process cannot still be running."""
-    if record.started_at.replace(tzinfo=since.tzinfo) >= since or not record.flow_run_id:
-        return False
-    async with embedded_prefect.client() as client:
-        flow_run = await client.read_flow_run(record.flow_run_id)  # type: ignore[arg-type]
-        if flow_run.deployment_id is not None or flow_run.parent_task_run_id is not None:
-            return False  # a worker runs it (as a subflow); Prefect will say when it ends or crashes
-        if flow_run.state is None or not flow_run.state.is_final():
-            await client.set_flow_run_state(flow_run.id, Crashed(message=CRASH_MESSAGE), force=True)
-    return True
 
 
 async def _write_summary(runtime: BotRuntime, record: RunRecord) -> bool:

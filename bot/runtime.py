@@ -9,7 +9,8 @@ each run posts with its own workspace's bot token (the listener's client, or
 Runs triggered from Slack and webhooks execute in this process (as asyncio tasks) or, when
 ``Settings.runs_remotely`` (``SWITCHBOARD_EXECUTION``; by default: ``PREFECT_API_URL`` is set),
 on workers: they become flow runs of the ``run-workflow`` deployment and the bot follows them
-through Prefect (:func:`switchboard.remote.follow`). Either way each gets a
+through Prefect. Either way the run goes through the process's :class:`switchboard.Client`
+(:meth:`switchboard.runs.Runs.execute`), which decides; each gets a
 :class:`~bot.threads.LiveThread`.
 """
 
@@ -20,13 +21,12 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-import switchboard
 from bot.blocks import NodeLine, RunView, escape
 from bot.permissions import Access
 from bot.threads import ChannelPacer, LiveThread
@@ -34,15 +34,13 @@ from flows.model import Workflow
 from flows.plan import build_plan
 from flows.results import RunResult
 from flows.runner import Listener, NodeEvent
-from storage import audit
-from storage.crypto import load_keyring
-from storage.models import utcnow
-from storage.runs import RunRecord, RunRecordNotFoundError, RunStore
-from storage.slack_installations import SlackInstallationStore
-from storage.workflows import StoredVersion, WorkflowNotFoundError, WorkflowStore
-from switchboard import remote
-from switchboard.api import new_run_id
+from switchboard.client import Client
+from switchboard.errors import RunRecordNotFoundError
+from switchboard.execution import NotRetryableError, RunNotFoundError, new_run_id
+from switchboard.runs import RunRecord
 from switchboard.settings import Settings
+from switchboard.slack_records import SlackInstallationStore
+from switchboard.workflows import StoredVersion
 
 logger = logging.getLogger(__name__)
 
@@ -74,22 +72,23 @@ class BotRuntime:
     #: Runs whose message is being posted and that are not in :attr:`running` yet.
     launching: int = 0
     #: When this process started: unfinished in-process runs from before it died with an earlier one.
-    started_at: datetime = field(default_factory=utcnow)
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     #: Also told every node event of the runs started here, with the run's live thread (None:
     #: the run has no message); ``bot.approvals`` posts its buttons from a ``waiting`` event.
     event_hooks: list[Callable[[LiveThread | None, NodeEvent], None]] = field(default_factory=list)
     #: The installed workspaces (multi-workspace mode only; None: one workspace, one token).
     installations: SlackInstallationStore | None = None
-    #: Runs of :attr:`running` executing on workers, by run id (cancelled through Prefect).
-    remote_runs: dict[str, remote.RemoteRun] = field(default_factory=dict)
     #: Runs on workers this process stopped following because it is shutting down: they go
     #: on there, and the next bot process reports their end.
     abandoned: set[str] = field(default_factory=set)
 
+    #: Switchboard itself: workflows, runs, credentials and the bot's records, on :attr:`engine`.
+    core: Client = field(init=False)
+
     def __post_init__(self) -> None:
+        self.core = Client(self.settings, engine=self.engine, actor="slack")
         if self.installations is None and self.settings.slack_multi_workspace:
-            secret = self.settings.secret_key.get_secret_value() if self.settings.secret_key else None
-            self.installations = SlackInstallationStore(self.engine, load_keyring(secret, self.settings.home_dir))
+            self.installations = self.core.slack.installations()
 
     async def client_for(self, team: str | None) -> AsyncWebClient:
         """The client that posts in Slack workspace ``team``.
@@ -115,14 +114,6 @@ class BotRuntime:
                 "cannot tell which one to post in"
             )
         return teams[0]
-
-    @property
-    def workflows(self) -> WorkflowStore:
-        return WorkflowStore(self.engine)
-
-    @property
-    def runs(self) -> RunStore:
-        return RunStore(self.engine)
 
     def prefect_ui_url(self, flow_run_id: str) -> str | None:
         """A link to the flow run in the Prefect UI, when a Prefect server is configured."""
@@ -169,46 +160,21 @@ class BotRuntime:
         view.nodes = {node_id: NodeLine() for node_id in plan.order}
 
         who = triggered_by or (f"slack:{user}" if user else None)
-        if self.settings.runs_remotely:
-
-            async def on_worker(listen: Listener, slack_thread: tuple[str, str] | None) -> RunResult:
-                queued = await remote.submit(
-                    self.engine,
-                    stored.name,
-                    inputs,
-                    version=stored.version,
-                    trigger=trigger,
-                    triggered_by=who,
-                    run_id=view.run_id,
-                    slack_thread=slack_thread,
-                )
-                return await self._follow(queued, listen)
-
-            return view, on_worker
 
         async def call(listen: Listener, slack_thread: tuple[str, str] | None) -> RunResult:
-            return await switchboard.arun(
-                plan,
+            return await self.core.runs.execute(
+                stored.name,
                 inputs,
-                trigger=trigger,
                 version=stored.version,
-                listeners=[listen],
                 run_id=view.run_id,
+                trigger=trigger,
                 triggered_by=who,
-                engine=self.engine,
+                listeners=[listen],
                 slack_thread=slack_thread,
+                plan=plan,
             )
 
         return view, call
-
-    async def _follow(self, queued: remote.RemoteRun, listen: Listener) -> RunResult:
-        """Follow a run on a worker to its end (cancelling it here asks Prefect to cancel it)."""
-        self.remote_runs[queued.run_id] = queued
-        try:
-            await remote.follow(queued, listen)
-            return RunResult.from_dict(await remote.wait(self.engine, queued))
-        finally:
-            self.remote_runs.pop(queued.run_id, None)
 
     async def retry(
         self,
@@ -237,27 +203,20 @@ class BotRuntime:
             run_id=new_run_id(), workflow=record.workflow, version=record.version, user=user, inputs=record.inputs
         )
 
-        async def on_worker(listen: Listener, slack_thread: tuple[str, str] | None) -> RunResult:
-            queued = await remote.submit_retry(
-                self.engine, run_id, triggered_by=f"slack:{user}", new_run_id=view.run_id, slack_thread=slack_thread
-            )
-            return await self._follow(queued, listen)
-
         async def call(listen: Listener, slack_thread: tuple[str, str] | None) -> RunResult:
-            return await switchboard.aretry(
+            return await self.core.runs.execute_retry(
                 run_id,
-                listeners=[listen],
                 new_run_id=view.run_id,
                 triggered_by=f"slack:{user}",
-                engine=self.engine,
+                listeners=[listen],
                 slack_thread=slack_thread,
             )
 
         try:
-            await switchboard.api.check_retryable(run_id)
-        except (switchboard.NotRetryableError, switchboard.RunNotFoundError) as exc:
+            await self.core.runs.check_retryable(run_id)
+        except (NotRetryableError, RunNotFoundError) as exc:
             return escape(str(exc))
-        await self._launch(view, channel, on_worker if self.settings.runs_remotely else call, client=client, team=team)
+        await self._launch(view, channel, call, client=client, team=team)
         return None
 
     async def _launch(
@@ -317,7 +276,7 @@ class BotRuntime:
             if attaching:
                 await asyncio.gather(*attaching)
                 if thread is not None and thread.last_update_ok:  # else the reporter writes it later
-                    await self.runs.mark_slack_reported(view.run_id)
+                    await self.core.slack.mark_reported(view.run_id)
 
         task = asyncio.create_task(execute(), name=f"run-{view.run_id}")
         started = StartedRun(view.run_id, view.workflow, thread, task)
@@ -364,7 +323,7 @@ class BotRuntime:
         # appears in Prefect: give it a few seconds.
         for attempt in range(1, ATTACH_TRIES + 1):
             try:
-                await self.runs.attach_slack(run_id, channel=channel, message_ts=ts, team=team)
+                await self.core.slack.attach_message(run_id, channel=channel, ts=ts, team=team)
                 return
             except RunRecordNotFoundError:
                 if attempt < ATTACH_TRIES:
@@ -383,17 +342,14 @@ class BotRuntime:
     async def policy(self, name: str) -> Workflow | None:
         """The latest stored version of workflow ``name``, whose permissions govern all its runs
         (archived or not, whatever version they ran); None when no such workflow is stored."""
-        try:
-            return workflow_of(await self.workflows.get(name))
-        except WorkflowNotFoundError:
-            return None
+        return await self.core.workflows.policy(name)
 
     async def visible_run(self, run_id: str, access: Access, *, action: str = "read") -> RunRecord | None:
         """The record of run ``run_id`` if ``access`` may read its workflow; else None, exactly as
         for a run that does not exist, with an audit row ``refused-<action>`` (target: the
         workflow, or the run id when there is no such run)."""
         try:
-            record: RunRecord | None = await self.runs.get(run_id)
+            record: RunRecord | None = await self.core.runs.record(run_id)
         except RunRecordNotFoundError:
             record = None
         if record is not None and await access.may_read(await self.policy(record.workflow)):
@@ -405,18 +361,16 @@ class BotRuntime:
     async def latest_visible_run(self, access: Access) -> RunRecord | None:
         """The newest run ``access`` may read (admins: the newest run)."""
         if access.is_admin:
-            records = await self.runs.list(limit=1)
+            records = await self.core.runs.records(limit=1)
         else:
-            names = [summary.name for summary in await self.workflows.list(include_archived=True)]
+            names = [summary.name for summary in await self.core.workflows.list(include_archived=True)]
             readable = [name for name in names if await access.may_read(await self.policy(name))]
-            records = await self.runs.list(limit=1, workflows=readable) if readable else []
+            records = await self.core.runs.records(limit=1, workflows=readable) if readable else []
         return records[0] if records else None
 
     async def audit_refusal(self, user: str, action: str, workflow: str, detail: dict[str, Any] | None = None) -> None:
         """An audit-log row for an action a Slack user was not permitted."""
-        await audit.append(
-            self.engine, actor=f"slack:{user}", action=f"refused-{action}", target=workflow, detail=detail or {}
-        )
+        await self.core.audit.append(actor=f"slack:{user}", action=f"refused-{action}", target=workflow, detail=detail)
 
     async def may_run(self, user: str, workflow: str, *, client: AsyncWebClient | None = None) -> bool:
         """Whether ``user`` may run (and so retry or cancel runs of) ``workflow``; ``client`` (of
@@ -439,10 +393,8 @@ class BotRuntime:
                 return why_not
         if started is None:
             return f"Run `{escape(run_id[:100])}` is not running here."
-        queued = self.remote_runs.get(run_id)
-        if queued is not None:  # on a worker: Prefect cancels it there; the run's task sees it end
-            await remote.cancel(queued)
-            return None
+        if await self.core.runs.cancel_on_workers(run_id):
+            return None  # on a worker: Prefect cancels it there; the run's task sees it end
         started.task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await started.task
@@ -471,9 +423,8 @@ class BotRuntime:
     async def close(self) -> None:
         """Wait for the in-process runs in flight (a clean shutdown lets them finish); stop
         following the runs on workers, which go on there (the next bot reports their end)."""
-        for run_id in list(self.remote_runs):
-            started = self.running.get(run_id)
-            if started is not None:
+        for run_id, started in list(self.running.items()):
+            if self.core.runs.on_workers(run_id):
                 self.abandoned.add(run_id)
                 started.task.cancel()
         tasks = [started.task for started in self.running.values()]

@@ -23,7 +23,6 @@ from slack_bolt.adapter.starlette.async_handler import (
     to_starlette_response,
 )
 from slack_sdk.web.async_client import AsyncWebClient
-from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -40,7 +39,6 @@ from bot.slack_requests import MalformedSlackRequestError, is_ssl_check, parse_b
 from bot.slack_requests import replay_expiry as slack_replay_expiry
 from bot.slack_requests import replay_key as slack_replay_key
 from bot.webhooks import webhook_endpoint
-from storage.replays import ReplayGuard
 from switchboard import embedded_prefect
 from switchboard.database import open_engine
 from switchboard.settings import Settings
@@ -80,7 +78,7 @@ def create_web_app(runtime: BotRuntime, *, report_interval: float = REPORT_INTER
     seconds it reports the end of runs it is not watching (:mod:`bot.reporter`)."""
     bolt = create_app(runtime)
     handler = AsyncSlackRequestHandler(bolt)
-    replays = ReplayGuard(runtime.engine)
+    replays = runtime.core.slack.replays()
     signing_secret = runtime.settings.slack_signing_secret
     max_bytes = runtime.settings.max_request_bytes
 
@@ -133,8 +131,7 @@ def create_web_app(runtime: BotRuntime, *, report_interval: float = REPORT_INTER
     async def healthz(request: Request) -> Response:
         prefect = embedded_prefect.status()
         try:
-            async with runtime.engine.connect() as connection:
-                await connection.execute(text("SELECT 1"))
+            await runtime.core.slack.ping()
         except Exception as exc:
             return JSONResponse({"ok": False, "database": type(exc).__name__, "prefect": prefect}, status_code=503)
         if prefect == "failed":  # runs cannot start; commands still answer

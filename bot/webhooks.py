@@ -40,10 +40,9 @@ from starlette.responses import JSONResponse, Response
 from bot.runtime import BotRuntime, workflow_of
 from flows.model import DefinitionError, InputError
 from nodes import safe_json
-from storage.replays import ReplayGuard
-from storage.workflows import WorkflowNotFoundError
 from switchboard import webhooks
-from switchboard.api import new_run_id
+from switchboard.errors import WorkflowNotFoundError
+from switchboard.execution import new_run_id
 from switchboard.webhooks import SignatureError, WebhookSecrets
 
 logger = logging.getLogger(__name__)
@@ -57,7 +56,7 @@ def _error(status: int, message: str, **extra: Any) -> JSONResponse:
 
 def webhook_endpoint(runtime: BotRuntime) -> Endpoint:
     """The Starlette endpoint for ``POST /hooks/{workflow}`` on ``runtime``."""
-    replays = ReplayGuard(runtime.engine)
+    replays = runtime.core.slack.replays()
     secrets: list[WebhookSecrets] = []  # the key is loaded on the first webhook, not at start-up
     # What a name without a webhook secret is verified against: the same checks and the same
     # HMAC as a real one, so neither the answer nor its timing says whether the name exists.
@@ -68,7 +67,7 @@ def webhook_endpoint(runtime: BotRuntime) -> Endpoint:
         name = request.path_params["workflow"]
         body = await request.body()  # at most max_bytes: bot.request_limits refuses more unread
         if not secrets:
-            secrets.append(WebhookSecrets.on(runtime.engine, runtime.settings))
+            secrets.append(runtime.core.webhooks)
         secret = await secrets[0].get(name)
         timestamp = request.headers.get(webhooks.TIMESTAMP_HEADER)
         signature = request.headers.get(webhooks.SIGNATURE_HEADER)
@@ -82,7 +81,7 @@ def webhook_endpoint(runtime: BotRuntime) -> Endpoint:
             return _error(401, "the signature does not match")
 
         try:
-            stored = await runtime.workflows.get(name)
+            stored = await runtime.core.workflows.get(name)
         except WorkflowNotFoundError:
             return _error(404, f"no workflow named {name!r} (see `switchboard list`)")
         try:

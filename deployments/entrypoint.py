@@ -1,16 +1,14 @@
 """The deployable entry flow: run a stored workflow by name on a worker (or anywhere).
 
 A deployment cannot carry Switchboard's process-local services (database engine, credential
-resolver, listeners), so this flow rebuilds them from :class:`switchboard.settings.Settings`
-and then runs the workflow through :func:`switchboard.arun`: the runner flow becomes a
+resolver, listeners), so this flow reads :class:`switchboard.settings.Settings` (the edge) and
+runs the workflow through a :class:`switchboard.Client`: the runner flow becomes a
 subflow of this flow run, its nodes Prefect task runs of that subflow, and the run record,
 memory, files and credentials behave exactly as for a run started from the CLI.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 from prefect import flow
@@ -19,15 +17,10 @@ from prefect.runtime import flow_run as runtime_flow_run
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from flows.runner import WorkflowFailed
-from storage.workflows import WorkflowStore
-from switchboard.api import aretry, arun
-from switchboard.database import open_engine
+from switchboard.client import Client
+from switchboard.retention import parse_age
 from switchboard.settings import Settings
-
-#: The flow's name in Prefect; deployments are ``run-workflow/<deployment>``.
-FLOW_NAME = "run-workflow"
-#: The retention flow's name; ``switchboard deploy`` schedules it as ``switchboard-cleanup/daily``.
-CLEANUP_FLOW_NAME = "switchboard-cleanup"
+from switchboard.work_pool import CLEANUP_FLOW_NAME, FLOW_NAME
 
 #: The database engine of a long-lived process running many of these flows in-process (the
 #: warm worker); None: each run opens its own.
@@ -40,13 +33,10 @@ def share_engine(engine: AsyncEngine | None) -> None:
     _shared_engine = engine
 
 
-@asynccontextmanager
-async def _engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
-    if _shared_engine is not None:
-        yield _shared_engine
-        return
-    async with open_engine(settings) as engine:
-        yield engine
+def _client() -> Client:
+    """The client of one flow run: settings read here, at the edge; the warm worker's engine
+    when it shares one (else the client opens its own)."""
+    return Client(Settings.from_env(), engine=_shared_engine)
 
 
 def _flow_run_name() -> str:
@@ -83,23 +73,21 @@ async def run_workflow_flow(
     Returns the run result; raises (so the flow run ends Failed) when the workflow did not
     complete.
     """
-    settings = Settings()
     deployment_name = runtime_deployment.name
     thread = (slack_thread[0], slack_thread[1]) if slack_thread and len(slack_thread) == 2 else None
     who = triggered_by or (f"deployment:{deployment_name}" if deployment_name else None)
-    async with _engine(settings) as engine:
+    async with _client() as client:
         if retry_of is not None:
-            result = await aretry(retry_of, new_run_id=run_id, triggered_by=who, engine=engine, slack_thread=thread)
+            result = await client.runs.retry(retry_of, new_run_id=run_id, triggered_by=who, slack_thread=thread)
         else:
-            stored = await WorkflowStore(engine).get(name, version)
-            result = await arun(
+            stored = await client.workflows.get(name, version)
+            result = await client.runs.run(
                 stored.definition,
                 inputs or {},
                 trigger=trigger,
                 version=stored.version,
                 run_id=run_id,
                 triggered_by=who,
-                engine=engine,
                 slack_thread=thread,
             )
     if result.status != "completed":
@@ -114,10 +102,9 @@ async def cleanup_flow(older_than: str | None = None) -> dict[str, Any]:
 
     Fails (so Prefect shows it) when some flow runs could not be deleted.
     """
-    from switchboard.retention import cleanup, parse_age
-
     age = parse_age(older_than) if older_than else None
-    result = await cleanup(age, actor=f"deployment:{runtime_deployment.name or CLEANUP_FLOW_NAME}")
+    async with _client() as client:
+        result = await client.retention.cleanup(age, actor=f"deployment:{runtime_deployment.name or CLEANUP_FLOW_NAME}")
     if result.failed:
         raise RuntimeError(f"kept {len(result.failed)} run(s) whose Prefect flow run could not be deleted")
     return result.to_dict()

@@ -41,8 +41,8 @@ from types import FrameType
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from deployments.sync import WORK_POOL
 from switchboard.child_processes import own_session_dying_with_parent
+from switchboard.work_pool import WORK_POOL
 
 SERVER_DEFAULTS: dict[str, str] = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
@@ -176,7 +176,7 @@ async def prepare_worker() -> str:
     from prefect.client.orchestration import get_client
     from prefect.settings import PREFECT_API_URL
 
-    from deployments.sync import ensure_work_pool
+    from switchboard.work_pool import ensure_work_pool
 
     url = PREFECT_API_URL.value()
     if not url:

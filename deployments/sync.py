@@ -22,7 +22,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
-from uuid import UUID
 from zoneinfo import ZoneInfo
 
 from prefect.client.orchestration import PrefectClient
@@ -30,7 +29,6 @@ from prefect.client.schemas.actions import (
     DeploymentScheduleCreate,
     DeploymentScheduleUpdate,
     DeploymentUpdate,
-    WorkPoolCreate,
 )
 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterTags, FlowFilter, FlowFilterName
 from prefect.client.schemas.responses import DeploymentResponse
@@ -38,28 +36,27 @@ from prefect.client.schemas.schedules import CronSchedule, IntervalSchedule
 from prefect.exceptions import ObjectNotFound
 from prefect.utilities.callables import parameter_schema
 
-from deployments.entrypoint import CLEANUP_FLOW_NAME, FLOW_NAME, cleanup_flow, run_workflow_flow
+from deployments.entrypoint import cleanup_flow
 from flows.model import Schedule, load_definition
-from storage.workflows import StoredVersion
+from switchboard.client import Client
+from switchboard.errors import WorkflowNotFoundError
+from switchboard.work_pool import (
+    CLEANUP_DEPLOYMENT,
+    CLEANUP_ENTRYPOINT,
+    CLEANUP_FLOW_NAME,
+    ENTRYPOINT,
+    FLOW_NAME,
+    GENERIC_DEPLOYMENT,
+    GENERIC_TAGS,
+    WORK_POOL,
+    ensure_generic_deployment,
+    ensure_work_pool,
+    run_request_schema,
+)
+from switchboard.workflows import StoredVersion
 
-#: The work pool every Switchboard deployment runs on (``switchboard worker`` serves it).
-WORK_POOL = "switchboard"
-#: Where workers import the flow from: a module path, so it works wherever Switchboard is
-#: installed, whatever the worker's working directory.
-ENTRYPOINT = "deployments.entrypoint.run_workflow_flow"
 #: Marks deployments this module owns (and may update or delete).
 MANAGED_TAG = "switchboard:schedule"
-#: The unscheduled deployment that runs any stored workflow on demand (``switchboard run
-#: --remote``, Slack, webhooks): ``run-workflow/run-workflow``, as in ``prefect.yaml``.
-GENERIC_DEPLOYMENT = "run-workflow"
-GENERIC_TAGS = ["switchboard"]
-GENERIC_DESCRIPTION = (
-    "Run a stored Switchboard workflow by name (parameters name, version, inputs, trigger). "
-    "`switchboard deploy` keeps it up to date."
-)
-#: The scheduled retention clean-up: ``switchboard-cleanup/daily``.
-CLEANUP_DEPLOYMENT = "daily"
-CLEANUP_ENTRYPOINT = "deployments.entrypoint.cleanup_flow"
 CLEANUP_DESCRIPTION = (
     "Delete Switchboard run records and Prefect flow runs older than SWITCHBOARD_RETENTION_DAYS "
     "(`switchboard deploy` keeps it on SWITCHBOARD_CLEANUP_SCHEDULE)."
@@ -168,13 +165,6 @@ class Desired:
         )
 
 
-def api_url_configured() -> bool:
-    """Whether Prefect talks to a configured server (not the embedded ephemeral one)."""
-    from prefect.settings import PREFECT_API_URL
-
-    return bool(PREFECT_API_URL.value())
-
-
 def describe_schedule(schedule: Schedule) -> str:
     """``cron 0 9 * * 1-5 (Europe/Berlin)`` or ``every 30s (UTC)``."""
     what = f"cron {schedule.cron}" if schedule.cron is not None else f"every {schedule.interval:g}s"
@@ -227,34 +217,6 @@ def _differences(current: DeploymentResponse, wanted: Desired) -> list[str]:
     if bool(current.paused) != wanted.schedule.paused:
         changed.append("paused")
     return changed
-
-
-def _parameter_schema() -> dict[str, Any]:
-    return parameter_schema(run_workflow_flow).model_dump(exclude_unset=True)
-
-
-async def ensure_work_pool(client: PrefectClient, name: str = WORK_POOL) -> bool:
-    """Create the process work pool ``name`` if it is missing; True if it was created."""
-    try:
-        await client.read_work_pool(name)
-        return False
-    except ObjectNotFound:
-        pass
-    from prefect.exceptions import ObjectAlreadyExists
-    from prefect.workers.process import ProcessWorker
-
-    try:
-        await client.create_work_pool(
-            WorkPoolCreate(
-                name=name,
-                type="process",
-                base_job_template=ProcessWorker.get_default_base_job_template(),
-                description="Switchboard workflow runs (`switchboard worker`).",
-            )
-        )
-    except ObjectAlreadyExists:
-        return False  # another process created it meanwhile
-    return True
 
 
 async def managed_deployments(client: PrefectClient) -> dict[str, DeploymentResponse]:
@@ -316,7 +278,7 @@ async def sync(
                 tags=desired.tags,
                 work_pool_name=WORK_POOL,
                 entrypoint=ENTRYPOINT,
-                parameter_openapi_schema=_parameter_schema(),
+                parameter_openapi_schema=run_request_schema(),
                 paused=desired.schedule.paused,
                 schedules=[_schedule_create(desired)],
             )
@@ -332,42 +294,6 @@ async def sync(
             action = "paused" if desired.schedule.paused else "resumed"
         report.changes.append(replace(base, action=action, changed=tuple(differences)))
     return report
-
-
-async def ensure_generic_deployment(client: PrefectClient) -> tuple[UUID, Action]:
-    """Create or update ``run-workflow/run-workflow``, the deployment on-demand runs use.
-
-    Returns its id and what was done (``created``, ``updated`` or ``unchanged``); the work pool
-    must exist. Safe to call from several processes at once: Prefect upserts by name.
-    """
-    try:
-        current = await client.read_deployment_by_name(f"{FLOW_NAME}/{GENERIC_DEPLOYMENT}")
-    except ObjectNotFound:
-        current = None
-    if current is not None and (
-        current.work_pool_name == WORK_POOL
-        and current.entrypoint == ENTRYPOINT
-        and sorted(current.tags) == sorted(GENERIC_TAGS)
-        and (current.description or "") == GENERIC_DESCRIPTION
-        and current.parameter_openapi_schema == _parameter_schema()
-        and not current.schedules
-        and not current.paused
-    ):
-        return current.id, "unchanged"
-    flow_id = await client.create_flow_from_name(FLOW_NAME)
-    deployment_id = await client.create_deployment(
-        flow_id=flow_id,
-        name=GENERIC_DEPLOYMENT,
-        description=GENERIC_DESCRIPTION,
-        parameters={"trigger": "deployment"},
-        tags=GENERIC_TAGS,
-        work_pool_name=WORK_POOL,
-        entrypoint=ENTRYPOINT,
-        parameter_openapi_schema=_parameter_schema(),
-        paused=False,
-        schedules=[],
-    )
-    return deployment_id, "created" if current is None else "updated"
 
 
 async def ensure_cleanup_deployment(client: PrefectClient, cron: str | None) -> Action:
@@ -436,7 +362,7 @@ async def _update(client: PrefectClient, current: DeploymentResponse, desired: D
             work_pool_name=WORK_POOL,
             entrypoint=ENTRYPOINT,
             paused=desired.schedule.paused,
-            parameter_openapi_schema=_parameter_schema(),
+            parameter_openapi_schema=run_request_schema(),
             schedules=[
                 DeploymentScheduleUpdate(
                     schedule=desired.prefect_schedule(), active=True, slug=SCHEDULE_SLUG, parameters={}
@@ -444,3 +370,22 @@ async def _update(client: PrefectClient, current: DeploymentResponse, desired: D
             ],
         ),
     )
+
+
+async def deploy(client: Client, name: str | None = None) -> SyncReport:
+    """Make Prefect's deployments match the stored schedules (all workflows, or only ``name``).
+
+    Creates, updates, pauses, resumes and removes the ``workflow-<name>`` deployments on the
+    client's Prefect API (``PREFECT_API_URL``); a second call changes nothing. Raises
+    :class:`WorkflowNotFoundError` for a ``name`` that is neither stored nor deployed.
+    """
+    known = await client.workflows.list(include_archived=True)
+    live = [w.name for w in known if not w.archived and (name is None or w.name == name)]
+    stored = [await client.workflows.get(n) for n in live]
+    async with client.prefect() as prefect:
+        report = await sync(
+            prefect, stored, only=None if name is None else [name], cleanup_cron=client.settings.cleanup_schedule
+        )
+    if name is not None and not report.changes and all(w.name != name for w in known):
+        raise WorkflowNotFoundError(f"no stored workflow named {name!r} (see `switchboard list`)")
+    return report

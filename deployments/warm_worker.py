@@ -56,17 +56,17 @@ from prefect.workers.process import ProcessJobConfiguration, ProcessWorker, Proc
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from deployments import entrypoint
-from deployments.sync import WORK_POOL, ensure_work_pool
 from storage.runs import RunStore
-from switchboard.database import open_engine
+from switchboard.client import Client
 from switchboard.settings import Settings
+from switchboard.work_pool import CLEANUP_FLOW_NAME, FLOW_NAME, WORK_POOL, ensure_work_pool
 
 logger = logging.getLogger(__name__)
 
 #: The flows a warm worker runs in its own process, by Prefect flow name.
 IN_PROCESS: dict[str, Any] = {
-    entrypoint.FLOW_NAME: entrypoint.run_workflow_flow,
-    entrypoint.CLEANUP_FLOW_NAME: entrypoint.cleanup_flow,
+    FLOW_NAME: entrypoint.run_workflow_flow,
+    CLEANUP_FLOW_NAME: entrypoint.cleanup_flow,
 }
 
 #: Prefix of the ``infrastructure_pid`` of a run executed by a warm worker.
@@ -342,7 +342,8 @@ async def serve(
         hold_stop_signals()
         threading.Thread(target=_wait_for_stop_signal, args=(loop, stop), name="stop-signals", daemon=True).start()
     worker = WarmWorker(work_pool_name=WORK_POOL, name=name, limit=limit, create_pool_if_not_found=False)
-    async with open_engine(settings or Settings()) as engine, get_client() as client:
+    async with Client(settings or Settings.from_env()) as switchboard_client, get_client() as client:
+        engine = switchboard_client.engine
         entrypoint.share_engine(engine)
         worker.engine = engine
         try:

@@ -4,6 +4,12 @@
 >>> wf = switchboard.load("examples/branching.yaml")
 >>> result = switchboard.run(wf, inputs={"count": 5})
 >>> result.status, result.nodes["big"].output
+
+Applications hold one :class:`Client` on their own :class:`Settings`::
+
+    async with switchboard.Client(switchboard.Settings.from_env()) as client:
+        await client.workflows.apply("examples/branching.yaml")
+        result = await client.runs.run(wf, {"count": 5})
 """
 
 from switchboard.bootstrap import configure_prefect_environment
@@ -24,11 +30,16 @@ from switchboard.api import (  # noqa: E402
     run,
     validate,
 )
+from switchboard.client import Client, default_client  # noqa: E402
+from switchboard.errors import ClientClosedError  # noqa: E402
+from switchboard.settings import Settings  # noqa: E402
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AuthError",
+    "Client",
+    "ClientClosedError",
     "DefinitionError",
     "InputError",
     "NodeConfigError",
@@ -40,10 +51,12 @@ __all__ = [
     "ProviderError",
     "RunNotFoundError",
     "RunResult",
+    "Settings",
     "TransientError",
     "Workflow",
     "aretry",
     "arun",
+    "default_client",
     "load",
     "node",
     "retry",

@@ -1,51 +1,29 @@
-"""The Python API: load, validate, run and retry workflows.
+"""The Python conveniences: load, validate, run and retry workflows without holding a client.
 
-The CLI and (later) the Slack bot call only these functions.
+``switchboard.run(...)`` and the other functions here use a :func:`~switchboard.client.default_client`
+(settings from the environment) for one call. Applications, and every front end, hold a
+:class:`switchboard.Client` with their own settings instead.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
-import uuid
-from collections.abc import Iterable, Mapping
-from contextlib import AsyncExitStack
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
-from prefect import tags
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
-from prefect.client.schemas.sorting import FlowRunSort
-from sqlalchemy.ext.asyncio import AsyncEngine
-
-from flows.expressions import RenderLimits
-from flows.model import DefinitionError, Problem, Workflow, load_definition
+from flows.model import Workflow, load_definition
 from flows.plan import Plan, build_plan
-from flows.results import RunResult, RunStatus
-from flows.runner import Listener, RunServices, register_services, run_workflow, take_result
-from nodes.context import CredentialResolver
-from nodes.http_guard import AllowList
-from storage.files import FileStore
-from storage.memory import MemoryStore
-from storage.runs import RunStore
-from switchboard import embedded_prefect
-from switchboard.credentials import resolver_for
-from switchboard.database import open_engine
-from switchboard.settings import Settings
-
-logger = logging.getLogger(__name__)
-
-WorkflowSource = str | Path | Mapping[str, Any] | Workflow
-#: What the run functions accept: a source, or a plan already validated by :func:`validate`.
-Runnable = WorkflowSource | Plan
-
-
-class RunNotFoundError(LookupError):
-    """No run with that id is known to Prefect."""
-
-
-class NotRetryableError(ValueError):
-    """The run cannot be retried (it did not fail)."""
+from flows.results import RunResult
+from switchboard.client import Client, default_client
+from switchboard.execution import (
+    FAILURE_TRIGGER,
+    NotRetryableError,
+    Runnable,
+    RunNotFoundError,
+    WorkflowSource,
+    failure_input,
+    new_run_id,
+)
 
 
 def load(source: WorkflowSource) -> Workflow:
@@ -64,199 +42,20 @@ def validate(source: WorkflowSource) -> Plan:
     return build_plan(source)
 
 
-def new_run_id() -> str:
-    return uuid.uuid4().hex[:12]
-
-
-def _run_tag(run_id: str) -> str:
-    return f"switchboard-run:{run_id}"
-
-
 async def arun(
-    workflow: Runnable,
-    inputs: Mapping[str, Any] | None = None,
-    *,
-    trigger: str = "api",
-    version: int | None = None,
-    inputs_are_text: bool = False,
-    listeners: Iterable[Listener] = (),
-    allow_hosts: str | Iterable[str] | None = None,
-    credential_resolver: CredentialResolver | None = None,
-    run_id: str | None = None,
-    resume_of: str | None = None,
-    resume_root: str | None = None,
-    triggered_by: str | None = None,
-    record: bool = True,
-    engine: AsyncEngine | None = None,
-    slack_thread: tuple[str, str] | None = None,
+    workflow: Runnable, inputs: Mapping[str, Any] | None = None, *, client: Client | None = None, **options: Any
 ) -> RunResult:
-    """Run a workflow in this process and return its :class:`RunResult`.
+    """Run a workflow in this process and return its :class:`RunResult` (``client.runs.run``).
 
     Invalid definitions raise :class:`DefinitionError`; invalid inputs raise
     :class:`flows.model.InputError` — both before anything runs. A workflow that fails
-    returns a result with ``status == "failed"``; it does not raise.
-
-    With ``record`` (the default) the run gets a row in Switchboard's database
-    (``switchboard runs``), written when it starts and when it ends, and its memory.* and
-    state.* nodes use that database. Long-lived callers (the Slack bot, workers) pass their
-    own ``engine`` so runs share one connection pool; otherwise each run opens and closes one.
-    ``slack_thread`` is ``(channel, ts)`` of the run's Slack message (the bot passes it), where
-    ``slack.post_message`` with ``thread: run`` replies.
-
-    When a recorded run fails and its workflow names ``on_failure``, that stored workflow runs
-    next (here, before this returns) with the input ``failure`` (:func:`failure_input`).
+    returns a result with ``status == "failed"``; it does not raise. With ``record=False``
+    the run leaves no record and needs no database. ``options`` are
+    :func:`switchboard.execution.run_here`'s (``trigger``, ``listeners``, ``inputs_are_text``...).
     """
-    plan = workflow if isinstance(workflow, Plan) else build_plan(workflow)
-    resolved = plan.workflow.resolve_inputs(inputs or {}, from_text=inputs_are_text)
-    settings = Settings()
-    run_id = run_id or new_run_id()
-    services = RunServices(
-        allow_hosts=AllowList.parse(settings.http_allow_hosts if allow_hosts is None else allow_hosts),
-        http_max_response_bytes=settings.http_max_response_bytes,
-        credential_resolver=credential_resolver,
-        listeners=list(listeners),
-        template_env=settings.template_env_values(),
-        render_limits=RenderLimits(timeout_seconds=settings.template_timeout, max_size=settings.template_max_size),
-        max_parallel=settings.max_parallel_nodes,
-        rate_limits=settings.rate_limits,
-        plan=plan,
-        triggered_by=triggered_by,
-        slack_thread=slack_thread,
-    )
-    async with AsyncExitStack() as stack:
-        if record:
-            if engine is None:
-                engine = await stack.enter_async_context(open_engine(settings))
-            services.recorder = RunStore(engine)
-            services.memory = MemoryStore(engine)
-            services.files = FileStore(engine, settings.files_path)
-            if credential_resolver is None:
-                services.credential_resolver = resolver_for(engine, settings, triggered_by)
-        await embedded_prefect.ready()  # waits without blocking the loop (the bot keeps answering)
-        result = await _run_registered(plan, resolved, services, run_id, trigger, version, resume_of, resume_root)
-        handler = plan.workflow.on_failure
-        if handler and engine is not None and result.status == "failed" and trigger != FAILURE_TRIGGER:
-            await _start_failure_handler(handler, result, engine, allow_hosts=allow_hosts)
-        return result
-
-
-#: The trigger of a run started by another run's ``on_failure`` (whose own ``on_failure`` is
-#: not followed: a failing handler cannot start a chain or a loop).
-FAILURE_TRIGGER = "on_failure"
-
-
-def failure_input(result: RunResult) -> dict[str, Any]:
-    """What an ``on_failure`` workflow receives as its ``failure`` input."""
-    return {
-        "run_id": result.run_id,
-        "flow_run_id": result.flow_run_id,
-        "workflow": result.workflow,
-        "version": result.version,
-        "status": result.status,
-        "error": result.error,
-        "inputs": result.inputs,
-        "failed_nodes": {node_id: node.error for node_id, node in result.nodes.items() if node.status == "failed"},
-    }
-
-
-async def _start_failure_handler(
-    name: str,
-    failed: RunResult,
-    engine: AsyncEngine,
-    *,
-    allow_hosts: str | Iterable[str] | None,
-) -> None:
-    """Run the stored workflow ``name`` with the failed run as its ``failure`` input, after it.
-
-    A missing handler, or one that does not accept ``failure``, is logged and audited: the
-    failed run's own result is what the caller gets either way.
-    """
-    from storage import audit
-    from storage.workflows import WorkflowNotFoundError, WorkflowStore
-
-    actor = f"{FAILURE_TRIGGER}:{failed.run_id}"
-    try:
-        stored = await WorkflowStore(engine).get(name)
-        handled = await arun(
-            stored.definition,
-            {"failure": failure_input(failed)},
-            trigger=FAILURE_TRIGGER,
-            version=stored.version,
-            triggered_by=actor,
-            allow_hosts=allow_hosts,
-            engine=engine,
-        )
-    except (WorkflowNotFoundError, DefinitionError) as exc:
-        logger.error(
-            "run %s of %s failed; its on_failure workflow %r did not start: %s",
-            failed.run_id,
-            failed.workflow,
-            name,
-            exc,
-        )
-        await audit.append(
-            engine,
-            actor=actor,
-            action="on-failure-not-started",
-            target=name,
-            detail={"failed_run": failed.run_id, "workflow": failed.workflow, "reason": str(exc)[:500]},
-        )
-        return
-    logger.info(
-        "run %s of %s failed: on_failure run %s of %s %s",
-        failed.run_id,
-        failed.workflow,
-        handled.run_id,
-        name,
-        handled.status,
-    )
-
-
-async def _run_registered(
-    plan: Plan,
-    resolved: dict[str, Any],
-    services: RunServices,
-    run_id: str,
-    trigger: str,
-    version: int | None,
-    resume_of: str | None,
-    resume_root: str | None,
-) -> RunResult:
-    register_services(run_id, services)
-    run_tags = [
-        f"workflow:{plan.workflow.name}",
-        f"version:{version if version is not None else 'draft'}",
-        f"trigger:{trigger}",
-        _run_tag(run_id),
-        *plan.workflow.tags,
-    ]
-    try:
-        with tags(*run_tags):
-            state = await run_workflow(
-                definition=plan.workflow.to_dict(),
-                inputs=resolved,
-                run_id=run_id,
-                version=version,
-                trigger=trigger,
-                resume_of=resume_of,
-                resume_root=resume_root,
-                return_state=True,
-            )
-    finally:
-        result = take_result(run_id)
-    if result is None:  # the flow ended before it could report (crash, cancellation)
-        status: RunStatus = "cancelled" if state.is_cancelled() else "failed"
-        result = RunResult(
-            run_id=run_id,
-            workflow=plan.workflow.name,
-            version=version,
-            status=status,
-            inputs=resolved,
-            flow_run_id=str(state.state_details.flow_run_id) if state.state_details.flow_run_id else None,
-            error=state.message or f"flow run ended {state.name}",
-            resumed_from=resume_of,
-        )
-    return result
+    options.setdefault("trigger", "api")
+    # Not opened: the run opens the database for itself (unless record=False or given an engine).
+    return await (client or default_client()).runs.run(workflow, inputs, **options)
 
 
 def run(workflow: Runnable, inputs: Mapping[str, Any] | None = None, **options: Any) -> RunResult:
@@ -265,53 +64,14 @@ def run(workflow: Runnable, inputs: Mapping[str, Any] | None = None, **options: 
     return asyncio.run(arun(workflow, inputs, **options))
 
 
-async def aretry(
-    run_id: str, *, listeners: Iterable[Listener] = (), new_run_id: str | None = None, **options: Any
-) -> RunResult:
+async def aretry(run_id: str, *, client: Client | None = None, **options: Any) -> RunResult:
     """Resume a failed run: same definition and inputs; completed nodes are not re-executed.
 
-    The resumed run gets a new run id (``new_run_id``, or a fresh one); ``options`` are
-    :func:`arun`'s.
-
-    Completed nodes reuse their persisted outputs and are reported ``cached: true``; failed,
-    failure-skipped and downstream nodes run.
+    The resumed run gets a new run id (``new_run_id``, or a fresh one). Completed nodes reuse
+    their persisted outputs and are reported ``cached: true``; failed, failure-skipped and
+    downstream nodes run.
     """
-    flow_run = await check_retryable(run_id)
-    parameters = flow_run.parameters
-    definition = parameters.get("definition")
-    if not isinstance(definition, dict):
-        raise DefinitionError([Problem("the run's definition was not recorded")], source=f"run {run_id}")
-    return await arun(
-        definition,
-        parameters.get("inputs") or {},
-        trigger="retry",
-        version=parameters.get("version"),
-        listeners=listeners,
-        resume_of=run_id,
-        resume_root=parameters.get("resume_root") or run_id,
-        run_id=new_run_id,
-        **options,
-    )
-
-
-async def check_retryable(run_id: str) -> Any:
-    """The Prefect flow run of ``run_id`` if it can be retried; raises saying why not."""
-    async with embedded_prefect.client() as client:
-        runs = await client.read_flow_runs(
-            flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[_run_tag(run_id)])),
-            sort=FlowRunSort.START_TIME_DESC,
-            limit=1,
-        )
-    if not runs:
-        raise RunNotFoundError(f"no run with id {run_id!r} (see the Prefect UI or `switchboard runs`)")
-    flow_run = runs[0]
-    if flow_run.state is not None and flow_run.state.is_completed():
-        raise NotRetryableError(f"run {run_id} completed; only failed runs can be retried")
-    if flow_run.state is not None and flow_run.state.is_cancelled():
-        raise NotRetryableError(f"run {run_id} was cancelled; start it again with `switchboard run`")
-    if flow_run.state is not None and not flow_run.state.is_final():
-        raise NotRetryableError(f"run {run_id} is still {flow_run.state.name}; retry it once it has ended")
-    return flow_run
+    return await (client or default_client()).runs.retry(run_id, **options)
 
 
 def retry(run_id: str, **options: Any) -> RunResult:
@@ -329,10 +89,12 @@ def _refuse_inside_loop(name: str) -> None:
 
 
 __all__ = [
+    "FAILURE_TRIGGER",
     "NotRetryableError",
     "RunNotFoundError",
     "aretry",
     "arun",
+    "failure_input",
     "load",
     "new_run_id",
     "retry",

@@ -1,9 +1,8 @@
-"""Credentials from Python: add, list, remove, rotate the key; and the resolver runs use."""
+"""Credentials from the client: add, list, remove, rotate the key; and the resolver runs use."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -13,21 +12,15 @@ from nodes.errors import AuthError
 from storage.credentials import CredentialError, CredentialInfo, CredentialStore
 from storage.crypto import load_keyring
 from storage.slack_installations import SlackInstallationStore
-from switchboard.database import open_engine
 from switchboard.settings import Settings
-from switchboard.workflows import default_actor
+
+__all__ = ["CredentialError", "CredentialInfo", "Credentials", "credential_store", "resolver_for"]
 
 
-def credential_store(engine: AsyncEngine, settings: Settings | None = None) -> CredentialStore:
-    settings = settings or Settings()
+def credential_store(engine: AsyncEngine, settings: Settings) -> CredentialStore:
+    """The encrypted credential store on ``engine``, with the key ring of ``settings``."""
     secret = settings.secret_key.get_secret_value() if settings.secret_key else None
     return CredentialStore(engine, load_keyring(secret, settings.home_dir))
-
-
-@asynccontextmanager
-async def open_credentials(settings: Settings | None = None) -> AsyncIterator[CredentialStore]:
-    async with open_engine(settings) as engine:
-        yield credential_store(engine, settings)
 
 
 def credential_owner(triggered_by: str | None) -> str | None:
@@ -76,42 +69,57 @@ def resolver_for(engine: AsyncEngine, settings: Settings, triggered_by: str | No
     return resolve
 
 
-async def add(
-    name: str,
-    *,
-    provider: str,
-    secret: str,
-    owner: str | None = None,
-    base_url: str | None = None,
-    scopes: list[str] | None = None,
-    actor: str | None = None,
-) -> CredentialInfo:
-    """Encrypt and store a credential (``secret``: a token, or OAuth material as JSON)."""
-    async with open_credentials() as store:
-        return await store.add(
+class Credentials:
+    """Encrypted credentials (``client.credentials``); secrets go in, never come out here."""
+
+    def __init__(self, engine: AsyncEngine, settings: Settings, actor: str) -> None:
+        self._engine = engine
+        self._settings = settings
+        self._actor = actor
+
+    def _store(self) -> CredentialStore:
+        return credential_store(self._engine, self._settings)
+
+    async def add(
+        self,
+        name: str,
+        *,
+        provider: str,
+        secret: str,
+        owner: str | None = None,
+        base_url: str | None = None,
+        scopes: list[str] | None = None,
+        actor: str | None = None,
+        replace: bool = False,
+    ) -> CredentialInfo:
+        """Encrypt and store a credential (``secret``: a token, or OAuth material as JSON);
+        ``replace``: over an earlier one of the same name and owner."""
+        return await self._store().add(
             name,
             provider=provider,
             secret=secret,
             owner=owner,
             base_url=base_url,
             scopes=scopes,
-            actor=actor or default_actor(),
+            actor=actor or self._actor,
+            replace=replace,
         )
 
+    async def list(self) -> list[CredentialInfo]:
+        """Names, providers, owners and key ids; never secrets."""
+        return await self._store().list()
 
-async def list_credentials() -> list[CredentialInfo]:
-    async with open_credentials() as store:
-        return await store.list()
+    async def remove(self, name: str, *, owner: str | None = None, actor: str | None = None) -> None:
+        """Delete a credential (``owner``: that user's own one)."""
+        await self._store().remove(name, owner=owner, actor=actor or self._actor)
 
-
-async def remove(name: str, *, owner: str | None = None, actor: str | None = None) -> None:
-    async with open_credentials() as store:
-        await store.remove(name, owner=owner, actor=actor or default_actor())
-
-
-async def rotate_key(*, actor: str | None = None) -> int:
-    """Re-encrypt every credential (and the Slack workspaces' bot tokens) under the first key of
-    ``SWITCHBOARD_SECRET_KEY``; returns how many."""
-    async with open_credentials() as store:
-        count = await store.rotate_key(actor=actor or default_actor())
+    async def rotate_key(self, *, actor: str | None = None) -> int:
+        """Re-encrypt every credential (and the Slack workspaces' bot tokens) under the first key
+        of ``SWITCHBOARD_SECRET_KEY``; returns how many."""
+        store = self._store()
+        count = await store.rotate_key(actor=actor or self._actor)
         return count + await SlackInstallationStore(store.engine, store.keyring).rotate_key()
+
+    def resolver(self, triggered_by: str | None) -> CredentialResolver:
+        """What a run's nodes call to get credentials (see :func:`resolver_for`)."""
+        return resolver_for(self._engine, self._settings, triggered_by)

@@ -23,8 +23,6 @@ from prefect.exceptions import ObjectNotFound
 from prefect.states import Cancelled, Cancelling
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from deployments.entrypoint import FLOW_NAME
-from deployments.sync import GENERIC_DEPLOYMENT, ensure_generic_deployment, ensure_work_pool
 from flows.pauses import read_question
 from flows.plan import build_plan
 from flows.results import NodeResult
@@ -32,8 +30,9 @@ from flows.runner import Listener, NodeEvent
 from storage.runs import RunRecordNotFoundError, RunStore
 from storage.workflows import WorkflowStore
 from switchboard import embedded_prefect
-from switchboard.api import check_retryable
-from switchboard.api import new_run_id as make_run_id
+from switchboard.execution import check_retryable
+from switchboard.execution import new_run_id as make_run_id
+from switchboard.work_pool import FLOW_NAME, GENERIC_DEPLOYMENT, ensure_generic_deployment, ensure_work_pool
 
 #: Tags the deployment's flow run with the Switchboard run it executes (the runner's own flow
 #: run, a subflow, carries ``switchboard-run:<id>``).

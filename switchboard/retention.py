@@ -1,10 +1,10 @@
 """Retention: delete run records, and their Prefect flow runs, that ended long ago.
 
 ``switchboard cleanup`` (run it from cron, a systemd timer or a Prefect schedule) calls
-:func:`cleanup`. Only ended runs are deleted; a run still marked running is kept whatever its
-age. Each run's Prefect flow run (by ``flow_run_id``) is deleted first; a record whose flow run
-could not be deleted (Prefect unreachable) is kept, so the next clean-up tries again instead of
-losing the only pointer to it.
+:meth:`Retention.cleanup` (``client.retention.cleanup``). Only ended runs are deleted; a run
+still marked running is kept whatever its age. Each run's Prefect flow run (by ``flow_run_id``)
+is deleted first; a record whose flow run could not be deleted (Prefect unreachable) is kept,
+so the next clean-up tries again instead of losing the only pointer to it.
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from datetime import datetime, timedelta
 from uuid import UUID
 
 from prefect.exceptions import ObjectNotFound
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from storage.models import utcnow
 from storage.runs import RunRecord, RunStore
 from switchboard import embedded_prefect
-from switchboard.database import open_engine
 from switchboard.settings import Settings
 
 #: Records fetched and deleted per transaction.
@@ -95,20 +95,22 @@ async def _delete_flow_runs(records: list[RunRecord], result: CleanupResult) -> 
     return gone
 
 
-async def cleanup(
-    older_than: timedelta | None = None,
-    *,
-    dry_run: bool = False,
-    actor: str,
-    settings: Settings | None = None,
-) -> CleanupResult:
-    """Delete run records that ended more than ``older_than`` ago (default
-    ``SWITCHBOARD_RETENTION_DAYS``) and their Prefect flow runs; audited. ``dry_run``: count only."""
-    settings = settings or Settings()
-    age = older_than if older_than is not None else timedelta(days=settings.retention_days)
-    result = CleanupResult(cutoff=utcnow() - age, dry_run=dry_run)
-    async with open_engine(settings) as engine:
-        store = RunStore(engine)
+class Retention:
+    """Deleting runs that ended long ago (``client.retention``)."""
+
+    def __init__(self, engine: AsyncEngine, settings: Settings, actor: str) -> None:
+        self._engine = engine
+        self._settings = settings
+        self._actor = actor
+
+    async def cleanup(
+        self, older_than: timedelta | None = None, *, dry_run: bool = False, actor: str | None = None
+    ) -> CleanupResult:
+        """Delete run records that ended more than ``older_than`` ago (default
+        ``retention_days``) and their Prefect flow runs; audited. ``dry_run``: count only."""
+        age = older_than if older_than is not None else timedelta(days=self._settings.retention_days)
+        result = CleanupResult(cutoff=utcnow() - age, dry_run=dry_run)
+        store = RunStore(self._engine)
         result.running_kept = await store.count_running_since_before(result.cutoff)
         if dry_run:
             result.runs_deleted, result.flow_runs_deleted = await store.count_ended_before(result.cutoff)
@@ -118,14 +120,14 @@ async def cleanup(
             if gone:
                 result.runs_deleted += await store.delete_ended(
                     gone,
-                    actor=actor,
+                    actor=actor or self._actor,
                     detail={"cutoff": result.cutoff.isoformat(), "older_than": str(age), "run_ids": gone[:20]},
                 )
             if result.failed or len(batch) < BATCH:
                 break  # Prefect refused some deletions: the rest waits for the next clean-up
-    if not result.failed:
-        await _delete_deployment_runs(result)
-    return result
+        if not result.failed:
+            await _delete_deployment_runs(result)
+        return result
 
 
 async def _delete_deployment_runs(result: CleanupResult) -> None:
@@ -141,7 +143,7 @@ async def _delete_deployment_runs(result: CleanupResult) -> None:
     )
     from prefect.client.schemas.objects import StateType
 
-    from deployments.entrypoint import CLEANUP_FLOW_NAME, FLOW_NAME
+    from switchboard.work_pool import CLEANUP_FLOW_NAME, FLOW_NAME
 
     final = [StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED]
     async with embedded_prefect.client() as client:

@@ -1,4 +1,10 @@
-"""Settings, read from ``SWITCHBOARD_*`` environment variables by entry points only."""
+"""Settings, read from ``SWITCHBOARD_*`` environment variables by entry points only.
+
+Everything the library needs from the environment is read when a :class:`Settings` is built
+(:meth:`Settings.from_env`, at the edge): the fields, and a snapshot of the variables that are
+not fields (``PREFECT_API_URL`` for ``execution: auto``, the ``template_env`` names, the
+``SWITCHBOARD_OAUTH_*`` clients). Nothing reads the environment later.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +12,11 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, PrivateAttr, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from nodes.http_guard import DEFAULT_MAX_RESPONSE_BYTES
+from switchboard.oauth_settings import ENV_PREFIX as OAUTH_ENV_PREFIX
 from switchboard.oauth_settings import OAuthProvider, configured_providers, read_provider
 
 
@@ -128,6 +135,22 @@ class Settings(BaseSettings):
         "OAuth callbacks); a larger one gets 413 without being read.",
     )
 
+    #: The environment variables read besides the fields, as they were when these settings were built.
+    _environ: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    def model_post_init(self, context: object, /) -> None:
+        names = {n.strip() for n in self.template_env.split(",") if n.strip()}
+        self._environ = {
+            key: value
+            for key, value in os.environ.items()
+            if key == "PREFECT_API_URL" or key in names or key.startswith(OAUTH_ENV_PREFIX)
+        }
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        """Settings from ``SWITCHBOARD_*`` environment variables: what entry points call, once."""
+        return cls()
+
     @property
     def slack_multi_workspace(self) -> bool:
         """Client id and secret set: workspaces install the app (OAuth), each with its own bot token."""
@@ -141,7 +164,7 @@ class Settings(BaseSettings):
     def runs_remotely(self) -> bool:
         """Whether Slack and webhook runs go to workers (see ``execution``)."""
         if self.execution == "auto":
-            return bool(os.environ.get("PREFECT_API_URL"))
+            return bool(self._environ.get("PREFECT_API_URL"))
         return self.execution == "remote"
 
     @property
@@ -158,12 +181,12 @@ class Settings(BaseSettings):
 
     def oauth_provider(self, name: str) -> OAuthProvider | None:
         """``SWITCHBOARD_OAUTH_<NAME>_*``: the OAuth client of a provider (None if not configured)."""
-        return read_provider(name)
+        return read_provider(name, self._environ)
 
     def oauth_providers(self) -> list[str]:
         """The providers ``/flow connect`` can connect (those with a client id)."""
-        return configured_providers()
+        return configured_providers(self._environ)
 
     def template_env_values(self) -> dict[str, str]:
         names = [n.strip() for n in self.template_env.split(",") if n.strip()]
-        return {name: os.environ[name] for name in names if name in os.environ}
+        return {name: self._environ[name] for name in names if name in self._environ}

@@ -1,4 +1,4 @@
-"""Webhook triggers from Python: per-workflow secrets, and signing and checking requests.
+"""Webhook triggers from the client (``client.webhooks``): per-workflow secrets, and signing and checking requests.
 
 ``POST /hooks/<workflow>`` on the bot starts a run of the workflow's latest version with the
 request's JSON body (an object) as its inputs. Every request is signed with the workflow's
@@ -31,8 +31,6 @@ import hmac
 import re
 import secrets
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -40,9 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from storage.credentials import CredentialError, CredentialStore
 from storage.workflows import WorkflowStore
 from switchboard.credentials import credential_store
-from switchboard.database import open_engine
 from switchboard.settings import Settings
-from switchboard.workflows import default_actor
 
 #: The credential-store provider of webhook secrets.
 PROVIDER = "webhook"
@@ -149,7 +145,7 @@ class WebhookSecrets:
     workflows: WorkflowStore
 
     @classmethod
-    def on(cls, engine: AsyncEngine, settings: Settings | None = None) -> WebhookSecrets:
+    def on(cls, engine: AsyncEngine, settings: Settings) -> WebhookSecrets:
         return cls(credential_store(engine, settings), WorkflowStore(engine))
 
     async def get(self, workflow: str) -> str | None:
@@ -195,43 +191,13 @@ class WebhookSecrets:
         )
 
 
-@asynccontextmanager
-async def open_webhooks(settings: Settings | None = None) -> AsyncIterator[WebhookSecrets]:
-    async with open_engine(settings) as engine:
-        yield WebhookSecrets.on(engine, settings)
-
-
-async def add(workflow: str, *, actor: str | None = None) -> str:
-    """Create a webhook secret for a stored workflow; returns it (shown once)."""
-    async with open_webhooks() as hooks:
-        return await hooks.add(workflow, actor=actor or default_actor())
-
-
-async def rotate(workflow: str, *, actor: str | None = None) -> str:
-    """Replace a workflow's webhook secret; returns the new one (shown once)."""
-    async with open_webhooks() as hooks:
-        return await hooks.rotate(workflow, actor=actor or default_actor())
-
-
-async def remove(workflow: str, *, actor: str | None = None) -> None:
-    """Delete a workflow's webhook secret."""
-    async with open_webhooks() as hooks:
-        await hooks.remove(workflow, actor=actor or default_actor())
-
-
-async def list_webhooks() -> list[str]:
-    """Names of the workflows that have a webhook secret."""
-    async with open_webhooks() as hooks:
-        return await hooks.names()
-
-
-def hook_url(workflow: str, settings: Settings | None = None) -> str:
+def hook_url(workflow: str, settings: Settings) -> str:
     """Where senders post: ``<SWITCHBOARD_PUBLIC_URL>/hooks/<workflow>`` (default: the local bot)."""
-    base = (settings or Settings()).public_url or "http://127.0.0.1:3000"
+    base = settings.public_url or "http://127.0.0.1:3000"
     return f"{base.rstrip('/')}/hooks/{workflow}"
 
 
-def curl_example(workflow: str, secret: str, settings: Settings | None = None) -> str:
+def curl_example(workflow: str, secret: str, settings: Settings) -> str:
     """A shell snippet that signs and sends a request (bash, openssl and curl)."""
     return "\n".join(
         [

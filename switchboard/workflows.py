@@ -1,108 +1,66 @@
-"""Stored workflows from Python: apply, list, show, diff, rollback, archive, audit.
+"""Stored workflows from the client: apply, list, show, diff, rollback, archive.
 
-Every function opens the configured database (``SWITCHBOARD_DATABASE_URL``; the embedded
-SQLite default migrates itself, Postgres must be at the current migration).
+``client.workflows`` is a :class:`Workflows` on the client's database; every change is
+audited under the caller's ``actor`` (default: the client's).
 """
 
 from __future__ import annotations
 
-import getpass
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from flows.model import Workflow
 from flows.plan import build_plan
-from storage.audit import AuditEntry, entries
-from storage.db import create_engine
-from storage.migrate import upgrade
-from storage.workflows import ApplyResult, StoredVersion, WorkflowNotFoundError, WorkflowStore, WorkflowSummary
-from switchboard import embedded_prefect
-from switchboard.database import open_engine
-from switchboard.settings import Settings
+from storage.workflows import (
+    ApplyResult,
+    StoredVersion,
+    WorkflowNotFoundError,
+    WorkflowStore,
+    WorkflowSummary,
+)
 
-if TYPE_CHECKING:
-    from deployments.sync import SyncReport
-
-
-def default_actor() -> str:
-    """Who is acting, for the audit log, when no Slack user is involved."""
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):
-        return "cli:unknown"
+__all__ = ["ApplyResult", "StoredVersion", "WorkflowNotFoundError", "WorkflowSummary", "Workflows"]
 
 
-@asynccontextmanager
-async def open_store(settings: Settings | None = None) -> AsyncIterator[WorkflowStore]:
-    """A :class:`WorkflowStore` on the configured database, schema checked."""
-    async with open_engine(settings) as engine:
-        yield WorkflowStore(engine)
+class Workflows:
+    """Stored workflows and their versions (``client.workflows``)."""
 
+    def __init__(self, engine: AsyncEngine, actor: str) -> None:
+        self._store = WorkflowStore(engine)
+        self._actor = actor
 
-async def db_upgrade(settings: Settings | None = None) -> str | None:
-    """Migrate the configured database to the current schema; returns the revision."""
-    engine = create_engine((settings or Settings()).effective_database_url)
-    try:
-        return await upgrade(engine)
-    finally:
-        await engine.dispose()
+    async def apply(self, source: Any, *, actor: str | None = None) -> ApplyResult:
+        """Validate a workflow (a path, YAML/JSON text, a dict) and store it as a new version if
+        its content changed; :class:`flows.model.DefinitionError` lists every problem."""
+        plan = build_plan(source)
+        return await self._store.apply(plan.workflow.to_dict(), actor=actor or self._actor)
 
+    async def list(self, *, include_archived: bool = False) -> list[WorkflowSummary]:
+        """Stored workflows, by name."""
+        return await self._store.list(include_archived=include_archived)
 
-async def apply(source: Any, *, actor: str | None = None) -> ApplyResult:
-    """Validate a workflow and store it as a new version if its content changed."""
-    plan = build_plan(source)
-    async with open_store() as store:
-        return await store.apply(plan.workflow.to_dict(), actor=actor or default_actor())
+    async def get(self, name: str, version: int | None = None) -> StoredVersion:
+        """One stored version (default: the latest); :class:`WorkflowNotFoundError` names the fix."""
+        return await self._store.get(name, version)
 
+    async def diff(self, name: str, old: int, new: int) -> str:
+        """A unified diff of two versions' YAML (empty when they are equal)."""
+        return await self._store.diff(name, old, new)
 
-async def list_workflows(*, include_archived: bool = False) -> list[WorkflowSummary]:
-    async with open_store() as store:
-        return await store.list(include_archived=include_archived)
+    async def rollback(self, name: str, version: int, *, actor: str | None = None) -> ApplyResult:
+        """Store a new version equal to ``version``."""
+        return await self._store.rollback(name, version, actor=actor or self._actor)
 
+    async def archive(self, name: str, *, actor: str | None = None) -> None:
+        """Hide a workflow from lists and runs (``apply`` brings it back)."""
+        await self._store.archive(name, actor=actor or self._actor)
 
-async def get_workflow(name: str, version: int | None = None) -> StoredVersion:
-    async with open_store() as store:
-        return await store.get(name, version)
-
-
-async def diff(name: str, old: int, new: int) -> str:
-    async with open_store() as store:
-        return await store.diff(name, old, new)
-
-
-async def rollback(name: str, version: int, *, actor: str | None = None) -> ApplyResult:
-    async with open_store() as store:
-        return await store.rollback(name, version, actor=actor or default_actor())
-
-
-async def archive(name: str, *, actor: str | None = None) -> None:
-    async with open_store() as store:
-        await store.archive(name, actor=actor or default_actor())
-
-
-async def audit(limit: int = 100) -> list[AuditEntry]:
-    async with open_store() as store:
-        return await entries(store.engine, limit=limit)
-
-
-async def deploy(name: str | None = None) -> SyncReport:
-    """Make Prefect's deployments match the stored schedules (all workflows, or only ``name``).
-
-    Creates, updates, pauses, resumes and removes the ``workflow-<name>`` deployments on the
-    configured Prefect API (``PREFECT_API_URL``); a second call changes nothing. Raises
-    :class:`WorkflowNotFoundError` for a ``name`` that is neither stored nor deployed.
-    """
-
-    from deployments.sync import sync
-
-    async with open_store() as store:
-        known = await store.list(include_archived=True)
-        live = [w.name for w in known if not w.archived and (name is None or w.name == name)]
-        stored = [await store.get(n) for n in live]
-    async with embedded_prefect.client() as client:
-        report = await sync(
-            client, stored, only=None if name is None else [name], cleanup_cron=Settings().cleanup_schedule
-        )
-    if name is not None and not report.changes and all(w.name != name for w in known):
-        raise WorkflowNotFoundError(f"no stored workflow named {name!r} (see `switchboard list`)")
-    return report
+    async def policy(self, name: str) -> Workflow | None:
+        """The latest stored version of ``name`` as a :class:`Workflow`, whose permissions govern
+        all its runs (archived or not, whatever version they ran); None when it is not stored."""
+        try:
+            stored = await self._store.get(name)
+        except WorkflowNotFoundError:
+            return None
+        return Workflow.model_validate(stored.definition)

@@ -20,7 +20,6 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, LogFilter, LogFilterFlowRunId
 
 import switchboard
-from switchboard import credentials, runs, workflows
 from tests.fakes.github import FakeGitHub
 from tests.fakes.http import FakeHTTP
 from tests.fakes.oauth import CLIENT_SECRET, REFRESH_TOKEN, FakeOAuth
@@ -88,8 +87,9 @@ async def test_secrets_appear_nowhere(fake_http: FakeHTTP, caplog: pytest.LogCap
     fake_http.accept_token(GITHUB_TOKEN)
     github.add_file("acme/api", "R.md", b"# Acme\n")
     ai.reply(completion("Acme is small."))
-    await credentials.add("gh", provider="github", secret=GITHUB_TOKEN, base_url=github.base_url)
-    await credentials.add("llm", provider="openai", secret=oauth.credential_secret(), base_url=ai.base_url)
+    async with switchboard.default_client() as client:
+        await client.credentials.add("gh", provider="github", secret=GITHUB_TOKEN, base_url=github.base_url)
+        await client.credentials.add("llm", provider="openai", secret=oauth.credential_secret(), base_url=ai.base_url)
 
     ok = await switchboard.arun(WORKFLOW)
     assert ok.status == "completed", ok.error
@@ -106,10 +106,12 @@ async def test_secrets_appear_nowhere(fake_http: FakeHTTP, caplog: pytest.LogCap
     for result in (ok, failed):
         assert result.flow_run_id is not None
         texts += await _prefect_traces(result.flow_run_id)
-        record = await runs.get_run(result.run_id)
-        texts.append(json.dumps(dataclasses.asdict(record), default=str))
-    texts += [json.dumps(dataclasses.asdict(entry), default=str) for entry in await workflows.audit()]
-    texts += [json.dumps([c.to_dict() for c in await credentials.list_credentials()])]
+    async with switchboard.default_client() as client:
+        for result in (ok, failed):
+            record = await client.runs.get(result.run_id)
+            texts.append(json.dumps(dataclasses.asdict(record), default=str))
+        texts += [json.dumps(dataclasses.asdict(entry), default=str) for entry in await client.audit.entries()]
+        texts += [json.dumps([c.to_dict() for c in await client.credentials.list()])]
     texts += [record.getMessage() for record in caplog.records]
     texts += [str(record.exc_info[1]) for record in caplog.records if record.exc_info and record.exc_info[1]]
 

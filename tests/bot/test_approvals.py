@@ -23,6 +23,7 @@ from nodes.approval import ApprovalParams, approval
 from nodes.context import NodeContext, RunInfo
 from nodes.errors import NodeConfigError
 from storage.audit import entries
+from storage.runs import RunStore
 from tests.bot.conftest import Bot
 from tests.bot.test_commands import block_text
 from tests.fakes.slack import Message, block_action, interaction, slash_command
@@ -80,7 +81,7 @@ async def flow_run_state(flow_run_id: str) -> State[Any]:
 
 async def until_paused(bot: Bot) -> str:
     """The flow run id of the bot's latest run, once Prefect shows it Paused."""
-    record = (await bot.runtime.runs.list(limit=1))[0]
+    record = (await RunStore(bot.engine).list(limit=1))[0]
     assert record.flow_run_id is not None
     deadline = time.monotonic() + 30
     while not (await flow_run_state(record.flow_run_id)).is_paused():
@@ -252,7 +253,7 @@ async def test_no_answer_in_time_fails_the_node_and_says_so_in_the_thread(bot: B
     assert settled is not None and "no answer from UBOSS within 2 s" in block_text(settled.blocks)
     state = await flow_run_state(flow_run_id)
     assert state.is_failed() and "no answer from UBOSS within 2 s" in (state.message or "")
-    record = (await bot.runtime.runs.list(limit=1))[0]
+    record = (await RunStore(bot.engine).list(limit=1))[0]
     assert record.status == "failed"
 
     await click(bot, APPROVE, asked, user="UBOSS")
@@ -307,7 +308,7 @@ async def test_a_click_after_the_run_was_cancelled_resumes_nothing(bot: Bot) -> 
     await bot.apply(DEPLOY)
     asked = await start(bot, user="U1", channel="C5")
     flow_run_id = await until_paused(bot)
-    record = (await bot.runtime.runs.list(limit=1))[0]
+    record = (await RunStore(bot.engine).list(limit=1))[0]
     assert await bot.runtime.cancel(record.id) is None  # None: cancelled
 
     await click(bot, APPROVE, asked, user="UBOSS")

@@ -6,6 +6,7 @@ import asyncio
 import time
 
 from storage.audit import entries
+from storage.runs import RunStore
 from tests.bot.conftest import Bot
 from tests.fakes.slack import interaction, sign, slash_command, view_submission
 
@@ -83,7 +84,7 @@ async def test_run_posts_a_live_message_that_ends_with_a_summary(bot: Bot) -> No
     assert message.updates >= 1
     updates = [c for c in bot.slack.calls("chat.update") if c.args["channel"] == "C7"]
     assert all(c.args["ts"] == message.ts for c in updates)
-    record = (await bot.runtime.runs.list(limit=1))[0]
+    record = (await RunStore(bot.engine).list(limit=1))[0]
     assert (record.workflow, record.status, record.triggered_by, record.trigger) == (
         "greet",
         "completed",
@@ -130,7 +131,7 @@ async def test_missing_inputs_open_a_typed_modal_whose_submission_runs(bot: Bot)
     await bot.settle()
     (message,) = bot.slack.channel_messages("C9")
     assert "HELLO GRACE" in block_text(message.blocks)
-    record = (await bot.runtime.runs.list(limit=1))[0]
+    record = (await RunStore(bot.engine).list(limit=1))[0]
     assert record.inputs == {"name": "Grace", "times": 2}
 
 

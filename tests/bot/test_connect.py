@@ -24,6 +24,7 @@ from storage.audit import entries
 from storage.db import sessionmaker
 from storage.models import CredentialRow, utcnow
 from storage.oauth_states import OAuthStateRow
+from storage.runs import RunStore
 from switchboard.credentials import credential_store
 from tests.bot.conftest import Bot
 from tests.fakes.github import FakeGitHub
@@ -236,7 +237,7 @@ async def test_runs_use_the_triggering_users_own_token_and_others_the_shared_one
         (request,) = github.http.calls(contents)[len(seen) :]
         seen[user] = request.headers["authorization"]
     assert seen == {"U42": "token user-token-1", "U7": f"token {SHARED_TOKEN}"}
-    records = await bot.runtime.runs.list(limit=2)
+    records = await RunStore(bot.engine).list(limit=2)
     assert {(r.triggered_by, r.status) for r in records} == {("slack:U42", "completed"), ("slack:U7", "completed")}
 
 

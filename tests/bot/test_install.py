@@ -17,6 +17,7 @@ from cryptography.fernet import Fernet
 from pydantic import SecretStr
 from sqlalchemy import text
 
+import switchboard
 from bot.app import bot_scopes
 from bot.reporter import report_unwatched
 from bot.runtime import BotRuntime, WorkspaceNotInstalledError
@@ -26,7 +27,6 @@ from storage.db import create_engine
 from storage.migrate import upgrade
 from storage.runs import RunStore
 from storage.slack_installations import SlackInstallationStore
-from switchboard import credentials
 from switchboard.settings import Settings
 from tests.bot.conftest import Bot, free_port, slack_side_client
 from tests.bot.test_commands import GREET, block_text
@@ -276,6 +276,7 @@ async def test_rotating_the_secret_key_reencrypts_the_workspace_tokens(
     old = (tmp_path / "secret.key").read_text().strip()
     new = Fernet.generate_key().decode()
     monkeypatch.setenv("SWITCHBOARD_SECRET_KEY", f"{new},{old}")
-    assert await credentials.rotate_key(actor="test") == 1
+    async with switchboard.default_client() as client:
+        assert await client.credentials.rotate_key(actor="test") == 1
     only_new = SlackInstallationStore(multi_bot.engine, parse_keys(new))
     assert await only_new.bot_token(SECOND) == token

@@ -20,6 +20,7 @@ from prefect.settings import temporary_settings
 
 from deployments.processes import worker_settings
 from deployments.warm_worker import Owner, serve
+from storage.runs import RunStore
 from switchboard import remote
 from switchboard.credentials import credential_store
 from switchboard.settings import Settings
@@ -92,7 +93,7 @@ async def test_a_slack_run_on_a_worker_is_followed_and_its_approval_answered(bot
     final = block_text(run_message(bot, "C1").blocks)
     assert "*completed*" in final and "shipped 1.2, approved by UBOSS" in final
 
-    (record,) = await bot.runtime.runs.list(limit=5)
+    (record,) = await RunStore(bot.engine).list(limit=5)
     assert record.status == "completed" and record.triggered_by == "slack:U1"
     assert (record.slack_channel, record.slack_message) == ("C1", run_message(bot, "C1").ts)
     flow_run = await deployment_flow_run(record.id)
@@ -109,7 +110,7 @@ async def test_cancelling_a_run_on_a_worker_cancels_it_there(bot: Bot) -> None:
     assert (await bot.post(headers, body)).status_code == 200
     await bot.settle(timeout=60)
     assert "*cancelled*" in block_text(run_message(bot, "C2").blocks)
-    record = await bot.runtime.runs.get(run_id)
+    record = await RunStore(bot.engine).get(run_id)
     assert record.status == "cancelled"
     flow_run = await deployment_flow_run(run_id)
     assert flow_run.state.is_cancelled()
@@ -144,20 +145,21 @@ async def test_a_node_on_the_worker_replies_in_the_runs_slack_thread(bot: Bot) -
     (threaded,) = [m for m in bot.slack.channel_messages("C9") if m.thread_ts]
     assert (threaded.thread_ts, threaded.text) == (run_ts, "shipped from a worker")
     assert "*completed*" in message_text(bot, "C9")
-    (record,) = await bot.runtime.runs.list(limit=5)
+    (record,) = await RunStore(bot.engine).list(limit=5)
     assert (await deployment_flow_run(record.id)).deployment_id is not None
 
 
 @pytest.mark.usefixtures("worker")
 async def test_a_bot_shutting_down_leaves_runs_on_workers_running(bot: Bot) -> None:
     run_id = await start_slow(bot, "C3")
-    queued = bot.runtime.remote_runs[run_id]
+    queued = bot.runtime.core.runs.on_workers(run_id)
+    assert queued is not None
 
     await asyncio.wait_for(bot.runtime.close(), 10)  # does not wait for the worker's run
 
     assert not bot.runtime.running
     assert "cancelled" not in message_text(bot, "C3")  # the next bot process reports its end
-    record = await bot.runtime.runs.get(run_id)
+    record = await RunStore(bot.engine).get(run_id)
     assert record.status == "running" and record.slack_reported_at is None
     flow_run = await deployment_flow_run(run_id)
     assert flow_run.state is not None and flow_run.state.is_running()

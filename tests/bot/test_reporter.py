@@ -10,6 +10,7 @@ from prefect.states import Running
 
 from bot.reporter import CRASH_MESSAGE, report_unwatched
 from flows.runner import run_workflow
+from storage.runs import RunStore
 from tests.bot.conftest import Bot
 from tests.bot.test_commands import block_text
 
@@ -21,7 +22,7 @@ async def orphan(bot: Bot, run_id: str, channel: str, *, state: object = None) -
         flow_run = await client.create_flow_run(
             run_workflow, parameters={"definition": {}, "inputs": {}, "run_id": run_id}, state=state or Running()
         )
-    store = bot.runtime.runs
+    store = RunStore(bot.engine)
     await store.started(
         run_id=run_id,
         flow_run_id=str(flow_run.id),
@@ -45,7 +46,7 @@ async def test_a_run_that_died_with_the_previous_bot_is_reported_crashed(bot: Bo
     (message,) = bot.slack.channel_messages("CR")
     text = block_text(message.blocks)
     assert "crashed" in text and CRASH_MESSAGE in text
-    record = await bot.runtime.runs.get("orphan1")
+    record = await RunStore(bot.engine).get("orphan1")
     assert (record.status, record.error) == ("crashed", CRASH_MESSAGE)
     assert record.slack_reported_at is not None
     async with get_client() as client:
@@ -56,7 +57,7 @@ async def test_a_run_that_died_with_the_previous_bot_is_reported_crashed(bot: Bo
 
 async def test_a_run_that_ended_while_nobody_watched_gets_its_summary(bot: Bot) -> None:
     await orphan(bot, "ended1", "CE")
-    await bot.runtime.runs.finished("ended1", status="completed", error=None)
+    await RunStore(bot.engine).finished("ended1", status="completed", error=None)
     assert await report_unwatched(bot.runtime) == 1
     (message,) = bot.slack.channel_messages("CE")
     assert "completed" in block_text(message.blocks) and "took" in block_text(message.blocks)
@@ -66,7 +67,7 @@ async def test_a_run_started_by_this_process_is_left_alone(bot: Bot) -> None:
     await orphan(bot, "young1", "CY")  # started after this process: it may be running elsewhere
     bot.runtime.started_at -= timedelta(seconds=60)
     assert await report_unwatched(bot.runtime) == 0
-    assert (await bot.runtime.runs.get("young1")).status == "running"
+    assert (await RunStore(bot.engine).get("young1")).status == "running"
 
 
 async def test_runs_the_bot_watched_are_marked_reported(bot: Bot) -> None:
@@ -83,7 +84,7 @@ async def test_runs_the_bot_watched_are_marked_reported(bot: Bot) -> None:
             break
         await asyncio.sleep(0.05)
     await bot.settle()
-    record = (await bot.runtime.runs.list(limit=1))[0]
+    record = (await RunStore(bot.engine).list(limit=1))[0]
     assert (record.slack_channel, record.slack_message) == ("CW", bot.slack.channel_messages("CW")[0].ts)
     assert record.slack_reported_at is not None
     assert await report_unwatched(bot.runtime) == 0
@@ -106,11 +107,11 @@ async def test_a_summary_slack_refused_is_written_by_the_reporter_later(bot: Bot
     await bot.settle()
     (message,) = bot.slack.channel_messages("CD")
     assert "completed" not in block_text(message.blocks)  # the summary never arrived
-    record = (await bot.runtime.runs.list(limit=1))[0]
+    record = (await RunStore(bot.engine).list(limit=1))[0]
     assert (record.status, record.slack_reported_at) == ("completed", None)
 
     bot.slack.clear_failures("chat.update")  # Slack is back
     bot.runtime.started_at += timedelta(seconds=60)
     assert await report_unwatched(bot.runtime) == 1
     assert "completed" in block_text(bot.slack.channel_messages("CD")[0].blocks)
-    assert (await bot.runtime.runs.get(record.id)).slack_reported_at is not None
+    assert (await RunStore(bot.engine).get(record.id)).slack_reported_at is not None

@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from storage.runs import RunStore
 from tests.bot.conftest import Bot
 from tests.bot.test_commands import block_text
 from tests.fakes.http import FakeHTTP, Reply
@@ -62,7 +63,7 @@ async def test_a_failed_run_offers_retry_which_resumes_it(
     resumed = next(m for m in bot.slack.channel_messages("CF") if m.ts != failed.ts)
     assert "completed" in block_text(resumed.blocks)
     assert len(fake_http.calls("/flaky")) == 2
-    record = (await bot.runtime.runs.list(limit=1))[0]
+    record = (await RunStore(bot.engine).list(limit=1))[0]
     assert (record.status, record.resumed_from, record.triggered_by) == ("completed", failed_run, "slack:U1")
 
     url = bot.slack.response_url("again")
@@ -78,7 +79,7 @@ async def test_logs_show_a_nodes_last_lines(bot: Bot) -> None:
     await bot.post(headers, body)
     await until(lambda: bot.slack.channel_messages("CL"))
     await bot.settle()
-    run_id = (await bot.runtime.runs.list(limit=1))[0].id
+    run_id = (await RunStore(bot.engine).list(limit=1))[0].id
     text = ""
     for attempt in range(20):  # Prefect ships logs to the API in batches
         url = bot.slack.response_url(f"logs{attempt}")

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
+from storage.runs import RunStore
 from switchboard.settings import Settings
 from switchboard.webhooks import WebhookSecrets, curl_example
 from tests.bot.conftest import Bot
@@ -41,7 +42,7 @@ async def add_secret(bot: Bot, workflow: str) -> str:
 
 
 async def run_rows(bot: Bot) -> list[Any]:
-    return await bot.runtime.runs.list(limit=50)
+    return await RunStore(bot.engine).list(limit=50)
 
 
 async def test_signed_request_runs_and_posts_to_the_notify_channel(bot: Bot) -> None:
@@ -55,7 +56,7 @@ async def test_signed_request_runs_and_posts_to_the_notify_channel(bot: Bot) -> 
     run_id = response.json()["run_id"]
     await bot.settle()
 
-    record = await bot.runtime.runs.get(run_id)
+    record = await RunStore(bot.engine).get(run_id)
     assert (record.workflow, record.status, record.trigger, record.triggered_by) == (
         "greet-notify",
         "completed",
@@ -80,7 +81,7 @@ async def test_without_notify_the_run_completes_without_any_slack_message(bot: B
     response = await bot.post(signed(secret, body), body, path="/hooks/greet")
     assert response.status_code == 202
     await bot.settle()
-    record = await bot.runtime.runs.get(response.json()["run_id"])
+    record = await RunStore(bot.engine).get(response.json()["run_id"])
     assert (record.status, record.trigger, record.inputs) == ("completed", "webhook", {"name": "Grace", "times": 1})
     assert bot.slack.calls() == []
 
@@ -93,7 +94,7 @@ async def test_a_channel_slack_refuses_costs_the_message_not_the_run(bot: Bot) -
     response = await bot.post(signed(secret, body), body, path="/hooks/greet-notify")
     assert response.status_code == 202
     await bot.settle()
-    assert (await bot.runtime.runs.get(response.json()["run_id"])).status == "completed"
+    assert (await RunStore(bot.engine).get(response.json()["run_id"])).status == "completed"
     assert bot.slack.calls("chat.update") == []
 
 
@@ -227,5 +228,5 @@ async def test_the_printed_curl_example_is_accepted(bot: Bot) -> None:
     assert done.returncode == 0, done.stderr
     run_id = json.loads(done.stdout)["run_id"]
     await bot.settle()
-    record = await bot.runtime.runs.get(run_id)
+    record = await RunStore(bot.engine).get(run_id)
     assert (record.status, record.inputs["name"]) == ("completed", "from curl")

@@ -24,13 +24,41 @@ from prefect.exceptions import ObjectNotFound
 from typer.testing import CliRunner
 
 from deployments.entrypoint import cleanup_flow, run_workflow_flow
-from deployments.sync import ENTRYPOINT, MANAGED_TAG, WORK_POOL, deployment_name
+from deployments.sync import ENTRYPOINT, MANAGED_TAG, WORK_POOL, deploy, deployment_name
 from storage.runs import RunRecordNotFoundError, RunStore
-from switchboard import workflows as stored_workflows
+from switchboard import default_client
 from switchboard.cli import app
-from switchboard.retention import cleanup
+from switchboard.errors import WorkflowNotFoundError
+from switchboard.retention import CleanupResult
+from switchboard.workflows import ApplyResult
 
 runner = CliRunner()
+
+
+class _Switchboard:
+    """Each call on a client built from the environment, as the CLI and the bot build theirs."""
+
+    WorkflowNotFoundError = WorkflowNotFoundError
+
+    async def apply(self, source: Any) -> ApplyResult:
+        async with default_client() as client:
+            return await client.workflows.apply(source)
+
+    async def deploy(self, name: str | None = None) -> Any:
+        async with default_client() as client:
+            return await deploy(client, name)
+
+    async def archive(self, name: str) -> None:
+        async with default_client() as client:
+            await client.workflows.archive(name)
+
+
+stored_workflows = _Switchboard()
+
+
+async def cleanup(older_than: Any, *, actor: str) -> CleanupResult:
+    async with default_client() as client:
+        return await client.retention.cleanup(older_than, actor=actor)
 
 
 @pytest.fixture

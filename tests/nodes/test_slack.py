@@ -11,6 +11,7 @@ import nodes.slack  # noqa: F401 - registers slack.post_message
 import switchboard
 from nodes.context import NodeContext
 from nodes.errors import AuthError, ProviderError, TransientError
+from storage.runs import RunStore
 from switchboard.credentials import credential_store
 from switchboard.settings import Settings
 from tests.bot.conftest import Bot, bot  # noqa: F401 - imported, the bot fixture (tests/bot/) serves here too
@@ -108,7 +109,7 @@ async def test_thread_run_replies_in_the_slack_thread_of_a_bot_started_run(bot: 
     assert bot.slack.channel_messages("C0ELSEWHERE") == []
     (threaded,) = [m for m in bot.slack.channel_messages("C7") if m.thread_ts]
     assert threaded.thread_ts == run_ts and threaded.text == "Shipped the api"
-    record = (await bot.runtime.runs.list(limit=1))[0]
+    record = (await RunStore(bot.engine).list(limit=1))[0]
     assert (record.workflow, record.status) == ("announce", "completed")
 
 

@@ -26,6 +26,7 @@ from urllib.parse import urlencode, urlsplit
 
 import pytest
 
+from storage.runs import RunStore
 from tests.bot import conftest as bot_server
 from tests.bot.conftest import Bot, bot_settings, serve_runtime
 from tests.bot.test_commands import GREET
@@ -332,7 +333,7 @@ async def test_malformed_webhook_bodies_get_400_and_run_nothing(
         assert response.status_code == 400, (case, response.status_code, response.text[:300])
         error = response.json()["error"]
         assert isinstance(error, str) and len(error) < 300, (case, error)
-    assert await bot.runtime.runs.list(limit=50) == []
+    assert await RunStore(bot.engine).list(limit=50) == []
     assert_no_traceback(server_logs)
 
 

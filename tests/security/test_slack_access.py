@@ -13,7 +13,7 @@ import json
 from typing import Any
 
 from storage.audit import AuditEntry, entries
-from storage.runs import RunRecord
+from storage.runs import RunRecord, RunStore
 from tests.bot.conftest import Bot
 from tests.bot.conftest import bot as bot  # the fixtures of tests/bot, for pytest to find here
 from tests.bot.test_connect import Provider, authorize, command, link_of
@@ -83,7 +83,7 @@ async def run_to_end(bot: Bot, text: str, *, user: str, channel: str) -> RunReco
     assert (await bot.post(headers, body)).status_code == 200
     await until(lambda: bot.slack.channel_messages(channel), what=f"the message of {text!r}")
     await bot.settle()
-    return (await bot.runtime.runs.list(limit=1))[0]
+    return (await RunStore(bot.engine).list(limit=1))[0]
 
 
 async def audit_rows(bot: Bot, action: str) -> list[AuditEntry]:
@@ -212,7 +212,7 @@ async def test_a_forged_or_stale_inputs_form_starts_nothing(bot: Bot) -> None:
     await asyncio.sleep(0.3)  # a run would have posted by now (it is started before the ack)
     await bot.settle()
     assert bot.slack.calls("chat.postMessage") == [] and bot.runtime.running == {}
-    assert await bot.runtime.runs.list() == []
+    assert await RunStore(bot.engine).list() == []
     refused = await audit_rows(bot, "refused-run")
     assert sorted((e.actor, e.target, e.detail.get("via")) for e in refused) == [
         ("slack:U1", "guarded", "inputs-form"),
@@ -244,14 +244,14 @@ async def test_malformed_form_metadata_gets_a_clear_answer_not_a_traceback(bot: 
         text = modal_text(response.json())
         assert text.startswith("This form cannot be used") and expected in text, (metadata[:40], text)
     await asyncio.sleep(0.3)
-    assert bot.slack.calls("chat.postMessage") == [] and await bot.runtime.runs.list() == []
+    assert bot.slack.calls("chat.postMessage") == [] and await RunStore(bot.engine).list() == []
     assert len(await audit_rows(bot, "refused-run")) == len(cases)
 
     ok = await bot.post(*form_submission(good, user="U1", name="Ada"))  # the honest form still works
     assert ok.status_code == 200 and ok.text == ""
     await until(lambda: bot.slack.channel_messages("C1"), what="the run message")
     await bot.settle()
-    assert (await bot.runtime.runs.list())[0].inputs == {"name": "Ada"}
+    assert (await RunStore(bot.engine).list())[0].inputs == {"name": "Ada"}
 
 
 async def test_a_refused_cancel_or_retry_says_the_same_whether_the_run_runs_ended_or_never_was(bot: Bot) -> None:
@@ -264,7 +264,7 @@ async def test_a_refused_cancel_or_retry_says_the_same_whether_the_run_runs_ende
     running = next(iter(bot.runtime.running))
     never = "0123456789ab"
     for _ in range(1200):  # its record is written once its flow run starts
-        if len(await bot.runtime.runs.list()) == 2:
+        if len(await RunStore(bot.engine).list()) == 2:
             break
         await asyncio.sleep(0.05)
 
@@ -276,7 +276,7 @@ async def test_a_refused_cancel_or_retry_says_the_same_whether_the_run_runs_ende
         clicked = {run: await click(bot, action, run, user="U9") for run in (running, ended.id, never)}
         assert same(typed) | same(clicked) == {"No run `RUN` that you can see."}, (typed, clicked)
     assert running in bot.runtime.running
-    assert len(await bot.runtime.runs.list()) == 2  # nothing retried
+    assert len(await RunStore(bot.engine).list()) == 2  # nothing retried
     assert {e.target for e in await audit_rows(bot, "refused-cancel")} == {"payroll", "slow-payroll", never}
     assert {e.target for e in await audit_rows(bot, "refused-retry")} == {"payroll", "slow-payroll", never}
 

@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
+from storage.runs import RunStore
 from switchboard import webhooks
 from switchboard.webhooks import SignatureError
 from tests.bot import conftest as bot_server
@@ -83,7 +84,7 @@ async def test_a_respelled_timestamp_does_not_replay_a_signed_request(bot: Bot) 
         if response.status_code == 409:
             assert response.json()["run_id"] == first.json()["run_id"], case
     await bot.settle()
-    assert [run.id for run in await bot.runtime.runs.list(limit=50)] == [first.json()["run_id"]]
+    assert [run.id for run in await RunStore(bot.engine).list(limit=50)] == [first.json()["run_id"]]
 
 
 async def test_a_replay_to_another_bot_process_is_refused_with_the_first_run_id(two_bots: tuple[Bot, Bot]) -> None:
@@ -98,7 +99,7 @@ async def test_a_replay_to_another_bot_process_is_refused_with_the_first_run_id(
     assert again.json()["run_id"] == first.json()["run_id"]
     await one.settle()
     await other.settle()
-    assert [run.id for run in await one.runtime.runs.list(limit=50)] == [first.json()["run_id"]]
+    assert [run.id for run in await RunStore(one.engine).list(limit=50)] == [first.json()["run_id"]]
 
 
 async def test_two_processes_racing_on_one_signed_request_start_one_run(two_bots: tuple[Bot, Bot]) -> None:
@@ -115,7 +116,7 @@ async def test_two_processes_racing_on_one_signed_request_start_one_run(two_bots
     assert {a.json()["run_id"] for a in answers} == {accepted.json()["run_id"]}
     await one.settle()
     await other.settle()
-    assert len(await one.runtime.runs.list(limit=50)) == 1
+    assert len(await RunStore(one.engine).list(limit=50)) == 1
 
 
 async def test_a_slack_request_replayed_to_another_bot_process_is_ignored(two_bots: tuple[Bot, Bot]) -> None:
@@ -150,4 +151,4 @@ async def test_before_authentication_a_missing_workflow_looks_like_one_without_a
         assert bodies["greet"] == bodies["greet-hooked"], (case, bodies)
         assert bodies["greet"][0] == 401, (case, bodies)
         assert "greet" not in str(bodies["greet"][1]), (case, bodies)
-    assert await bot.runtime.runs.list(limit=50) == []
+    assert await RunStore(bot.engine).list(limit=50) == []

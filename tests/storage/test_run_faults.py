@@ -10,7 +10,7 @@ import pytest
 import switchboard
 from storage.db import create_engine
 from storage.migrate import upgrade
-from switchboard.runs import list_runs
+from storage.runs import RunRecord
 from tests.conftest import _postgres_admin, create_postgres_database, drop_postgres_database
 
 
@@ -34,7 +34,7 @@ async def test_a_run_whose_database_goes_away_fails_clearly_and_is_reconciled(po
     definition = {"name": "outage", "nodes": [{"id": "slow", "type": "core.wait", "params": {"seconds": 3}}]}
     run = asyncio.ensure_future(switchboard.arun(definition))
     for _ in range(100):  # wait until the run has recorded its start (it is then inside its node)
-        if [r.status for r in await list_runs(workflow="outage")] == ["running"]:
+        if [r.status for r in await _list_runs("outage")] == ["running"]:
             break
         await asyncio.sleep(0.05)
     else:
@@ -46,6 +46,11 @@ async def test_a_run_whose_database_goes_away_fails_clearly_and_is_reconciled(po
     assert "could not write the run record to Switchboard's database" in (result.error or "")
 
     await _postgres_admin(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
-    records = await list_runs(workflow="outage")
+    records = await _list_runs("outage")
     assert [(r.id, r.status) for r in records] == [(result.run_id, "failed")], "no row left running"
     assert records[0].ended_at is not None
+
+
+async def _list_runs(workflow: str) -> list[RunRecord]:
+    async with switchboard.default_client() as client:
+        return await client.runs.list(workflow=workflow)

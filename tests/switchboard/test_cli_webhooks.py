@@ -10,6 +10,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+import switchboard
 from switchboard import webhooks
 from switchboard.cli import app
 from tests.bot.test_commands import GREET
@@ -37,8 +38,8 @@ def printed_secret(output: str) -> str:
 
 
 async def stored_secret(name: str) -> str | None:
-    async with webhooks.open_webhooks() as hooks:
-        return await hooks.get(name)
+    async with switchboard.default_client() as client:
+        return await client.webhooks.get(name)
 
 
 def test_add_prints_the_secret_once_with_url_and_curl_example(database: Path) -> None:

@@ -134,7 +134,6 @@ async def test_a_record_left_running_is_reconciled_with_prefect(database: str) -
     import switchboard
     from storage.db import create_engine, ensure_schema
     from storage.runs import RunStore
-    from switchboard.runs import get_run, list_runs
 
     # A run whose process died before recording its end: Prefect knows how it ended.
     unrecorded = await switchboard.arun(
@@ -154,7 +153,8 @@ async def test_a_record_left_running_is_reconciled_with_prefect(database: str) -
         )
     finally:
         await engine.dispose()
-    assert (await get_run(unrecorded.run_id)).status == "failed"
-    listed = await list_runs(workflow="lost")
+    async with switchboard.default_client() as client:
+        assert (await client.runs.get(unrecorded.run_id)).status == "failed"
+        listed = await client.runs.list(workflow="lost")
     assert [(r.id, r.status) for r in listed] == [(unrecorded.run_id, "failed")]
     assert listed[0].ended_at is not None

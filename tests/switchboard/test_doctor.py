@@ -26,9 +26,11 @@ from storage.credentials import CredentialStore
 from storage.crypto import key_id, parse_keys
 from storage.db import create_engine
 from storage.migrate import head_revision, upgrade
-from switchboard import doctor
 from switchboard.cli import app
+from switchboard.cli.doctor import prefect as prefect_checks
+from switchboard.cli.doctor import slack as slack_checks
 from switchboard.settings import Settings
+from switchboard.work_pool import WORK_POOL
 from tests.fakes.http import FakeHTTP
 from tests.fakes.slack import BOT_TOKEN, SIGNING_SECRET, FakeSlack
 
@@ -81,11 +83,11 @@ async def test_a_healthy_setup_passes(
     slack = FakeSlack(fake_http)
     await store_credential(engine, KEY)
     await store_credential(engine, KEY, name="webhook:hello", provider="webhook")
-    await ensure_pool(doctor.WORK_POOL)
+    await ensure_pool(WORK_POOL)
     async with get_client() as client:  # what `switchboard deploy` keeps
         await ensure_generic_deployment(client)
         await ensure_cleanup_deployment(client, "15 3 * * *")
-    await heartbeat(doctor.WORK_POOL, "doctor-test-worker")
+    await heartbeat(WORK_POOL, "doctor-test-worker")
     monkeypatch.setenv("SWITCHBOARD_DATABASE_URL", database_url)
     monkeypatch.setenv("SWITCHBOARD_SECRET_KEY", KEY)
     monkeypatch.setenv("SLACK_BOT_TOKEN", BOT_TOKEN)
@@ -222,14 +224,14 @@ async def test_the_generated_key_file(
 async def test_slack_settings(fake_http: FakeHTTP, monkeypatch: pytest.MonkeyPatch) -> None:
     slack = FakeSlack(fake_http)
     settings = Settings(slack_bot_token=SecretStr(BOT_TOKEN))
-    [check] = await doctor._slack(settings, call_api=True)
+    [check] = await slack_checks.slack(settings, call_api=True)
     assert check.status == "fail" and "SLACK_SIGNING_SECRET is not set" in check.summary
     assert BOT_TOKEN not in check.summary + (check.fix or "")
 
     socket_only = Settings(
         slack_bot_token=SecretStr(BOT_TOKEN), slack_app_token=SecretStr("xapp-1"), slack_api_url=slack.api_url
     )
-    checks = await doctor._slack(socket_only, call_api=True)
+    checks = await slack_checks.slack(socket_only, call_api=True)
     assert [c.status for c in checks] == ["ok", "ok"] and "Socket Mode only" in checks[0].summary
 
     refused = Settings(
@@ -237,11 +239,11 @@ async def test_slack_settings(fake_http: FakeHTTP, monkeypatch: pytest.MonkeyPat
         slack_signing_secret=SecretStr(SIGNING_SECRET),
         slack_api_url=slack.api_url,
     )
-    checks = await doctor._slack(refused, call_api=True)
+    checks = await slack_checks.slack(refused, call_api=True)
     assert checks[1].status == "fail" and "Slack refused the bot token (invalid_auth)" in checks[1].summary
 
     half = Settings(slack_client_id="1.2", slack_signing_secret=SecretStr(SIGNING_SECRET))
-    [check] = await doctor._slack(half, call_api=False)
+    [check] = await slack_checks.slack(half, call_api=False)
     assert check.status == "fail" and "SLACK_CLIENT_ID and SLACK_CLIENT_SECRET go together" in check.summary
 
     # Through the CLI: exit 1 and the fix.
@@ -253,31 +255,31 @@ async def test_slack_settings(fake_http: FakeHTTP, monkeypatch: pytest.MonkeyPat
 
 
 async def test_public_url_is_needed_by_webhooks_and_connect(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert doctor._public_url(Settings(), webhooks=False).status == "info"
-    missing = doctor._public_url(Settings(), webhooks=True)
+    assert slack_checks.public_url(Settings(), webhooks=False).status == "info"
+    missing = slack_checks.public_url(Settings(), webhooks=True)
     assert missing.status == "fail" and "webhooks need it" in missing.summary
     monkeypatch.setenv("SWITCHBOARD_OAUTH_GITHUB_CLIENT_ID", "abc")
-    assert "/flow connect" in doctor._public_url(Settings(), webhooks=False).summary
-    ok = doctor._public_url(Settings(public_url="https://sb.example.com"), webhooks=True)
+    assert "/flow connect" in slack_checks.public_url(Settings(), webhooks=False).summary
+    ok = slack_checks.public_url(Settings(public_url="https://sb.example.com"), webhooks=True)
     assert ok.status == "ok"
 
 
 @pytest.mark.usefixtures("prefect_server")
 async def test_work_pool_missing_or_without_live_workers(monkeypatch: pytest.MonkeyPatch) -> None:
     pool = f"doctor-{uuid.uuid4().hex[:8]}"
-    monkeypatch.setattr(doctor, "WORK_POOL", pool)
+    monkeypatch.setattr(prefect_checks, "WORK_POOL", pool)
     async with get_client() as client:
-        [check] = await doctor._work_pool(client)
+        [check] = await prefect_checks._work_pool(client)
     assert check.status == "fail" and f"prefect work-pool create {pool}" in (check.fix or "")
     assert "switchboard deploy" in (check.fix or "")
 
     await ensure_pool(pool)
     await heartbeat(pool, "short-lived", interval=1)
     async with get_client() as client:
-        pool_check, workers = await doctor._work_pool(client)
+        pool_check, workers = await prefect_checks._work_pool(client)
     assert (pool_check.status, workers.status) == ("ok", "ok")
     await asyncio.sleep(3.5)  # three missed heartbeats
     async with get_client() as client:
-        _, workers = await doctor._work_pool(client)
+        _, workers = await prefect_checks._work_pool(client)
     assert workers.status == "fail" and "1 known, none with a recent heartbeat" in workers.summary
     assert "switchboard worker" in (workers.fix or "")
