@@ -74,7 +74,7 @@ async def test_a_handler_that_fails_itself_does_not_start_a_chain(engine: Any) -
 
 
 async def test_a_missing_handler_is_logged_and_audited(engine: Any, caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.ERROR, logger="switchboard.api"):
+    with caplog.at_level(logging.ERROR, logger="switchboard.execution"):
         result = await switchboard.arun(failing("nobody-home"), engine=engine)
     assert result.status == "failed" and result.error
     assert "on_failure workflow 'nobody-home' did not start" in caplog.text
