@@ -82,13 +82,20 @@ class BotRuntime:
     #: on there, and the next bot process reports their end.
     abandoned: set[str] = field(default_factory=set)
 
-    #: Switchboard itself: workflows, runs, credentials and the bot's records, on :attr:`engine`.
-    core: Client = field(init=False)
+    _core: Client = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self.core = Client(self.settings, engine=self.engine, actor="slack")
+        self._core = Client(self.settings, engine=self.engine, actor="slack")
         if self.installations is None and self.settings.slack_multi_workspace:
             self.installations = self.core.slack.installations()
+
+    @property
+    def core(self) -> Client:
+        """Switchboard itself: workflows, runs, credentials and the bot's records, on
+        :attr:`engine`, with the runtime's :attr:`settings` (replacing them reconfigures it)."""
+        if self._core.settings is not self.settings:
+            self._core.settings = self.settings
+        return self._core
 
     async def client_for(self, team: str | None) -> AsyncWebClient:
         """The client that posts in Slack workspace ``team``.

@@ -146,6 +146,13 @@ class Settings(BaseSettings):
             if key == "PREFECT_API_URL" or key in names or key.startswith(OAUTH_ENV_PREFIX)
         }
 
+    def with_current_environment(self) -> Settings:
+        """A copy with the same fields whose snapshot of the other variables (PREFECT_API_URL,
+        template env, SWITCHBOARD_OAUTH_*) is taken now: for an edge that re-reads them."""
+        copy = self.model_copy()
+        copy.model_post_init(None)
+        return copy
+
     @classmethod
     def from_env(cls) -> Settings:
         """Settings from ``SWITCHBOARD_*`` environment variables: what entry points call, once."""

@@ -80,6 +80,8 @@ async def github(bot: Bot, provider_http: FakeHTTP, monkeypatch: pytest.MonkeyPa
         "API_URL": github.base_url,
     }.items():
         monkeypatch.setenv(f"SWITCHBOARD_OAUTH_GITHUB_{key}", value)
+    # the bot read its settings when it started: it is restarted with these (as an operator would)
+    bot.runtime.settings = bot.runtime.settings.with_current_environment()
     monkeypatch.setattr(bot.runtime.settings, "public_url", bot.url + "/")
     yield Provider(provider_http, oauth, github)
 
@@ -247,9 +249,11 @@ async def test_connect_mistakes_say_what_to_type(bot: Bot, github: Provider, mon
     unknown = await command(bot, "connect gitlab")
     assert "I can't connect `gitlab`" in unknown["text"] and "Connectable here: `github`." in unknown["text"]
     monkeypatch.delenv("SWITCHBOARD_OAUTH_GITHUB_CLIENT_ID")
+    configured = bot.runtime.settings
+    bot.runtime.settings = configured.with_current_environment()  # restarted without the client id
     none = await command(bot, "connect github")
     assert "SWITCHBOARD_OAUTH_<PROVIDER>_CLIENT_ID" in none["text"]
-    monkeypatch.setenv("SWITCHBOARD_OAUTH_GITHUB_CLIENT_ID", CLIENT_ID)
+    bot.runtime.settings = configured
     bad_name = await command(bot, "connect github 'no spaces'")
     assert "is not a credential name" in bad_name["text"] and "`/flow connect github`" in bad_name["text"]
     monkeypatch.setattr(bot.runtime.settings, "public_url", None)

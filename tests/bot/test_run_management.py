@@ -43,7 +43,7 @@ def flaky(url: str) -> dict:
 async def test_a_failed_run_offers_retry_which_resumes_it(
     bot: Bot, fake_http: FakeHTTP, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("SWITCHBOARD_HTTP_ALLOW_HOSTS", "127.0.0.1")
+    monkeypatch.setattr(bot.runtime.settings, "http_allow_hosts", "127.0.0.1")  # the bot's own settings govern its runs
     fake_http.script("GET", "/flaky", Reply(404, "not yet"), Reply(200, {"ok": True}))
     await bot.apply(flaky(fake_http.url("/flaky")))
     headers, body = slash_command("run flaky", channel="CF")
