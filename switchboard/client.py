@@ -22,17 +22,17 @@ environment itself, for ``switchboard.run(...)`` and the other module-level conv
 
 from __future__ import annotations
 
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from types import TracebackType
 
 from prefect.client.orchestration import PrefectClient
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from storage.db import create_engine, ensure_schema
 from switchboard import embedded_prefect
 from switchboard.actors import default_actor
 from switchboard.audit import Audit
 from switchboard.credentials import Credentials
+from switchboard.database import open_engine
 from switchboard.errors import ClientClosedError
 from switchboard.remote import RemoteRun
 from switchboard.retention import Retention
@@ -57,7 +57,8 @@ class Client:
         self.settings = settings
         self.actor = actor or default_actor()
         self._engine = engine
-        self._owns_engine = False
+        #: Holds the engine the client opened itself (None: none, or the caller's).
+        self._opened: AsyncExitStack | None = None
         #: Runs handed to workers that this client follows (``client.runs.cancel`` reaches them).
         self._on_workers: dict[str, RemoteRun] = {}
 
@@ -74,26 +75,22 @@ class Client:
         """Open the database engine (if the client has none yet) and check its schema."""
         if self._engine is not None:
             return
-        engine = create_engine(self.settings.effective_database_url)
-        try:
-            await ensure_schema(engine)
-        except BaseException:
-            await engine.dispose()
-            raise
-        self._engine, self._owns_engine = engine, True
+        stack = AsyncExitStack()
+        self._engine = await stack.enter_async_context(open_engine(self.settings))
+        self._opened = stack
 
     async def close(self) -> None:
         """Dispose of the engine the client opened (one given to it stays the caller's)."""
-        engine, owned = self._engine, self._owns_engine
-        if owned and engine is not None:
-            self._engine, self._owns_engine = None, False
-            await engine.dispose()
+        stack, self._opened = self._opened, None
+        if stack is not None:
+            self._engine = None
+            await stack.aclose()
 
     @property
     def engine(self) -> AsyncEngine:
         """The database engine (for the library's own parts; front ends use the parts)."""
         if self._engine is None:
-            raise ClientClosedError("the client is not open: use `async with Client(settings) as client:`")
+            raise ClientClosedError
         return self._engine
 
     def prefect(self) -> AbstractAsyncContextManager[PrefectClient]:

@@ -24,3 +24,6 @@ __all__ = [
 
 class ClientClosedError(RuntimeError):
     """The client has no database engine: use it as ``async with Client(settings) as client``."""
+
+    def __init__(self, message: str = "the client is not open: use `async with Client(settings) as client:`") -> None:
+        super().__init__(message)

@@ -125,7 +125,7 @@ class Runs:
     @property
     def _db(self) -> AsyncEngine:
         if self._engine is None:
-            raise ClientClosedError("the client is not open: use `async with Client(settings) as client:`")
+            raise ClientClosedError
         return self._engine
 
     @property
@@ -201,7 +201,6 @@ class Runs:
         ``inputs`` must already be resolved against the workflow; ``plan``: its plan, if the
         caller built it already (saves reading and planning it again for a run here).
         """
-        listen = _fan_out(listeners)
         if self.remotely:
             queued = await self.submit(
                 name,
@@ -212,14 +211,14 @@ class Runs:
                 run_id=run_id,
                 slack_thread=slack_thread,
             )
-            return await self.follow(queued, listen)
+            return await self.follow(queued, _fan_out(listeners))
         runnable: Runnable = plan if plan is not None else (await WorkflowStore(self._db).get(name, version)).definition
         return await self.run(
             runnable,
             inputs,
             trigger=trigger,
             version=version,
-            listeners=[listen],
+            listeners=listeners,
             run_id=run_id,
             triggered_by=triggered_by,
             slack_thread=slack_thread,
@@ -235,14 +234,13 @@ class Runs:
         slack_thread: tuple[str, str] | None = None,
     ) -> RunResult:
         """Resume failed run ``run_id`` where the settings say, followed to its end."""
-        listen = _fan_out(listeners)
         if self.remotely:
             queued = await self.submit_retry(
                 run_id, triggered_by=triggered_by, new_run_id=new_run_id, slack_thread=slack_thread
             )
-            return await self.follow(queued, listen)
+            return await self.follow(queued, _fan_out(listeners))
         return await self.retry(
-            run_id, listeners=[listen], new_run_id=new_run_id, triggered_by=triggered_by, slack_thread=slack_thread
+            run_id, listeners=listeners, new_run_id=new_run_id, triggered_by=triggered_by, slack_thread=slack_thread
         )
 
     def on_workers(self, run_id: str) -> RemoteRun | None:
