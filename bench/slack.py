@@ -82,7 +82,7 @@ from starlette.routing import Route  # noqa: E402
 from bot.runtime import BotRuntime  # noqa: E402
 from bot.server import create_web_app  # noqa: E402
 from flows.results import RunResult  # noqa: E402
-from flows.runner import NodeEvent  # noqa: E402
+from flows.events import NodeEvent  # noqa: E402
 from storage.db import create_engine  # noqa: E402
 from storage.migrate import upgrade  # noqa: E402
 from storage.runs import RunStore  # noqa: E402

@@ -33,7 +33,7 @@ from bot.permissions import is_permitted
 from bot.runtime import BotRuntime, WorkspaceNotInstalledError, workflow_of
 from bot.threads import LiveThread
 from flows import pauses
-from flows.runner import NodeEvent
+from flows.events import NodeEvent
 
 logger = logging.getLogger(__name__)
 

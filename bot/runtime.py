@@ -30,10 +30,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bot.blocks import NodeLine, RunView, escape
 from bot.permissions import Access
 from bot.threads import ChannelPacer, LiveThread
+from flows.events import Listener, NodeEvent
 from flows.model import Workflow
 from flows.plan import build_plan
 from flows.results import RunResult
-from flows.runner import Listener, NodeEvent
 from switchboard.client import Client
 from switchboard.errors import RunRecordNotFoundError
 from switchboard.execution import NotRetryableError, RunNotFoundError, new_run_id

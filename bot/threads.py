@@ -16,8 +16,8 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.blocks import NodeLine, RunView, run_message
+from flows.events import NodeEvent
 from flows.results import RunResult
-from flows.runner import NodeEvent
 
 logger = logging.getLogger(__name__)
 

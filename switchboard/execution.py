@@ -18,11 +18,13 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
 from prefect.client.schemas.sorting import FlowRunSort
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from flows.events import Listener
 from flows.expressions import RenderLimits
 from flows.model import DefinitionError, Problem, Workflow
 from flows.plan import Plan, build_plan
 from flows.results import RunResult, RunStatus
-from flows.runner import Listener, RunServices, register_services, run_workflow, take_result
+from flows.runner import run_workflow
+from flows.services import RunServices, register_services, take_result
 from nodes.context import CredentialResolver
 from nodes.http_guard import AllowList
 from storage.files import FileStore

@@ -23,10 +23,10 @@ from prefect.exceptions import ObjectNotFound
 from prefect.states import Cancelled, Cancelling
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from flows.events import Listener, NodeEvent
 from flows.pauses import read_question
 from flows.plan import build_plan
 from flows.results import NodeResult
-from flows.runner import Listener, NodeEvent
 from storage.runs import RunRecordNotFoundError, RunStore
 from storage.workflows import WorkflowStore
 from switchboard import embedded_prefect

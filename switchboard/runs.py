@@ -23,9 +23,9 @@ from prefect.client.schemas.objects import FlowRun
 from prefect.client.schemas.sorting import LogSort
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from flows.events import Listener
 from flows.plan import Plan
 from flows.results import RunResult
-from flows.runner import Listener
 from storage.runs import RunRecord, RunRecordNotFoundError, RunStore
 from storage.workflows import WorkflowStore
 from switchboard import embedded_prefect, remote

@@ -13,9 +13,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from flows.artifact import preview
+from flows.events import NodeEvent
 from flows.model import DefinitionError
 from flows.results import RunResult
-from flows.runner import NodeEvent
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)

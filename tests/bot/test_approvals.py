@@ -17,8 +17,8 @@ from prefect.states import State
 import switchboard
 from bot.approvals import APPROVE, COMMENT_ACTION, COMMENT_BLOCK, REJECT
 from bot.threads import LiveThread
+from flows.events import NodeEvent
 from flows.results import NodeResult
-from flows.runner import NodeEvent
 from nodes.approval import ApprovalParams, approval
 from nodes.context import NodeContext, RunInfo
 from nodes.errors import NodeConfigError

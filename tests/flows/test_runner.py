@@ -11,8 +11,8 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
 import switchboard
+from flows.events import NodeEvent
 from flows.results import RunResult
-from flows.runner import NodeEvent
 from tests.fakes.http import FakeHTTP, Reply
 
 pytestmark = pytest.mark.usefixtures("prefect_server")

@@ -19,8 +19,8 @@ import pytest
 
 from bot.approvals import APPROVE
 from bot.threads import LiveThread
+from flows.events import NodeEvent
 from flows.results import NodeResult
-from flows.runner import NodeEvent
 from tests.bot.conftest import Bot, serve_bot
 from tests.conftest import create_postgres_database, drop_postgres_database
 from tests.fakes.slack import block_action, interaction, slash_command
