@@ -10,8 +10,9 @@ sharing one database connection pool. Anything else on the pool still gets its o
 What a shared process changes, and how it is handled:
 
 * **A killed worker takes its runs with it.** Each run's ``infrastructure_pid`` names the
-  worker (``switchboard:<host>:<pid>:<worker>``). :func:`reap_orphans` — run by every warm
-  worker when it starts and then every :data:`REAP_INTERVAL` seconds — marks Crashed the
+  worker (``switchboard:<host>:<pid>:<worker>``). ``client.pool_runs(prefect).reap_orphans``
+  (``switchboard/pool_runs.py``) — run by every warm worker when it starts and then every
+  :data:`REAP_INTERVAL` seconds — marks Crashed the
   unfinished runs whose process is gone (same host) or whose worker stopped sending
   heartbeats (any host), with their runner subflows, and brings their run records up to
   date; the Slack bot then reports them. A worker restarted by systemd reaps its
@@ -31,33 +32,19 @@ import os
 import signal
 import socket
 import threading
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import Any, Literal
+from typing import Any
 from uuid import UUID
 
 import anyio
 import anyio.abc
-from prefect.client.orchestration import PrefectClient, get_client
-from prefect.client.schemas.filters import (
-    FlowRunFilter,
-    FlowRunFilterId,
-    FlowRunFilterParentFlowRunId,
-    FlowRunFilterState,
-    FlowRunFilterStateType,
-    WorkPoolFilter,
-    WorkPoolFilterName,
-)
-from prefect.client.schemas.objects import FlowRun, State, StateType
+from prefect.client.schemas.objects import FlowRun
 from prefect.flow_engine import run_flow
-from prefect.states import Cancelled, Crashed, Scheduled
 from prefect.workers.process import ProcessJobConfiguration, ProcessWorker, ProcessWorkerResult
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from deployments import entrypoint
-from storage.runs import RunStore
 from switchboard.client import Client
+from switchboard.pool_runs import Owner, PoolRuns
 from switchboard.settings import Settings
 from switchboard.work_pool import CLEANUP_FLOW_NAME, FLOW_NAME, WORK_POOL, ensure_work_pool
 
@@ -69,51 +56,10 @@ IN_PROCESS: dict[str, Any] = {
     CLEANUP_FLOW_NAME: entrypoint.cleanup_flow,
 }
 
-#: Prefix of the ``infrastructure_pid`` of a run executed by a warm worker.
-INFRA_PREFIX = "switchboard:"
 #: Seconds between two looks for runs whose worker died.
 REAP_INTERVAL = 15.0
 #: Seconds between two looks for cancellation requests for this worker's runs.
 CANCEL_POLL = 1.0
-#: A worker is dead once it missed this many heartbeats (Prefect's own offline rule).
-MISSED_HEARTBEATS = 3
-#: Flow-run states a run can be in while a worker owns it.
-_UNFINISHED = [StateType.PENDING, StateType.RUNNING, StateType.PAUSED, StateType.CANCELLING]
-
-
-@dataclass(frozen=True)
-class Owner:
-    """The worker process executing a run, as written into its ``infrastructure_pid``."""
-
-    host: str
-    pid: int
-    worker: str
-
-    def encode(self) -> str:
-        return f"{INFRA_PREFIX}{self.host}:{self.pid}:{self.worker}"
-
-    @classmethod
-    def decode(cls, value: str | None) -> Owner | None:
-        if not value or not value.startswith(INFRA_PREFIX):
-            return None
-        host, _, rest = value.removeprefix(INFRA_PREFIX).partition(":")
-        pid, _, worker = rest.partition(":")
-        if not pid.isdigit():
-            return None
-        return cls(host, int(pid), worker)
-
-    def __str__(self) -> str:
-        return f"worker {self.worker} (process {self.pid} on {self.host})"
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class WarmWorker(ProcessWorker):
@@ -134,8 +80,9 @@ class WarmWorker(ProcessWorker):
         #: its in-process runs: Prefect's engine records the end of a cancelled task).
         self.active: dict[UUID, asyncio.Task[Any]] = {}
         self._cancelled: set[UUID] = set()
-        #: Switchboard's database (set by :func:`serve`), for the records of cancelled runs.
-        self.engine: AsyncEngine | None = None
+        #: The pool's runs through Switchboard's client (set by :func:`serve`), for ending the
+        #: runs cancelled here with their records.
+        self.pool_runs: PoolRuns | None = None
         self._flow_names: dict[UUID, str] = {}
 
     async def get_and_submit_flow_runs(self) -> list[FlowRun]:
@@ -172,8 +119,8 @@ class WarmWorker(ProcessWorker):
             self.active.pop(flow_run.id, None)
         if flow_run.id in self._cancelled:
             self._cancelled.discard(flow_run.id)
-            if not self.draining and self.engine is not None:
-                await end_runs(self.client, self.engine, [flow_run.id], "cancelled", "cancelled while running")
+            if not self.draining and self.pool_runs is not None:
+                await self.pool_runs.end([flow_run.id], "cancelled", "cancelled while running")
         elif not execution.cancelled() and execution.exception() is not None:
             logger.error("flow run %s ended with an error", flow_run.id, exc_info=execution.exception())
         return ProcessWorkerResult(status_code=0, identifier=self.owner.encode())
@@ -193,99 +140,11 @@ class WarmWorker(ProcessWorker):
             await super().kill_infrastructure(infrastructure_pid, configuration, grace_seconds)
         # An in-process run: cancelled by cancel_requested.
 
-    async def cancel_requested(self, client: PrefectClient) -> None:
+    async def cancel_requested(self, pool_runs: PoolRuns) -> None:
         """Cancel the task of every run of this worker that someone asked to cancel."""
-        if not self.active:
-            return
-        cancelling = await client.read_flow_runs(
-            flow_run_filter=FlowRunFilter(
-                id=FlowRunFilterId(any_=list(self.active)),
-                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.CANCELLING])),
-            )
-        )
-        for flow_run in cancelling:
+        for flow_run in await pool_runs.cancelling(list(self.active)):
             logger.info("cancelling flow run %s (%s) on request", flow_run.name, flow_run.id)
             self.stop_run(flow_run.id)
-
-
-async def _unfinished_runs(client: PrefectClient) -> list[FlowRun]:
-    found: list[FlowRun] = []
-    while True:
-        page = await client.read_flow_runs(
-            flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=_UNFINISHED))),
-            work_pool_filter=WorkPoolFilter(name=WorkPoolFilterName(any_=[WORK_POOL])),
-            limit=200,
-            offset=len(found),
-        )
-        found.extend(page)
-        if len(page) < 200:
-            return found
-
-
-async def _dead_workers(client: PrefectClient, now: datetime) -> dict[str, str]:
-    """Workers of the pool that missed :data:`MISSED_HEARTBEATS` heartbeats -> why."""
-    from prefect.settings import get_current_settings
-
-    default_interval = get_current_settings().worker.heartbeat_seconds
-    dead: dict[str, str] = {}
-    for worker in await client.read_workers_for_work_pool(WORK_POOL):
-        interval = worker.heartbeat_interval_seconds or default_interval
-        beat = worker.last_heartbeat_time
-        if beat is None or now - beat > timedelta(seconds=MISSED_HEARTBEATS * interval):
-            dead[worker.name] = f"last heartbeat {beat:%H:%M:%S} UTC" if beat else "it never sent a heartbeat"
-    return dead
-
-
-async def reap_orphans(client: PrefectClient, engine: AsyncEngine, me: Owner | None = None) -> list[UUID]:
-    """Mark Crashed the unfinished runs whose warm worker is gone; returns their flow-run ids.
-
-    A run is orphaned when its worker process on this host no longer exists, or when its
-    worker (on any host) has missed :data:`MISSED_HEARTBEATS` heartbeats. Its runner subflows
-    are marked Crashed too and the run records reconciled, so Slack and ``switchboard runs``
-    say so.
-    """
-    host = me.host if me else socket.gethostname()
-    runs = await _unfinished_runs(client)
-    owned = [(run, owner) for run in runs if (owner := Owner.decode(run.infrastructure_pid)) is not None]
-    if not owned:
-        return []
-    dead_workers = await _dead_workers(client, datetime.now(UTC))
-    crashed: list[UUID] = []
-    for flow_run, owner in owned:
-        if me is not None and owner == me:
-            continue  # ours, alive by definition
-        if owner.host == host and not _process_alive(owner.pid):
-            why = "its process is gone"
-        elif owner.worker in dead_workers and not (owner.host == host and _process_alive(owner.pid)):
-            why = f"it stopped sending heartbeats ({dead_workers[owner.worker]})"
-        else:
-            continue
-        await end_runs(client, engine, [flow_run.id], "crashed", f"{owner} stopped before the run ended: {why}")
-        logger.warning("flow run %s (%s) crashed: %s stopped (%s)", flow_run.name, flow_run.id, owner, why)
-        crashed.append(flow_run.id)
-    return crashed
-
-
-async def end_runs(
-    client: PrefectClient,
-    engine: AsyncEngine,
-    flow_run_ids: list[UUID],
-    status: Literal["crashed", "cancelled"],
-    message: str,
-) -> None:
-    """End these deployment flow runs, their runner subflows and the runs' records as
-    ``status`` (Prefect Crashed or Cancelled) with ``message``; whatever completed stays so."""
-    children = await client.read_flow_runs(
-        flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=flow_run_ids))
-    )
-    open_children = [c.id for c in children if c.state is None or not c.state.is_completed()]
-    state: State[Any] = Crashed(message=message) if status == "crashed" else Cancelled(message=message)
-    for flow_run_id in [*open_children, *flow_run_ids]:
-        await client.set_flow_run_state(flow_run_id, state.model_copy(), force=True)
-    store = RunStore(engine)
-    for record in await store.for_flow_runs([str(c) for c in open_children]):
-        if record.status != "completed":
-            await store.finished(record.id, status=status, error=message)
 
 
 async def _every(seconds: float, work: Any, what: str) -> None:
@@ -342,13 +201,12 @@ async def serve(
         hold_stop_signals()
         threading.Thread(target=_wait_for_stop_signal, args=(loop, stop), name="stop-signals", daemon=True).start()
     worker = WarmWorker(work_pool_name=WORK_POOL, name=name, limit=limit, create_pool_if_not_found=False)
-    async with Client(settings or Settings.from_env()) as switchboard_client, get_client() as client:
-        engine = switchboard_client.engine
-        entrypoint.share_engine(engine)
-        worker.engine = engine
+    async with Client(settings or Settings.from_env()) as switchboard_client, switchboard_client.prefect() as client:
+        entrypoint.share_engine(switchboard_client.engine)
+        pool_runs = worker.pool_runs = switchboard_client.pool_runs(client)
         try:
             await ensure_work_pool(client)
-            crashed = await reap_orphans(client, engine, worker.owner)
+            crashed = await pool_runs.reap_orphans(worker.owner)
             if crashed:
                 logger.warning("marked %d run(s) of stopped workers Crashed", len(crashed))
             async with anyio.create_task_group() as loops:
@@ -357,18 +215,18 @@ async def serve(
                 # scopes would be exited out of order): a stop waits for the set-up to end.
                 while not getattr(worker, "is_setup", False):
                     await asyncio.sleep(0.05)
-                loops.start_soon(_every, reap_interval, lambda: reap_orphans(client, engine, worker.owner), "reaping")
-                loops.start_soon(_every, CANCEL_POLL, lambda: worker.cancel_requested(client), "cancel polling")
+                loops.start_soon(_every, reap_interval, lambda: pool_runs.reap_orphans(worker.owner), "reaping")
+                loops.start_soon(_every, CANCEL_POLL, lambda: worker.cancel_requested(pool_runs), "cancel polling")
                 await stop.wait()
-                await _drain(worker, client, engine, grace)
+                await _drain(worker, pool_runs, grace)
                 loops.cancel_scope.cancel()
         finally:
             entrypoint.share_engine(None)
 
 
-async def _drain(worker: WarmWorker, client: PrefectClient, engine: AsyncEngine, grace: float) -> None:
+async def _drain(worker: WarmWorker, pool_runs: PoolRuns, grace: float) -> None:
     worker.draining = True
-    await _release_unstarted(worker, client)
+    await _release_unstarted(worker, pool_runs)
     if worker.active:
         logger.info("stopping: waiting up to %.0f s for %d run(s) to finish", grace, len(worker.active))
     deadline = asyncio.get_running_loop().time() + grace
@@ -382,24 +240,19 @@ async def _drain(worker: WarmWorker, client: PrefectClient, engine: AsyncEngine,
         worker.stop_run(flow_run_id)
     while worker.active and asyncio.get_running_loop().time() < deadline + 10:
         await asyncio.sleep(0.1)  # let the engines record their end before ours wins
-    await end_runs(client, engine, left, "crashed", f"{worker.owner} stopped before the run ended (it was shut down)")
+    await pool_runs.end(left, "crashed", f"{worker.owner} stopped before the run ended (it was shut down)")
 
 
-async def _release_unstarted(worker: WarmWorker, client: PrefectClient) -> None:
+async def _release_unstarted(worker: WarmWorker, pool_runs: PoolRuns) -> None:
     """Give back the runs taken early that have not started (a scheduled run is taken up to
     ``PREFECT_WORKER_PREFETCH_SECONDS`` before its time): Scheduled again, for any worker."""
-    unstarted: list[FlowRun] = []
-    for flow_run_id in list(worker.active):
-        flow_run = await client.read_flow_run(flow_run_id)
-        if flow_run.state is not None and flow_run.state.type in (StateType.SCHEDULED, StateType.PENDING):
-            worker.stop_run(flow_run_id)
-            unstarted.append(flow_run)
+    unstarted = await pool_runs.not_started(list(worker.active))
     if not unstarted:
         return
+    for flow_run in unstarted:
+        worker.stop_run(flow_run.id)
     deadline = asyncio.get_running_loop().time() + 10
     while any(f.id in worker.active for f in unstarted) and asyncio.get_running_loop().time() < deadline:
         await asyncio.sleep(0.05)
-    for flow_run in unstarted:
-        when = flow_run.expected_start_time or datetime.now(UTC)
-        await client.set_flow_run_state(flow_run.id, Scheduled(scheduled_time=when), force=True)
+    await pool_runs.give_back(unstarted)
     logger.info("stopping: gave back %d run(s) that had not started yet", len(unstarted))

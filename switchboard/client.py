@@ -13,7 +13,8 @@ A :class:`Client` owns one database engine (opened by ``async with``, schema che
 the caller already has), reaches Prefect through :meth:`Client.prefect`, and decides whether a
 run executes in this process or on workers (:attr:`Settings.runs_remotely`). Its parts group
 what front ends do: :attr:`workflows`, :attr:`runs`, :attr:`credentials`, :attr:`webhooks`,
-:attr:`audit`, :attr:`retention`, and :attr:`slack` for the bot's own records. None of them
+:attr:`audit`, :attr:`retention`, :meth:`pool_runs` for warm workers, and :attr:`slack` for the
+bot's own records. None of them
 reads the environment: everything comes from the :class:`Settings` the client was given.
 
 :func:`default_client` is the one place in the library that builds settings from the
@@ -34,6 +35,7 @@ from switchboard.audit import Audit
 from switchboard.credentials import Credentials
 from switchboard.database import open_engine
 from switchboard.errors import ClientClosedError
+from switchboard.pool_runs import PoolRuns
 from switchboard.remote import RemoteRun
 from switchboard.retention import Retention
 from switchboard.runs import Runs
@@ -130,6 +132,11 @@ class Client:
     def retention(self) -> Retention:
         """Deleting runs that ended long ago."""
         return Retention(self.engine, self.settings, self.actor)
+
+    def pool_runs(self, prefect: PrefectClient) -> PoolRuns:
+        """The work pool's flow runs as warm workers see them (owners, orphans, ending runs),
+        through the Prefect client the caller holds open."""
+        return PoolRuns(self.engine, prefect)
 
     @property
     def slack(self) -> SlackRecords:

@@ -1,7 +1,8 @@
 """The layers hold (docs/architecture.md): import-linter's contracts, and what they cannot see.
 
 ``lint-imports`` checks the imports; these tests add the rules that are not imports: the
-library never reads the environment outside its settings, and the bot sets no Prefect state.
+library never reads the environment outside its settings, and the front ends set no Prefect
+state.
 """
 
 from __future__ import annotations
@@ -47,11 +48,14 @@ def test_the_library_reads_the_environment_only_through_settings() -> None:
     assert offenders == [], "the library must be given its settings, not read them: " + ", ".join(offenders)
 
 
-def test_the_bot_sets_no_prefect_state_and_opens_no_session() -> None:
+def test_front_ends_set_no_prefect_state_and_open_no_session() -> None:
+    """The bot, the warm worker and the deployment entrypoint leave flow-run states and the
+    database to the client (``client.slack.settle``, ``client.pool_runs``)."""
     forbidden = ("set_flow_run_state", "set_task_run_state", "prefect.states", "AsyncSession", "sessionmaker")
     offenders = [
         f"{path.relative_to(ROOT)}: {word}"
-        for path in (ROOT / "bot").glob("*.py")
+        for front_end in ("bot", "deployments")
+        for path in (ROOT / front_end).glob("*.py")
         for word in forbidden
         if word in path.read_text()
     ]
