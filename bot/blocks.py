@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from flows.artifact import preview, redact
+from flows.artifact import preview, redact, value_preview
 from flows.results import RunResult
 
 #: Slack refuses a section text over 3000 characters and a message over 50 blocks.
@@ -52,12 +52,15 @@ class RunView:
     nodes: dict[str, NodeLine] = field(default_factory=dict)
     flow_run_url: str | None = None
     error: str | None = None
+    #: The workflow's declared outputs, once the run completed.
+    outputs: dict[str, Any] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
     duration_s: float | None = None
 
     def finish(self, result: RunResult) -> None:
         self.status = result.status
         self.error = result.error
+        self.outputs = result.outputs
         self.duration_s = time.monotonic() - self.started
         for node_id, node in result.nodes.items():
             shown = node.error if node.status == "failed" else preview(node.output, 120)
@@ -87,6 +90,19 @@ def inputs_line(inputs: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
+#: The most outputs the run message lists (the rest are counted).
+OUTPUT_LINES = 20
+
+
+def outputs_line(outputs: dict[str, Any]) -> str:
+    """A run's outputs, one per line, redacted and trimmed."""
+    shown = redact(outputs)
+    lines = [f"`{escape(k)}` = {escape(value_preview(v, 200))}" for k, v in list(shown.items())[:OUTPUT_LINES]]
+    if len(shown) > OUTPUT_LINES:
+        lines.append(f"… and {len(shown) - OUTPUT_LINES} more")
+    return "\n".join(lines)
+
+
 def run_message(view: RunView) -> tuple[str, list[dict[str, Any]]]:
     """The text fallback and blocks of a run's message, for any state of the run."""
     version = f"v{view.version}" if view.version is not None else "draft"
@@ -107,6 +123,8 @@ def run_message(view: RunView) -> tuple[str, list[dict[str, Any]]]:
         lines.append(f"… and {len(view.nodes) - NODE_LINES} more nodes")
     if lines:
         blocks.append(_section("\n".join(lines)))
+    if view.outputs:
+        blocks.append(_section("*Outputs*\n" + outputs_line(view.outputs)))
     if view.error:
         blocks.append(_section(f"*Error:* {escape(view.error)}"))
     if view.duration_s is not None:

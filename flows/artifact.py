@@ -35,6 +35,12 @@ def preview(value: Any, limit: int = PREVIEW_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def value_preview(value: Any, limit: int = PREVIEW_CHARS) -> str:
+    """Like :func:`preview`, but a value that is None shows as ``null`` (an output's value,
+    where None is a value, not an absence)."""
+    return "null" if value is None else preview(value, limit)
+
+
 def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
@@ -56,6 +62,10 @@ def run_markdown(result: RunResult) -> str:
         lines.append(
             f"| {_cell(node_id)} | {status} | {node.attempts} | {node.duration_ms:.0f} ms | {_cell(shown or '')} |"
         )
+    if result.outputs:
+        lines += ["", "| output | value |", "|---|---|"]
+        for name, value in redact(result.outputs).items():
+            lines.append(f"| {_cell(name)} | {_cell(value_preview(value, 200))} |")
     used = result.usage
     if used:
         parts = ", ".join(

@@ -27,6 +27,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StringConstraints,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -40,6 +41,10 @@ NAME_PATTERN = r"^[a-z0-9][a-z0-9-]*$"
 NODE_ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
 InputType = Literal["string", "integer", "number", "boolean", "object", "array"]
+#: The most outputs a workflow may declare.
+MAX_OUTPUTS = 100
+#: An output's name: what a parent's templates and API clients read (``outputs.<name>``).
+OutputName = Annotated[str, StringConstraints(pattern=NODE_ID_PATTERN, max_length=100)]
 
 
 @dataclass(frozen=True)
@@ -239,6 +244,9 @@ class Workflow(_Strict):
     #: A stored workflow started when a run of this one fails, with input ``failure``.
     on_failure: Annotated[str | None, Field(pattern=NAME_PATTERN, max_length=100)] = None
     tags: list[str] = Field(default_factory=list)
+    #: What a run of the workflow returns: names -> values or templates over its inputs and
+    #: nodes (``{{ nodes.x.output.y }}``), rendered once every node has finished.
+    outputs: dict[OutputName, Any] = Field(default_factory=dict, max_length=MAX_OUTPUTS)
     nodes: list[NodeDef] = Field(min_length=1)
 
     def node(self, node_id: str) -> NodeDef:

@@ -59,6 +59,8 @@ class Plan:
     workflow: Workflow
     nodes: dict[str, PlannedNode]
     order: list[str]
+    #: The declared outputs, compiled (rendered by the runner once every node has finished).
+    outputs: dict[str, Compiled] = field(default_factory=dict)
 
     @property
     def downstream(self) -> dict[str, list[str]]:
@@ -233,10 +235,37 @@ def _build_plan(source: Any, registry: Registry) -> Plan:
                     p.edges.append(Edge(ref, None, explicit=False))
 
     _check_schedule(workflow, problems)
+    outputs = _compile_outputs(workflow, by_id, problems)
     order = _topological_order(planned, problems)
     if problems:
         raise DefinitionError(problems, source=f"workflow '{workflow.name}'")
-    return Plan(workflow=workflow, nodes={node_id: planned[node_id] for node_id in order}, order=order)
+    return Plan(workflow=workflow, nodes={node_id: planned[node_id] for node_id in order}, order=order, outputs=outputs)
+
+
+def _compile_outputs(workflow: Workflow, by_id: Mapping[str, NodeDef], problems: list[Problem]) -> dict[str, Compiled]:
+    """Compile each declared output; it may read the inputs, the nodes and ``run``."""
+    compiled: dict[str, Compiled] = {}
+    for name, value in workflow.outputs.items():
+        where = f"outputs.{name}"
+        try:
+            output = compile_value(value, where)
+        except ExpressionError as exc:
+            problems.append(Problem(exc.message, field=exc.path or where))
+            continue
+        ok = True
+        for ref in sorted(output.refs - by_id.keys()):
+            problems.append(Problem(f"references unknown node '{ref}'{_close(ref, by_id)}", field=where))
+            ok = False
+        for key in sorted(output.inputs - workflow.inputs.keys()):
+            declared = ", ".join(sorted(workflow.inputs)) or "none"
+            problems.append(Problem(f"uses undeclared input '{key}' (declared: {declared})", field=where))
+            ok = False
+        if output.names & {"item", "index"}:
+            problems.append(Problem("uses `item`/`index`, which exist only inside a node's `for_each`", field=where))
+            ok = False
+        if ok:
+            compiled[name] = output
+    return compiled
 
 
 def _check_schedule(workflow: Workflow, problems: list[Problem]) -> None:

@@ -2,7 +2,10 @@
 
 ``{"run_id", "flow_run_id", "workflow", "version", "status", "inputs",
 "nodes": {id: {"status", "attempts", "duration_ms", "cached", "output", "error"}}, "error",
-"resumed_from", "usage"}``
+"resumed_from", "outputs", "usage"}``
+
+``outputs`` holds the workflow's declared ``outputs:`` rendered over the finished run (``{}``
+when it declares none, or when the run did not complete).
 
 ``usage`` sums the token usage that nodes report (an ``output.usage`` mapping of counts, as
 the ai.* nodes return; for_each nodes count every item), e.g. ``{"total_tokens": 18, ...}``.
@@ -70,6 +73,8 @@ class RunResult:
     flow_run_id: str | None = None
     error: str | None = None
     resumed_from: str | None = None
+    #: The workflow's declared ``outputs``, rendered when the run completed (else empty).
+    outputs: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -96,6 +101,7 @@ class RunResult:
             "nodes": {node_id: result.to_dict() for node_id, result in self.nodes.items()},
             "error": self.error,
             "resumed_from": self.resumed_from,
+            "outputs": self.outputs,
             "usage": self.usage,
         }
 
@@ -112,6 +118,7 @@ class RunResult:
             flow_run_id=data.get("flow_run_id"),
             error=data.get("error"),
             resumed_from=data.get("resumed_from"),
+            outputs=data.get("outputs") or {},
         )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import ssl
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import httpx
@@ -22,6 +23,7 @@ from prefect.runtime import flow_run as runtime_flow_run
 from flows.artifact import run_markdown
 from flows.events import NodeEvent
 from flows.executor import Executor
+from flows.expressions import ExpressionError, RenderLimits
 from flows.plan import Plan, build_plan
 from flows.results import NodeResult, RunResult
 from flows.services import ActiveRun, RunRecordError, RunState, runs
@@ -52,6 +54,18 @@ async def _recording(write: Any) -> None:
         await write
     except Exception as exc:
         raise RunRecordError(f"could not write the run record to Switchboard's database: {exc}") from exc
+
+
+def _render_outputs(plan: Plan, scope: Mapping[str, Any], limits: RenderLimits) -> dict[str, Any]:
+    """The workflow's declared outputs over the finished run's scope (a completed run only:
+    a failed run declares nothing it could not build)."""
+    rendered: dict[str, Any] = {}
+    for name, compiled in plan.outputs.items():
+        try:
+            rendered[name] = compiled.render(scope, limits=limits)
+        except ExpressionError as exc:
+            raise ExpressionError(f"outputs.{name}: {exc}") from exc
+    return rendered
 
 
 def _run_status(plan: Plan, results: dict[str, NodeResult]) -> tuple[Literal["completed", "failed"], str | None]:
@@ -131,13 +145,20 @@ async def _execute(
             # The run's tags label the flow run only. Inherited by every task run, the unique
             # `switchboard-run:<id>` tag would defeat Prefect's tag-concurrency cache and cost
             # an API call per run before the first node starts.
+            executor = Executor(state, resolved_inputs, resume_root or run_id)
             with TagsContext(current_tags=set()):
-                results = await Executor(state, resolved_inputs, resume_root or run_id).run()
+                results = await executor.run()
     except BaseException as exc:
         if recorder is not None:
             await _recording(recorder.finished(run_id, status="failed", error=f"{type(exc).__name__}: {exc}"))
         raise
     status, error = _run_status(plan, results)
+    outputs: dict[str, Any] = {}
+    if status == "completed":
+        try:
+            outputs = _render_outputs(plan, executor.scope, services.render_limits)
+        except ExpressionError as exc:
+            status, error = "failed", f"could not build the workflow's outputs: {exc}"
     result = RunResult(
         run_id=run_id,
         workflow=plan.workflow.name,
@@ -148,6 +169,7 @@ async def _execute(
         flow_run_id=flow_run_id,
         error=error,
         resumed_from=resume_of,
+        outputs=outputs,
     )
     if recorder is not None:
         await _recording(recorder.finished(run_id, status=status, error=error, result=result.to_dict()))

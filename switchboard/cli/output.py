@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from flows.artifact import preview
+from flows.artifact import preview, redact, value_preview
 from flows.events import NodeEvent
 from flows.model import DefinitionError
 from flows.results import RunResult
@@ -113,6 +113,8 @@ def report(result: RunResult, as_json: bool) -> None:
         sys.stdout.write(json.dumps(result.to_dict(), ensure_ascii=False, default=str) + "\n")
     else:
         out.print(node_table(result))
+        for name, value in redact(result.outputs).items():
+            out.print(f"[bold]{escape(name)}[/bold] = {escape(value_preview(value, 200))}")
         style = STATUS_STYLE.get(result.status, "")
         out.print(f"[{style}]{result.status}[/{style}]" + (f": {escape(result.error)}" if result.error else ""))
         if result.status in ("failed", "crashed"):
