@@ -231,7 +231,10 @@ class Executor:
             port = planned.spec.port_of(output) if planned.spec.port_of else None
             return NodeResult("completed", attempts=attempts, cached=state.name == "Cached", output=output, port=port)
         error = await state.aresult(raise_on_failure=False)
-        return NodeResult("failed", attempts=attempts, error=_error_text(error, state))
+        # A node error may carry what the node produced before failing (a failed sub-workflow's
+        # run id, status and outputs): the output `on_error: continue` passes on.
+        output = getattr(error, "output", None) if isinstance(error, NodeError) else None
+        return NodeResult("failed", attempts=attempts, error=_error_text(error, state), output=output)
 
 
 def _error_text(exc: Any, state: State[Any]) -> str:

@@ -177,6 +177,7 @@ async def node_task(
         memory_backend=state.services.memory,
         files_backend=state.services.files,
         max_response_bytes=state.services.http_max_response_bytes,
+        workflow_caller=state.services.workflow_caller,
         input_waiter=pauses.Pauser(
             key=pauses.pause_key(label, attempt),
             node_id=node_id,

@@ -131,6 +131,7 @@ async def _execute(
                 triggered_by=services.triggered_by,
                 inputs=resolved_inputs,
                 resumed_from=resume_of,
+                parent_run_id=services.parent_run_id,
             )
         )
     transport = GuardedTransport(

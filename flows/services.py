@@ -27,7 +27,7 @@ from flows.events import Listener, NodeEvent
 from flows.expressions import DEFAULT_LIMITS, RenderLimits
 from flows.plan import Plan
 from flows.results import RunResult
-from nodes.context import CredentialResolver, FilesBackend, MemoryBackend, RunInfo
+from nodes.context import CredentialResolver, FilesBackend, MemoryBackend, RunInfo, WorkflowCaller
 from nodes.http_guard import DEFAULT_MAX_RESPONSE_BYTES, AllowList
 
 logger = logging.getLogger("switchboard.runner")
@@ -51,6 +51,7 @@ class RunRecorder(Protocol):
         triggered_by: str | None,
         inputs: dict[str, Any],
         resumed_from: str | None = None,
+        parent_run_id: str | None = None,
     ) -> None: ...
 
     async def finished(
@@ -92,6 +93,10 @@ class RunServices:
     #: (``SWITCHBOARD_TEMPLATE_TIMEOUT`` / ``SWITCHBOARD_TEMPLATE_MAX_SIZE``); a node's own
     #: ``timeout`` shortens the time.
     render_limits: RenderLimits = DEFAULT_LIMITS
+    #: Runs the stored workflows a ``core.workflow`` node calls (None: the run has no database).
+    workflow_caller: WorkflowCaller | None = None
+    #: The run whose ``core.workflow`` node started this one, for the record.
+    parent_run_id: str | None = None
 
 
 @dataclass

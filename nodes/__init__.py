@@ -18,6 +18,7 @@ from nodes import (  # noqa: F401 - registration by import
     memory,
     slack,
     state,
+    subworkflow,
     text,
 )
 from nodes.context import NodeContext, RunInfo

@@ -85,6 +85,18 @@ class FilesBackend(Protocol):
     async def load(self, file_id: str) -> tuple[dict[str, Any], bytes]: ...
 
 
+class WorkflowCaller(Protocol):
+    """Runs a stored workflow as a child of the calling node's run (``core.workflow``).
+
+    ``version`` None is the latest at the time of the call; returns ``{"run_id", "status",
+    "outputs"}`` of the child run, or raises a :class:`~nodes.errors.NodeError` saying why it
+    could not start or why it failed."""
+
+    async def __call__(
+        self, ctx: NodeContext, *, workflow: str, version: int | None, inputs: Mapping[str, Any]
+    ) -> dict[str, Any]: ...
+
+
 @dataclass
 class NodeContext:
     """Handed to every node call by the runner."""
@@ -106,6 +118,8 @@ class NodeContext:
     #: The most bytes of a response body a node reads from ``http`` (the operator's
     #: SWITCHBOARD_HTTP_MAX_RESPONSE_BYTES; the guarded transport enforces it on the wire too).
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
+    #: Runs stored workflows as children of this run (``core.workflow``); set by Switchboard.
+    workflow_caller: WorkflowCaller | None = None
 
     @property
     def memory(self) -> MemoryBackend:
@@ -127,6 +141,16 @@ class NodeContext:
                 node_id=self.node_id,
             )
         return self.files_backend
+
+    async def run_workflow(self, workflow: str, *, version: int | None, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        """Run the stored workflow ``workflow`` as a child of this run and wait for it."""
+        if self.workflow_caller is None:
+            raise NodeConfigError(
+                f"node '{self.node_id}' runs the stored workflow '{workflow}', but this run has no "
+                "database to find it in (run it recorded, from the CLI, the bot or a worker)",
+                node_id=self.node_id,
+            )
+        return await self.workflow_caller(self, workflow=workflow, version=version, inputs=inputs)
 
     async def wait_for_input(self, model: type[M], *, request: Mapping[str, Any], timeout: int) -> M:
         """Pause the run until someone answers with a ``model``; raises

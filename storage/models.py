@@ -76,6 +76,7 @@ class RunRow(Base):
     __table_args__ = (
         Index("ix_runs_workflow_started", "workflow", "started_at"),
         Index("ix_runs_status", "status"),
+        Index("ix_runs_parent_run_id", "parent_run_id"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
@@ -95,6 +96,8 @@ class RunRow(Base):
     status: Mapped[str] = mapped_column(String(20))
     error: Mapped[str | None] = mapped_column(Text)
     resumed_from: Mapped[str | None] = mapped_column(String(32))
+    #: The run whose ``core.workflow`` node started this one (None: a top-level run).
+    parent_run_id: Mapped[str | None] = mapped_column(String(32), default=None)
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     ended_at: Mapped[datetime | None] = mapped_column(default=None)
     #: The run result (``RunResult.to_dict()``, node outputs included) once the run has ended;

@@ -43,6 +43,7 @@ class RunRecord:
     slack_message: str | None = None
     slack_reported_at: datetime | None = None
     slack_team: str | None = None
+    parent_run_id: str | None = None
 
     @property
     def is_final(self) -> bool:
@@ -60,6 +61,7 @@ class RunRecord:
             "status": self.status,
             "error": self.error,
             "resumed_from": self.resumed_from,
+            "parent_run_id": self.parent_run_id,
             "started_at": self.started_at.isoformat(),
             "ended_at": self.ended_at.isoformat() if self.ended_at else None,
         }
@@ -84,6 +86,7 @@ def _record(row: RunRow) -> RunRecord:
         slack_message=row.slack_message,
         slack_reported_at=row.slack_reported_at,
         slack_team=row.slack_team,
+        parent_run_id=row.parent_run_id,
     )
 
 
@@ -105,6 +108,7 @@ class RunStore:
         triggered_by: str | None,
         inputs: dict[str, Any],
         resumed_from: str | None = None,
+        parent_run_id: str | None = None,
     ) -> None:
         """Record a run that has just started (status ``running``), and audit it."""
         async with self.sessions() as session, session.begin():
@@ -119,6 +123,7 @@ class RunStore:
                     inputs=inputs,
                     status="running",
                     resumed_from=resumed_from,
+                    parent_run_id=parent_run_id,
                 )
             )
             action = "retry" if resumed_from else "run"
@@ -128,7 +133,11 @@ class RunStore:
                 actor=triggered_by or f"{trigger}:unknown",
                 action=action,
                 target=f"{label} run {run_id}",
-                detail={"resumed_from": resumed_from} if resumed_from else {},
+                detail={
+                    key: value
+                    for key, value in (("resumed_from", resumed_from), ("parent_run_id", parent_run_id))
+                    if value
+                },
             )
 
     async def finished(

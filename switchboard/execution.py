@@ -15,7 +15,11 @@ from typing import Any
 
 from prefect import tags
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
+from prefect.client.schemas.objects import State, TaskRun
 from prefect.client.schemas.sorting import FlowRunSort
+from prefect.context import TagsContext
+from prefect.flow_engine import run_flow_async
+from prefect.states import Pending, Running
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from flows.events import Listener
@@ -30,10 +34,12 @@ from nodes.http_guard import AllowList
 from storage.files import FileStore
 from storage.memory import MemoryStore
 from storage.runs import RunStore
+from storage.workflows import WorkflowStore
 from switchboard import embedded_prefect
 from switchboard.credentials import resolver_for
 from switchboard.database import open_engine
 from switchboard.settings import Settings
+from switchboard.subworkflows import SUBWORKFLOW_TRIGGER, Parent, SubWorkflows
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +59,38 @@ class NotRetryableError(ValueError):
 def new_run_id() -> str:
     """A fresh Switchboard run id (12 hex digits)."""
     return uuid.uuid4().hex[:12]
+
+
+async def _run_nested(parameters: dict[str, Any], task: Any, task_run: TaskRun) -> State[Any]:
+    """Run the workflow flow as a subflow nested under a node's task run (``core.workflow``).
+
+    Calling the flow from inside the node's task would make Prefect add a task run of its own
+    to the parent flow run to hold the subflow; creating the flow run with the node's task run
+    as its parent puts the child under the node in the Prefect UI instead. The node's task run
+    reaches the server's database through its events, a moment later (the task-run recorder
+    writes in batches), so it is created through the API first — with its own id and key, which
+    the recorder's events then update (an existing row with that key is returned as it is).
+    """
+    async with embedded_prefect.client() as client:
+        await client.create_task_run(
+            task,
+            flow_run_id=task_run.flow_run_id,
+            dynamic_key=task_run.dynamic_key,
+            id=task_run.id,
+            name=task_run.name,
+            state=Running(),
+            task_inputs=task_run.task_inputs,
+        )
+        flow_run = await client.create_flow_run(
+            run_workflow,
+            parameters=run_workflow.serialize_parameters(parameters),
+            parent_task_run_id=task_run.id,
+            tags=TagsContext.get().current_tags,
+            state=Pending(),
+        )
+    state = await run_flow_async(run_workflow, flow_run=flow_run, parameters=parameters, return_type="state")
+    assert isinstance(state, State)
+    return state
 
 
 def _run_tag(run_id: str) -> str:
@@ -77,6 +115,7 @@ async def run_here(
     record: bool = True,
     engine: AsyncEngine | None = None,
     slack_thread: tuple[str, str] | None = None,
+    parent: Parent | None = None,
 ) -> RunResult:
     """Run a workflow in this process, on ``settings``, and return its :class:`RunResult`.
 
@@ -93,6 +132,9 @@ async def run_here(
 
     When a recorded run fails and its workflow names ``on_failure``, that stored workflow runs
     next (here, before this returns) with the input ``failure`` (:func:`failure_input`).
+
+    A recorded run's ``core.workflow`` nodes run their stored workflows through this function
+    too, as children (``parent``: :mod:`switchboard.subworkflows`).
     """
     plan = workflow if isinstance(workflow, Plan) else build_plan(workflow)
     resolved = plan.workflow.resolve_inputs(inputs or {}, from_text=inputs_are_text)
@@ -109,6 +151,7 @@ async def run_here(
         plan=plan,
         triggered_by=triggered_by,
         slack_thread=slack_thread,
+        parent_run_id=parent.run_id if parent else None,
     )
     async with AsyncExitStack() as stack:
         if record:
@@ -119,8 +162,48 @@ async def run_here(
             services.files = FileStore(engine, settings.files_path)
             if credential_resolver is None:
                 services.credential_resolver = resolver_for(engine, settings, triggered_by)
+            child_engine = engine
+
+            async def start_child(
+                child: Plan, inputs: dict[str, Any], version: int, child_id: str, root: str, caller: Parent
+            ) -> RunResult:
+                return await run_here(
+                    child,
+                    inputs,
+                    settings=settings,
+                    trigger=SUBWORKFLOW_TRIGGER,
+                    version=version,
+                    allow_hosts=allow_hosts,
+                    credential_resolver=credential_resolver,
+                    run_id=child_id,
+                    resume_root=root,
+                    triggered_by=triggered_by,
+                    engine=child_engine,
+                    slack_thread=slack_thread,
+                    parent=caller,
+                )
+
+            services.workflow_caller = SubWorkflows(
+                WorkflowStore(engine),
+                run_id=run_id,
+                resume_root=resume_root or run_id,
+                chain=(*(parent.chain if parent else ()), plan.workflow.name),
+                max_depth=settings.max_workflow_depth,
+                start=start_child,
+                new_run_id=new_run_id,
+            )
         await embedded_prefect.ready()  # waits without blocking the loop (the bot keeps answering)
-        result = await _run_registered(plan, resolved, services, run_id, trigger, version, resume_of, resume_root)
+        result = await _run_registered(
+            plan,
+            resolved,
+            services,
+            run_id,
+            trigger,
+            version,
+            resume_of,
+            resume_root,
+            parent=parent,
+        )
         handler = plan.workflow.on_failure
         if handler and engine is not None and result.status == "failed" and trigger != FAILURE_TRIGGER:
             await _start_failure_handler(handler, result, engine, settings=settings, allow_hosts=allow_hosts)
@@ -210,6 +293,8 @@ async def _run_registered(
     version: int | None,
     resume_of: str | None,
     resume_root: str | None,
+    *,
+    parent: Parent | None = None,
 ) -> RunResult:
     register_services(run_id, services)
     run_tags = [
@@ -219,18 +304,21 @@ async def _run_registered(
         _run_tag(run_id),
         *plan.workflow.tags,
     ]
+    parameters: dict[str, Any] = {
+        "definition": plan.workflow.to_dict(),
+        "inputs": resolved,
+        "run_id": run_id,
+        "version": version,
+        "trigger": trigger,
+        "resume_of": resume_of,
+        "resume_root": resume_root,
+    }
     try:
         with tags(*run_tags):
-            state = await run_workflow(
-                definition=plan.workflow.to_dict(),
-                inputs=resolved,
-                run_id=run_id,
-                version=version,
-                trigger=trigger,
-                resume_of=resume_of,
-                resume_root=resume_root,
-                return_state=True,
-            )
+            if parent is None or parent.task_run is None:
+                state = await run_workflow(**parameters, return_state=True)
+            else:
+                state = await _run_nested(parameters, parent.task, parent.task_run)
     finally:
         result = take_result(run_id)
     if result is None:  # the flow ended before it could report (crash, cancellation)

@@ -49,6 +49,13 @@ class Settings(BaseSettings):
     max_parallel_nodes: int = Field(
         default=64, ge=1, le=10_000, description="Node tasks running at once in one run (for_each items included)."
     )
+    max_workflow_depth: int = Field(
+        default=5,
+        ge=1,
+        le=50,
+        description="How deep `core.workflow` sub-workflows may nest (a run calling a run calling ...); "
+        "deeper calls fail the node that makes them.",
+    )
     template_env: str = Field(
         default="",
         description="Comma-separated environment variable names exposed to templates as `env`.",

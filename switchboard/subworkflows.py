@@ -1,0 +1,124 @@
+"""``core.workflow``: a run calls a stored workflow as its child.
+
+The child is a recorded run of its own (trigger ``workflow``, ``parent_run_id`` the caller's
+run), executed here as a Prefect subflow nested under the calling node's task run. Its resume
+root is derived from the caller's and the node's label, so a retry of the node, or
+``switchboard retry`` of the parent, resumes the child: its completed nodes with side effects
+are reused, not repeated. Depth is bounded (``SWITCHBOARD_MAX_WORKFLOW_DEPTH``) and reported
+with the chain of workflows that reached it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from prefect.client.schemas.objects import TaskRun
+from prefect.context import TaskRunContext
+
+from flows.model import DefinitionError, InputError
+from flows.plan import Plan, build_plan
+from flows.results import RunResult
+from nodes.context import NodeContext
+from nodes.errors import NodeConfigError
+from nodes.subworkflow import ChildRunFailed
+from storage.workflows import WorkflowNotFoundError, WorkflowStore
+
+#: The trigger recorded on a run started by a ``core.workflow`` node.
+SUBWORKFLOW_TRIGGER = "workflow"
+
+
+@dataclass(frozen=True)
+class Parent:
+    """The run that calls a sub-workflow, as its child sees it."""
+
+    run_id: str
+    #: The calling node's Prefect task (run): the child's flow run is nested under it.
+    task: Any | None
+    task_run: TaskRun | None
+    #: The workflows from the top-level run down to the caller.
+    chain: tuple[str, ...]
+
+
+#: Starts a child run: ``(plan, inputs, version, run_id, resume_root, parent) -> result``.
+ChildRunner = Callable[[Plan, dict[str, Any], int, str, str, Parent], Awaitable[RunResult]]
+
+
+def child_resume_root(parent_resume_root: str, label: str) -> str:
+    """The resume root of the child a node (or ``for_each`` item) ``label`` starts: the same
+    for every attempt of the node and every retry of the parent run."""
+    return hashlib.sha256(f"{parent_resume_root}/{label}".encode()).hexdigest()[:12]
+
+
+class SubWorkflows:
+    """The :class:`nodes.context.WorkflowCaller` of one run."""
+
+    def __init__(
+        self,
+        store: WorkflowStore,
+        *,
+        run_id: str,
+        resume_root: str,
+        chain: tuple[str, ...],
+        max_depth: int,
+        start: ChildRunner,
+        new_run_id: Callable[[], str],
+    ) -> None:
+        self._store = store
+        self._run_id = run_id
+        self._resume_root = resume_root
+        self._chain = chain
+        self._max_depth = max_depth
+        self._start = start
+        self._new_run_id = new_run_id
+
+    async def __call__(
+        self, ctx: NodeContext, *, workflow: str, version: int | None, inputs: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        chain = " → ".join((*self._chain, workflow))
+        if len(self._chain) >= self._max_depth:
+            raise NodeConfigError(
+                f"sub-workflows nest deeper than {self._max_depth} levels ({chain}); "
+                "SWITCHBOARD_MAX_WORKFLOW_DEPTH sets the limit",
+                node_id=ctx.node_id,
+            )
+        try:
+            stored = await self._store.get(workflow, version)
+        except WorkflowNotFoundError as exc:
+            raise NodeConfigError(str(exc), node_id=ctx.node_id) from exc
+        label = f"workflow '{workflow}' v{stored.version}"
+        try:
+            plan = build_plan(stored.definition)
+            resolved = plan.workflow.resolve_inputs(inputs)
+        except InputError as exc:
+            problems = "; ".join(str(problem) for problem in exc.problems)
+            raise NodeConfigError(f"inputs for {label}: {problems}", node_id=ctx.node_id) from exc
+        except DefinitionError as exc:
+            problems = "; ".join(str(problem) for problem in exc.problems)
+            raise NodeConfigError(f"{label} does not validate here: {problems}", node_id=ctx.node_id) from exc
+        task = TaskRunContext.get()
+        task_label = task.task_run.name if task is not None else ctx.node_id
+        parent = Parent(
+            self._run_id,
+            task.task if task is not None else None,
+            task.task_run if task is not None else None,
+            self._chain,
+        )
+        result = await self._start(
+            plan,
+            resolved,
+            stored.version,
+            self._new_run_id(),
+            child_resume_root(self._resume_root, task_label),
+            parent,
+        )
+        output = {"run_id": result.run_id, "status": result.status, "outputs": result.outputs}
+        if result.status != "completed":
+            raise ChildRunFailed(
+                f"{label} (run {result.run_id}) {result.status}: {result.error or 'no error given'}",
+                output=output,
+                node_id=ctx.node_id,
+            )
+        return output
