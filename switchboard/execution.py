@@ -20,6 +20,7 @@ from prefect.client.schemas.sorting import FlowRunSort
 from prefect.context import TagsContext
 from prefect.flow_engine import run_flow_async
 from prefect.states import Pending, Running
+from prefect.transactions import BaseTransaction
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from flows.events import Listener
@@ -88,7 +89,14 @@ async def _run_nested(parameters: dict[str, Any], task: Any, task_run: TaskRun) 
             tags=TagsContext.get().current_tags,
             state=Pending(),
         )
-    state = await run_flow_async(run_workflow, flow_run=flow_run, parameters=parameters, return_type="state")
+    # Outside the node task's transaction: nested in it, the child's persisted node results
+    # would only be written when the node's own commits, so a failed child would keep none of
+    # them and a retry would repeat its completed side effects.
+    outside = BaseTransaction.__var__.set(None)  # type: ignore[arg-type]  # None: no transaction
+    try:
+        state = await run_flow_async(run_workflow, flow_run=flow_run, parameters=parameters, return_type="state")
+    finally:
+        BaseTransaction.__var__.reset(outside)
     assert isinstance(state, State)
     return state
 

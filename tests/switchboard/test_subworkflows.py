@@ -1,0 +1,174 @@
+"""``core.workflow``: a run calls stored workflows as children, recorded, nested in Prefect,
+checked before they start, bounded in depth and resumed, not repeated, on retry."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+import switchboard
+from storage.runs import RunStore
+from storage.workflows import WorkflowStore
+from switchboard.settings import Settings
+from tests.fakes.http import FakeHTTP, Reply
+
+pytestmark = pytest.mark.usefixtures("prefect_server")
+
+
+async def task_runs_of(flow_run_id: str, at_least: int) -> list[Any]:
+    """The flow run's task runs once ``at_least`` of them are final (rows come from events)."""
+    async with get_client() as client:
+        for _ in range(100):
+            runs = await client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+            if len(runs) >= at_least and all(r.state is not None and r.state.is_final() for r in runs):
+                return runs
+            await asyncio.sleep(0.1)
+    raise AssertionError(f"flow run {flow_run_id} has {len(runs)} final task runs, expected {at_least}")
+
+
+SQUARE: dict[str, Any] = {
+    "name": "square",
+    "inputs": {"n": {"type": "integer", "required": True}},
+    "outputs": {"squared": "{{ nodes.sq.output.v }}"},
+    "nodes": [{"id": "sq", "type": "core.set", "params": {"values": {"v": "{{ inputs.n * inputs.n }}"}}}],
+}
+
+
+def parent(*nodes: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"name": "caller", "nodes": list(nodes), **extra}
+
+
+def call(node_id: str, workflow: str, inputs: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"id": node_id, "type": "core.workflow", "params": {"workflow": workflow, "inputs": inputs}, **extra}
+
+
+async def test_a_parent_gets_its_childs_outputs_and_prefect_nests_the_child_under_the_node(engine: Any) -> None:
+    await WorkflowStore(engine).apply(SQUARE, actor="test")
+    definition = parent(
+        call("one", "square", {"n": 3}),
+        call("many", "square", {"n": "{{ item }}"}, for_each=[1, 2, 3], concurrency=2),
+        outputs={"nine": "{{ nodes.one.output.outputs.squared }}", "all": "{{ nodes.many.output | length }}"},
+    )
+    result = await switchboard.arun(definition, engine=engine)
+    assert result.status == "completed", result.error
+    assert result.outputs == {"nine": 9, "all": 3}
+    one = result.nodes["one"].output
+    assert one["status"] == "completed" and one["outputs"] == {"squared": 9}
+    assert [item["outputs"]["squared"] for item in result.nodes["many"].output] == [1, 4, 9]
+
+    records = {r.id: r for r in await RunStore(engine).list(limit=20)}
+    child = records[one["run_id"]]
+    assert (child.workflow, child.version, child.trigger, child.parent_run_id) == (
+        "square",
+        1,
+        "workflow",
+        result.run_id,
+    )
+    assert child.to_dict()["parent_run_id"] == result.run_id
+    assert sum(1 for r in records.values() if r.parent_run_id == result.run_id) == 4
+
+    assert result.flow_run_id is not None and child.flow_run_id is not None
+    parent_tasks = {task_run.name: task_run for task_run in await task_runs_of(result.flow_run_id, at_least=4)}
+    assert sorted(parent_tasks) == ["many[0]", "many[1]", "many[2]", "one"], "no extra task run holds a subflow"
+    async with get_client() as client:
+        (child_flow_run,) = await client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[child.flow_run_id]))
+        )
+    assert child_flow_run.parent_task_run_id == parent_tasks["one"].id
+
+
+async def test_bad_inputs_fail_the_node_with_the_childs_problems_and_start_nothing(engine: Any) -> None:
+    await WorkflowStore(engine).apply(SQUARE, actor="test")
+    result = await switchboard.arun(parent(call("bad", "square", {"n": "many", "extra": 1})), engine=engine)
+    assert result.status == "failed"
+    error = result.nodes["bad"].error or ""
+    assert error.startswith("inputs for workflow 'square' v1: ")
+    assert "n" in error and "extra" in error
+    assert [r.workflow for r in await RunStore(engine).list(limit=10)] == ["caller"]
+
+
+async def test_an_unknown_workflow_or_version_is_named(engine: Any) -> None:
+    await WorkflowStore(engine).apply(SQUARE, actor="test")
+    missing = await switchboard.arun(parent(call("x", "nope", {})), engine=engine)
+    assert "nope" in (missing.nodes["x"].error or "")
+    versioned = parent({**call("x", "square", {"n": 1}), "params": {"workflow": "square", "version": 7, "inputs": {}}})
+    wrong_version = await switchboard.arun(versioned, engine=engine)
+    assert wrong_version.status == "failed" and "7" in (wrong_version.nodes["x"].error or "")
+
+
+async def test_runaway_recursion_stops_at_the_depth_limit_naming_the_chain(engine: Any) -> None:
+    recurse = {
+        "name": "recurse",
+        "inputs": {"target": {"type": "string", "default": "recurse"}},
+        "nodes": [call("again", "{{ inputs.target }}", {})],
+    }
+    await WorkflowStore(engine).apply(recurse, actor="test")
+    settings = Settings.from_env().model_copy(update={"max_workflow_depth": 2})
+    async with switchboard.Client(settings, engine=engine) as client:
+        result = await client.runs.run(recurse)
+    assert result.status == "failed"
+    records = await RunStore(engine).list(limit=10)
+    deepest = min(records, key=lambda r: r.started_at.timestamp() * -1)  # the last one started
+    assert deepest.parent_run_id is not None
+    errors = " ".join(r.error or "" for r in records)
+    assert "sub-workflows nest deeper than 2 levels (recurse → recurse → recurse)" in errors
+
+
+async def test_a_failed_child_fails_the_node_unless_it_continues(engine: Any) -> None:
+    failing = {"name": "fails", "nodes": [{"id": "boom", "type": "core.fail", "params": {"message": "no luck"}}]}
+    await WorkflowStore(engine).apply(failing, actor="test")
+    stopped = await switchboard.arun(parent(call("c", "fails", {})), engine=engine)
+    assert stopped.status == "failed"
+    assert "workflow 'fails' v1 (run " in (stopped.nodes["c"].error or "") and "no luck" in (
+        stopped.nodes["c"].error or ""
+    )
+
+    carried_on = await switchboard.arun(
+        parent(
+            call("c", "fails", {}, on_error="continue"),
+            {"id": "after", "type": "core.set", "params": {"values": {"child": "{{ nodes.c.output.status }}"}}},
+        ),
+        engine=engine,
+    )
+    assert carried_on.status == "completed"
+    assert carried_on.nodes["c"].output["status"] == "failed" and carried_on.nodes["c"].output["outputs"] == {}
+    assert carried_on.nodes["after"].output == {"child": "failed"}
+
+
+async def test_retrying_the_parent_resumes_the_child_without_repeating_its_side_effects(
+    engine: Any, fake_http: FakeHTTP
+) -> None:
+    fake_http.script("POST", "/side-effect", Reply(201, {"created": 1}))
+    fake_http.script("GET", "/unstable", Reply(500, "down"), Reply(200, {"fine": True}))
+    child = {
+        "name": "effects",
+        "outputs": {"fine": "{{ nodes.fetch.output.json.fine }}"},
+        "nodes": [
+            {
+                "id": "create",
+                "type": "http.request",
+                "params": {"method": "POST", "url": fake_http.url("/side-effect")},
+            },
+            {"id": "fetch", "type": "http.request", "needs": ["create"], "params": {"url": fake_http.url("/unstable")}},
+        ],
+    }
+    await WorkflowStore(engine).apply(child, actor="test")
+    definition = parent(call("c", "effects", {}), outputs={"fine": "{{ nodes.c.output.outputs.fine }}"})
+    failed = await switchboard.arun(definition, engine=engine, allow_hosts="127.0.0.1")
+    assert failed.status == "failed"
+
+    resumed = await switchboard.aretry(failed.run_id, engine=engine, allow_hosts="127.0.0.1")
+    assert resumed.status == "completed", resumed.error
+    assert resumed.outputs == {"fine": True}
+    assert len(fake_http.calls("/side-effect")) == 1, "the child's completed side effect is not repeated"
+    assert len(fake_http.calls("/unstable")) == 2
+
+
+async def test_without_a_database_the_node_says_what_it_needs() -> None:
+    result = await switchboard.arun(parent(call("c", "square", {"n": 1})), record=False)
+    assert result.status == "failed"
+    assert "has no database to find it in" in (result.nodes["c"].error or "")
