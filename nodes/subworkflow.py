@@ -41,7 +41,11 @@ class ChildRunFailed(NodeError):
         self.output = output
 
 
-@node("core.workflow")
+#: The node type.
+WORKFLOW_NODE = "core.workflow"
+
+
+@node(WORKFLOW_NODE)
 async def run_workflow(ctx: NodeContext, params: WorkflowParams) -> WorkflowOutput:
     """Run a stored workflow as a sub-workflow and output its run id, status and outputs.
 

@@ -18,12 +18,12 @@ from typing import Any
 from prefect.client.schemas.objects import TaskRun
 from prefect.context import TaskRunContext
 
-from flows.model import DefinitionError, InputError
+from flows.model import DefinitionError, InputError, Workflow
 from flows.plan import Plan, build_plan
 from flows.results import RunResult
 from nodes.context import NodeContext
 from nodes.errors import NodeConfigError
-from nodes.subworkflow import ChildRunFailed
+from nodes.subworkflow import WORKFLOW_NODE, ChildRunFailed
 from storage.workflows import WorkflowNotFoundError, WorkflowStore
 
 #: The trigger recorded on a run started by a ``core.workflow`` node.
@@ -50,6 +50,43 @@ def child_resume_root(parent_resume_root: str, label: str) -> str:
     """The resume root of the child a node (or ``for_each`` item) ``label`` starts: the same
     for every attempt of the node and every retry of the parent run."""
     return hashlib.sha256(f"{parent_resume_root}/{label}".encode()).hexdigest()[:12]
+
+
+def static_calls(workflow: Workflow) -> dict[str, str]:
+    """The stored workflows a workflow's ``core.workflow`` nodes name literally: node id -> name
+    (a templated name is only known at run time, where the depth limit bounds it)."""
+    calls: dict[str, str] = {}
+    for node in workflow.nodes:
+        if node.type != WORKFLOW_NODE:
+            continue
+        name = node.params.get("workflow")
+        if isinstance(name, str) and "{" not in name and "%" not in name:
+            calls[node.id] = name
+    return calls
+
+
+async def find_cycle(workflow: Workflow, store: WorkflowStore) -> tuple[str, list[str]] | None:
+    """A chain of literal calls from ``workflow`` back to itself, through the latest stored
+    versions of the others: ``(node id, [workflow, ..., workflow])``, or None."""
+    for node_id, first in static_calls(workflow).items():
+        path = [workflow.name, first]
+        seen: set[str] = set()
+        stack: list[list[str]] = [path]
+        while stack:
+            path = stack.pop()
+            current = path[-1]
+            if current == workflow.name:
+                return node_id, path
+            if current in seen:
+                continue
+            seen.add(current)
+            try:
+                stored = await store.get(current)
+            except WorkflowNotFoundError:
+                continue  # not stored yet: the run says so when it calls it
+            callee = Workflow.model_validate(stored.definition)
+            stack.extend([*path, name] for name in static_calls(callee).values())
+    return None
 
 
 class SubWorkflows:

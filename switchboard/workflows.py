@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from flows.model import Workflow
+from flows.model import DefinitionError, Problem, Workflow
 from flows.plan import build_plan
 from storage.workflows import (
     ApplyResult,
@@ -19,6 +19,7 @@ from storage.workflows import (
     WorkflowStore,
     WorkflowSummary,
 )
+from switchboard.subworkflows import find_cycle
 
 __all__ = ["ApplyResult", "StoredVersion", "WorkflowNotFoundError", "WorkflowSummary", "Workflows"]
 
@@ -34,7 +35,19 @@ class Workflows:
         """Validate a workflow (a path, YAML/JSON text, a dict) and store it as a new version if
         its content changed; :class:`flows.model.DefinitionError` lists every problem."""
         plan = build_plan(source)
+        await self.check_calls(plan.workflow)
         return await self._store.apply(plan.workflow.to_dict(), actor=actor or self._actor)
+
+    async def check_calls(self, workflow: Workflow) -> None:
+        """Refuse a workflow whose ``core.workflow`` nodes call back into it through the stored
+        workflows (``a → b → a``): a :class:`DefinitionError` names the node and the cycle."""
+        cycle = await find_cycle(workflow, self._store)
+        if cycle is not None:
+            node_id, chain = cycle
+            problem = Problem(
+                f"calls itself through stored workflows: {' → '.join(chain)}", node=node_id, field="params.workflow"
+            )
+            raise DefinitionError([problem], source=f"workflow '{workflow.name}'")
 
     async def list(self, *, include_archived: bool = False) -> list[WorkflowSummary]:
         """Stored workflows, by name."""

@@ -172,3 +172,20 @@ async def test_without_a_database_the_node_says_what_it_needs() -> None:
     result = await switchboard.arun(parent(call("c", "square", {"n": 1})), record=False)
     assert result.status == "failed"
     assert "has no database to find it in" in (result.nodes["c"].error or "")
+
+
+async def test_a_static_cycle_is_refused_at_apply_naming_it(engine: Any) -> None:
+    async with switchboard.Client(Settings.from_env(), engine=engine) as client:
+        await client.workflows.apply({"name": "alpha", "nodes": [call("to_beta", "beta", {})]})
+        await client.workflows.apply({"name": "beta", "nodes": [call("to_gamma", "gamma", {})]})
+        with pytest.raises(switchboard.DefinitionError) as caught:
+            await client.workflows.apply({"name": "gamma", "nodes": [call("back", "alpha", {})]})
+        (problem,) = caught.value.problems
+        assert (
+            str(problem)
+            == "node 'back': params.workflow: calls itself through stored workflows: gamma → alpha → beta → gamma"
+        )
+        with pytest.raises(switchboard.DefinitionError, match="selfish → selfish"):
+            await client.workflows.apply({"name": "selfish", "nodes": [call("me", "selfish", {})]})
+        templated = {"name": "gamma", "nodes": [call("back", "{{ 'alpha' }}", {})]}
+        assert (await client.workflows.apply(templated)).version == 1, "a templated name is bounded at run time"
