@@ -1,23 +1,12 @@
 """The bot tests use the shared fixtures (``bot``, ``two_bots``: :mod:`tests.helpers.fixtures`).
 
-The names below are re-exported while the test modules that import them from here move to
-:mod:`tests.helpers`.
+``Bot`` and ``bot`` are re-exported here only because ``tests/nodes/test_slack.py`` still
+imports them from this module; import them from :mod:`tests.helpers` instead.
 """
 
 from __future__ import annotations
 
-from tests.helpers.bot_server import Bot, bot_settings, serve_bot, serve_bots, serve_runtime, slack_side_client
-from tests.helpers.fixtures import bot, two_bots
-from tests.helpers.processes import free_port
+from tests.helpers.bot_server import Bot
+from tests.helpers.fixtures import bot
 
-__all__ = [
-    "Bot",
-    "bot",
-    "bot_settings",
-    "free_port",
-    "serve_bot",
-    "serve_bots",
-    "serve_runtime",
-    "slack_side_client",
-    "two_bots",
-]
+__all__ = ["Bot", "bot"]
