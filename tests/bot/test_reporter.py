@@ -10,7 +10,7 @@ from prefect.states import Running
 
 from bot.reporter import CRASH_MESSAGE, report_unwatched
 from flows.runner import run_workflow
-from storage.runs import RunStore
+from storage.runs import RunRecord, RunStore
 from tests.bot.test_commands import block_text
 from tests.helpers.bot_server import Bot
 from tests.helpers.polling import apoll_until
@@ -80,9 +80,13 @@ async def test_runs_the_bot_watched_are_marked_reported(bot: Bot) -> None:
     await bot.post(headers, body)
     await apoll_until(lambda: bot.slack.channel_messages("CW"), message="the run message in CW")
     await bot.settle()
-    record = (await RunStore(bot.engine).list(limit=1))[0]
+
+    async def reported() -> RunRecord | None:  # marked once the summary is in the message, after the run ends
+        record = (await RunStore(bot.engine).list(limit=1))[0]
+        return record if record.slack_reported_at is not None else None
+
+    record = await apoll_until(reported, message="the run to be marked reported")
     assert (record.slack_channel, record.slack_message) == ("CW", bot.slack.channel_messages("CW")[0].ts)
-    assert record.slack_reported_at is not None
     assert await report_unwatched(bot.runtime) == 0
 
 
