@@ -88,7 +88,8 @@ from storage.migrate import upgrade  # noqa: E402
 from storage.runs import RunStore  # noqa: E402
 from storage.workflows import WorkflowStore  # noqa: E402
 from switchboard.settings import Settings  # noqa: E402
-from tests.bot.conftest import free_port  # noqa: E402
+from tests.helpers.polling import apoll_until  # noqa: E402
+from tests.helpers.processes import free_port  # noqa: E402
 from tests.fakes.http import FakeHTTP  # noqa: E402
 from tests.fakes.slack import BOT_TOKEN, SIGNING_SECRET, FakeSlack, slash_command  # noqa: E402
 
@@ -357,8 +358,7 @@ class Served:
 async def serve(app: Starlette) -> Served:
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
     task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.01)
+    await apoll_until(lambda: server.started, interval=0.01, message="the fake Slack app's server to listen")
     port = server.servers[0].sockets[0].getsockname()[1]
     return Served(f"http://127.0.0.1:{port}/slack/events", server, task)
 
@@ -508,12 +508,15 @@ async def startup_acks(idle_pings: int) -> StartupAcks:
     phases: dict[str, list[float]] = {"Prefect server starting": [], "run starting and running": [], "idle": []}
     try:
         async with httpx.AsyncClient(base_url=base, timeout=60) as http:
-            while True:
+
+            async def healthz() -> dict[str, Any] | None:
                 try:
-                    health = (await http.get("/healthz")).json()
-                    break
+                    answer: dict[str, Any] = (await http.get("/healthz")).json()
+                    return answer
                 except httpx.HTTPError:
-                    await asyncio.sleep(0.05)
+                    return None
+
+            health = await apoll_until(healthz, timeout=120, message="the bot to answer /healthz")
             up = time.monotonic()
             headers, body = slash_command("run bench", channel="CSTART", trigger_id="start-run")
             run_sent = time.monotonic()

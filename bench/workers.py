@@ -63,21 +63,18 @@ import re  # noqa: E402
 import resource  # noqa: E402
 import shutil  # noqa: E402
 import signal  # noqa: E402
-import socket  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
 import traceback  # noqa: E402
 import uuid  # noqa: E402
 from collections import Counter  # noqa: E402
-from collections.abc import Awaitable, Callable  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 from datetime import datetime  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import Any, TypeVar  # noqa: E402
+from typing import Any  # noqa: E402
 from uuid import UUID  # noqa: E402
 
 import asyncpg  # noqa: E402
-import httpx  # noqa: E402
 from prefect.client.orchestration import PrefectClient, get_client  # noqa: E402
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, TaskRunFilter  # noqa: E402
 from prefect.client.schemas.filters import TaskRunFilterStartTime  # noqa: E402
@@ -91,12 +88,13 @@ from storage.migrate import upgrade  # noqa: E402
 from storage.runs import RunRecord, RunRecordNotFoundError, RunStore  # noqa: E402
 from storage.workflows import WorkflowStore  # noqa: E402
 from switchboard import remote  # noqa: E402
+from tests.helpers.polling import apoll_until  # noqa: E402
+from tests.helpers.processes import Processes, descendants  # noqa: E402
 
 POSTGRES_ADMIN_DSN = os.environ.get("SWITCHBOARD_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 NAME = "bench-workers"
 CHAINS = 4
 PAGE = 200  # Prefect's largest page
-T = TypeVar("T")
 
 
 # --- the workflow ---------------------------------------------------------------------------
@@ -158,12 +156,6 @@ def workflow(n_nodes: int) -> dict[str, Any]:
 # --- processes, databases, /proc --------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _own_session_dying_with_parent() -> None:
     # Our Ctrl-C does not reach the children directly (we stop them, in order); a bench killed
     # with SIGKILL still stops them (PR_SET_PDEATHSIG).
@@ -174,106 +166,18 @@ def _own_session_dying_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
 
 
-async def until(condition: Callable[[], Awaitable[T]], timeout: float, what: str, poll: float = 0.2) -> T:
-    deadline = time.monotonic() + timeout
-    while not (value := await condition()):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"waited {timeout:g} s for {what}")
-        await asyncio.sleep(poll)
-    return value
+def _processes(env: dict[str, str], logs: Path) -> Processes:
+    """The bench's ``switchboard`` processes (the tests' harness): each in its own session,
+    dying with the bench; 45 s to stop after SIGTERM (a loaded worker drains slowly)."""
+    return Processes(env, logs, stop_timeout=45, preexec_fn=_own_session_dying_with_parent)
 
 
-class Processes:
-    """``switchboard`` CLI processes; all stopped (SIGTERM, then SIGKILL) by :meth:`stop_all`."""
-
-    def __init__(self, env: dict[str, str], logs: Path) -> None:
-        self.env = env
-        self.logs = logs
-        self.started: list[tuple[str, asyncio.subprocess.Process]] = []
-        self.api = ""
-
-    async def start(self, label: str, *args: str, env: dict[str, str] | None = None) -> asyncio.subprocess.Process:
-        with (self.logs / f"{label}.log").open("wb") as log:
-            process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "switchboard.cli",
-                *args,
-                env=env or self.env,
-                stdout=log,
-                stderr=log,
-                preexec_fn=_own_session_dying_with_parent,
-            )
-        self.started.append((label, process))
-        return process
-
-    async def cli(self, *args: str) -> str:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "switchboard.cli",
-            *args,
-            env=self.env,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-        )
-        try:
-            output, _ = await asyncio.wait_for(process.communicate(), 120)
-        finally:
-            if process.returncode is None:  # timed out or interrupted
-                process.kill()
-                await process.wait()
-        if process.returncode != 0:
-            raise RuntimeError(f"switchboard {' '.join(args)} exited {process.returncode}:\n{output.decode()}")
-        return output.decode()
-
-    def log(self, label: str) -> str:
-        path = self.logs / f"{label}.log"
-        return path.read_text(errors="replace") if path.exists() else ""
-
-    async def stop(self, process: asyncio.subprocess.Process, timeout: float = 45) -> None:
-        if process.returncode is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(process.wait(), timeout)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
-        self.started = [(label, p) for label, p in self.started if p is not process]
-
-    async def stop_all(self) -> None:
-        for _, process in reversed(self.started):
-            await self.stop(process)
-
-    async def start_server(self, database_url: str) -> asyncio.subprocess.Process:
-        port = _free_port()
-        self.api = f"http://127.0.0.1:{port}/api"
-        env = dict(self.env, PREFECT_API_DATABASE_CONNECTION_URL=database_url)
-        server = await self.start("server", "server", "--port", str(port), env=env)
-
-        async def healthy() -> bool:
-            if server.returncode is not None:
-                raise RuntimeError(f"the server exited {server.returncode}:\n{self.log('server')[-3000:]}")
-            try:
-                async with httpx.AsyncClient() as client:
-                    return (await client.get(f"{self.api}/health", timeout=2)).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        await until(healthy, 120, "the Prefect server to answer /api/health", poll=0.5)
-        self.env["PREFECT_API_URL"] = self.api
-        return server
-
-    async def start_worker(self, name: str, *args: str) -> asyncio.subprocess.Process:
-        worker = await self.start(name, "worker", "--name", name, *args)
-
-        async def polling() -> bool:
-            if worker.returncode is not None:
-                raise RuntimeError(f"worker {name} exited {worker.returncode}:\n{self.log(name)[-3000:]}")
-            return f"Worker {name!r} started" in self.log(name)
-
-        await until(polling, 90, f"worker {name} to poll the pool")
-        return worker
+async def _cli(processes: Processes, *args: str) -> str:
+    """``switchboard ARGS`` to its end; its output, or RuntimeError if it failed."""
+    code, stdout, stderr = await processes.cli(*args, timeout=120)
+    if code != 0:
+        raise RuntimeError(f"switchboard {' '.join(args)} exited {code}:\n{stdout}{stderr}")
+    return stdout
 
 
 async def _postgres_admin(statement: str) -> None:
@@ -285,20 +189,8 @@ async def _postgres_admin(statement: str) -> None:
 
 
 def _tree(pid: int) -> list[int]:
-    """``pid`` and its descendants."""
-    parents: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
-    found, frontier = [pid], [pid]
-    while frontier:
-        frontier = [child for child, parent in parents.items() if parent in frontier]
-        found += frontier
-    return found
+    """``pid`` and its live descendants."""
+    return [pid, *descendants(pid)]
 
 
 def _status_kib(pid: int, key: str) -> int:
@@ -499,8 +391,8 @@ async def load(
     async with get_client() as client:
         idle_health = [await _health_seconds(client) for _ in range(10)]
     hwm_before = _status_kib(worker.pid, "VmHWM")
-    server_log_offset = len(processes.log("server"))
-    worker_log_offset = len(processes.log(label))
+    server_log_offset = len(processes.log("server", tail=None))
+    worker_log_offset = len(processes.log(label, tail=None))
     before = CpuSnapshot.take(worker.pid, server_pids)
     print(f"[workers] load: queueing {runs} runs of {nodes} nodes at once ...", file=sys.stderr)
     started = time.time()
@@ -573,13 +465,13 @@ async def load(
     }
     cpu["other"] = max(0.0, (after.machine[0] - before.machine[0]) - sum(cpu.values()))
     cpu["elapsed"] = elapsed
-    server_log = processes.log("server")[server_log_offset:]
+    server_log = processes.log("server", tail=None)[server_log_offset:]
     # The server logs every 500 ("Encountered exception") and 503 ("... retryable exception").
     server_5xx = Counter(
         "503" if m.group(1) else "500"
         for m in re.finditer(r"Encountered (retryable )?exception in request", server_log)
     )
-    worker_log = processes.log(label)[worker_log_offset:]
+    worker_log = processes.log(label, tail=None)[worker_log_offset:]
     errors = re.compile(r"\bERROR\b|Traceback|Crashed|\b503\b")
     worker_errors = [line for line in worker_log.splitlines() if errors.search(line)]
     return LoadResult(
@@ -712,7 +604,9 @@ async def trigger_once(engine: AsyncEngine, client: PrefectClient, index: int) -
     assert record.flow_run_id is not None
     runner = await client.read_flow_run(UUID(record.flow_run_id))
     parent = await client.read_flow_run(run.flow_run_id)
-    first = await until(lambda: _first_node_start(client, runner.id), 30, "the first node's task run")
+    first = await apoll_until(
+        lambda: _first_node_start(client, runner.id), timeout=30, interval=0.2, message="the first node's task run"
+    )
     assert parent.created and parent.start_time and parent.end_time and runner.start_time and first is not None
     return Trigger(
         pickup=(parent.start_time - parent.created).total_seconds(),
@@ -799,7 +693,7 @@ async def main(args: argparse.Namespace) -> None:
         env.pop("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", None)
     logs = Path(_HOME) / "logs"
     logs.mkdir(parents=True)
-    processes = Processes(env, logs)
+    processes = _processes(env, logs)
     made: list[str] = []
     engine: AsyncEngine | None = None
     definition = workflow(args.nodes)
@@ -811,12 +705,12 @@ async def main(args: argparse.Namespace) -> None:
         prefect_url, switchboard_url = (f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}" for name in databases)
         env["SWITCHBOARD_DATABASE_URL"] = switchboard_url
         print("[workers] starting switchboard server (Prefect on PostgreSQL) ...", file=sys.stderr)
-        server_start = asyncio.ensure_future(processes.start_server(prefect_url))
+        server_start = asyncio.ensure_future(processes.start_server(prefect_url, timeout=120))
         engine = create_engine(switchboard_url)
         await upgrade(engine)
         await WorkflowStore(engine).apply(definition, actor="bench")
         server = await server_start
-        await processes.cli("deploy")
+        await _cli(processes, "deploy")
         print_settings(
             env | {"PREFECT_API_DATABASE_CONNECTION_URL": "postgresql+asyncpg://postgres@127.0.0.1:5432/<fresh>"}
         )
@@ -827,7 +721,7 @@ async def main(args: argparse.Namespace) -> None:
             for number, limit in enumerate(limits if args.runs else limits[:1]):
                 label = f"warm-{limit}"
                 print(f"[workers] starting a warm worker (--limit {limit}) ...", file=sys.stderr)
-                warm = await processes.start_worker(label, "--limit", str(limit), "--grace", "5")
+                warm = await processes.start_worker(label, "--limit", str(limit), "--grace", "5", timeout=90)
                 if args.seq and number == 0:
                     trigger_results["warm (in-process)"] = await triggers(engine, args.seq, "warm")
                 if args.runs:
@@ -836,7 +730,7 @@ async def main(args: argparse.Namespace) -> None:
                 await processes.stop(warm)
             if args.seq and not args.no_isolated:
                 print("[workers] starting an --isolated worker (--limit 4) ...", file=sys.stderr)
-                isolated = await processes.start_worker("isolated", "--isolated", "--limit", "4")
+                isolated = await processes.start_worker("isolated", "--isolated", "--limit", "4", timeout=90)
                 trigger_results["isolated (process per run)"] = await triggers(engine, args.seq, "isolated")
                 await processes.stop(isolated)
         if load_results:

@@ -1,4 +1,6 @@
-"""Shared fixtures: an isolated Switchboard home, a real Prefect test server, HTTP fakes."""
+"""Shared fixtures: an isolated Switchboard home, a real Prefect test server, HTTP fakes, databases;
+the bot-server and process fixtures (``bot``, ``two_bots``, ``processes``) are in
+:mod:`tests.helpers.fixtures`, registered here for every directory."""
 
 from __future__ import annotations
 
@@ -20,6 +22,9 @@ import pytest  # noqa: E402
 
 import switchboard  # noqa: E402, F401 - applies Prefect defaults before prefect is imported
 from tests.fakes.http import FakeHTTP  # noqa: E402
+
+# Loaded after the environment above is set: the plugin imports the bot and the storage layer.
+pytest_plugins = ["tests.helpers.fixtures"]
 
 
 @pytest.fixture(scope="session")

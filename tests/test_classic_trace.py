@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.fernet import Fernet
@@ -16,6 +17,7 @@ from switchboard.cli import app
 from tests.fakes.github import FakeGitHub
 from tests.fakes.http import FakeHTTP, Reply
 from tests.fakes.openai import FakeOpenAI, completion
+from tests.helpers.polling import apoll_until
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "readme-summary.yaml"
 README = "# Acme API\n\nA small service that answers questions about widgets.\n"
@@ -65,9 +67,10 @@ def test_classic_trace(fake_http: FakeHTTP, tmp_path: Path, monkeypatch: pytest.
 async def _task_run_names(flow_run_id: str, expected: int = 4) -> list[str]:
     """Task-run rows are written from events, shortly after the run: wait for them."""
     async with get_client() as client:
-        for _ in range(50):
+
+        async def task_runs() -> list[Any] | None:
             runs = await client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
-            if len(runs) >= expected:
-                break
-            await asyncio.sleep(0.2)
+            return runs if len(runs) >= expected else None
+
+        runs = await apoll_until(task_runs, interval=0.2, message=f"{expected} task runs of flow run {flow_run_id}")
     return [r.name for r in runs]

@@ -7,7 +7,6 @@ refreshed, one revoked) on the Prefect test server and greps everything it produ
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
 import logging
@@ -24,6 +23,7 @@ from tests.fakes.github import FakeGitHub
 from tests.fakes.http import FakeHTTP
 from tests.fakes.oauth import CLIENT_SECRET, REFRESH_TOKEN, FakeOAuth
 from tests.fakes.openai import FakeOpenAI, completion
+from tests.helpers.polling import apoll_until
 
 GITHUB_TOKEN = "ghp_SECRETgithubTOKEN0123456789"
 SECRETS = [GITHUB_TOKEN, "stale-token", "fresh-token-1", REFRESH_TOKEN, CLIENT_SECRET]
@@ -62,12 +62,12 @@ async def _prefect_traces(flow_run_id: str) -> list[str]:
             a
             for a in await client.read_artifacts(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
         ]
-        logs: list[Any] = []
-        for _ in range(40):  # logs reach the API in batches
+
+        async def all_logs() -> list[Any] | None:  # logs reach the API in batches: up to the last one
             logs = await client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
-            if any("Finished" in log.message or "Crashed" in log.message for log in logs):
-                break
-            await asyncio.sleep(0.25)
+            return logs if any("Finished" in log.message or "Crashed" in log.message for log in logs) else None
+
+        logs = await apoll_until(all_logs, interval=0.25, message=f"the last log line of flow run {flow_run_id}")
     return (
         [json.dumps(flow_run.parameters, default=str)]
         + [str(a.data) for a in artifacts]

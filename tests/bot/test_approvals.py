@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
@@ -24,9 +22,10 @@ from nodes.context import NodeContext, RunInfo
 from nodes.errors import NodeConfigError
 from storage.audit import entries
 from storage.runs import RunStore
-from tests.bot.conftest import Bot
 from tests.bot.test_commands import block_text
 from tests.fakes.slack import Message, block_action, interaction, slash_command
+from tests.helpers.bot_server import Bot
+from tests.helpers.polling import apoll_until
 
 DEPLOY: dict[str, Any] = {
     "name": "deploy",
@@ -60,18 +59,6 @@ DEPLOY: dict[str, Any] = {
 }
 
 
-async def eventually(check: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
-    """Poll ``check`` until it returns something truthy."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
-
-
 async def flow_run_state(flow_run_id: str) -> State[Any]:
     async with get_client() as client:
         flow_run = await client.read_flow_run(UUID(flow_run_id))
@@ -83,11 +70,13 @@ async def until_paused(bot: Bot) -> str:
     """The flow run id of the bot's latest run, once Prefect shows it Paused."""
     record = (await RunStore(bot.engine).list(limit=1))[0]
     assert record.flow_run_id is not None
-    deadline = time.monotonic() + 30
-    while not (await flow_run_state(record.flow_run_id)).is_paused():
-        assert time.monotonic() < deadline, "the run never paused"
-        await asyncio.sleep(0.1)
-    return record.flow_run_id
+    flow_run_id = record.flow_run_id
+
+    async def paused() -> bool:
+        return (await flow_run_state(flow_run_id)).is_paused()
+
+    await apoll_until(paused, interval=0.1, message="the run to pause in Prefect")
+    return flow_run_id
 
 
 def collect_results(bot: Bot) -> dict[str, NodeResult]:
@@ -134,7 +123,7 @@ async def start(bot: Bot, user: str, channel: str) -> Message:
     """Run ``deploy`` from Slack; returns the approval message once it is in the run's thread."""
     headers, body = slash_command("run deploy", user=user, channel=channel)
     assert (await bot.post(headers, body)).status_code == 200
-    asked: Message = await eventually(lambda: approval_message(bot, channel), what="the approval message")
+    asked: Message = await apoll_until(lambda: approval_message(bot, channel), message="the approval message")
     buttons = next(b for b in asked.blocks if b["type"] == "actions")["elements"]
     button_values[(asked.channel, asked.ts)] = buttons[0]["value"]  # the message loses them once answered
     return asked
@@ -154,10 +143,13 @@ async def test_a_refused_click_keeps_the_run_paused_and_the_approvers_click_resu
     buttons = next(b for b in asked.blocks if b["type"] == "actions")["elements"]
     assert [(b["action_id"], b["text"]["text"]) for b in buttons] == [(APPROVE, "Approve"), (REJECT, "Reject")]
     flow_run_id = await until_paused(bot)
-    await eventually(lambda: ":hourglass_flowing_sand: `ask`" in block_text(run_message(bot, "C1").blocks))
+    await apoll_until(
+        lambda: ":hourglass_flowing_sand: `ask`" in block_text(run_message(bot, "C1").blocks),
+        message="`ask` waiting in the run message",
+    )
 
     await click(bot, APPROVE, asked, user="U7")
-    (refusal,) = await eventually(lambda: ephemerals_to(bot, "U7"), what="the refusal")
+    (refusal,) = await apoll_until(lambda: ephemerals_to(bot, "U7"), message="the refusal")
     assert "You may not answer this approval" in refusal and "<@UBOSS>" in refusal
     audit = await entries(bot.engine, limit=1)
     assert [(e.actor, e.action, e.target, e.detail["reason"]) for e in audit] == [
@@ -176,7 +168,10 @@ async def test_a_refused_click_keeps_the_run_paused_and_the_approvers_click_resu
 
     final = block_text(run_message(bot, "C1").blocks)
     assert "*completed*" in final and ":white_check_mark: `ask`" in final and "took " in final
-    decided = await eventually(lambda: "Approved" in block_text(approval_message(bot, "C1").blocks))  # type: ignore[union-attr]
+    decided = await apoll_until(
+        lambda: "Approved" in block_text(approval_message(bot, "C1").blocks),  # type: ignore[union-attr]
+        message="the approval message to say Approved",
+    )
     assert decided
     settled = approval_message(bot, "C1")
     assert settled is not None
@@ -184,7 +179,7 @@ async def test_a_refused_click_keeps_the_run_paused_and_the_approvers_click_resu
     assert [b["type"] for b in settled.blocks] == ["section", "section"]  # no buttons left
 
     await click(bot, REJECT, asked, user="UBOSS")  # a late second answer
-    late = await eventually(lambda: ephemerals_to(bot, "UBOSS"), what="the late answer's reply")
+    late = await apoll_until(lambda: ephemerals_to(bot, "UBOSS"), message="the late answer's reply")
     assert "no longer waiting" in late[0]
 
 
@@ -195,7 +190,7 @@ async def test_a_rejection_takes_the_false_branch_and_the_starter_may_not_answer
     flow_run_id = await until_paused(bot)
 
     await click(bot, APPROVE, asked, user="UBOSS")
-    (refusal,) = await eventually(lambda: ephemerals_to(bot, "UBOSS"), what="the self-approval refusal")
+    (refusal,) = await apoll_until(lambda: ephemerals_to(bot, "UBOSS"), message="the self-approval refusal")
     assert "You started this run" in refusal
     (audit,) = await entries(bot.engine, limit=1)
     assert (audit.actor, audit.action, audit.detail["reason"]) == ("slack:UBOSS", "refused-approve", "self")
@@ -208,7 +203,10 @@ async def test_a_rejection_takes_the_false_branch_and_the_starter_may_not_answer
     assert results["hold"].output == {"text": "held: not on a Friday"}
     assert results["ship"].status == "skipped"
     assert (await flow_run_state(flow_run_id)).is_completed()
-    await eventually(lambda: "*Rejected* by <@UADMIN>" in block_text(approval_message(bot, "C2").blocks))  # type: ignore[union-attr]
+    await apoll_until(
+        lambda: "*Rejected* by <@UADMIN>" in block_text(approval_message(bot, "C2").blocks),  # type: ignore[union-attr]
+        message="the approval message to say Rejected",
+    )
     assert "*completed*" in block_text(run_message(bot, "C2").blocks)
 
 
@@ -248,7 +246,10 @@ async def test_no_answer_in_time_fails_the_node_and_says_so_in_the_thread(bot: B
     assert results["decide"].status == "skipped"
     final = block_text(run_message(bot, "C3").blocks)
     assert "*failed*" in final and "no answer from UBOSS within 2 s" in final
-    await eventually(lambda: "Not answered" in block_text(approval_message(bot, "C3").blocks))  # type: ignore[union-attr]
+    await apoll_until(
+        lambda: "Not answered" in block_text(approval_message(bot, "C3").blocks),  # type: ignore[union-attr]
+        message="the approval message to say Not answered",
+    )
     settled = approval_message(bot, "C3")
     assert settled is not None and "no answer from UBOSS within 2 s" in block_text(settled.blocks)
     state = await flow_run_state(flow_run_id)
@@ -257,7 +258,7 @@ async def test_no_answer_in_time_fails_the_node_and_says_so_in_the_thread(bot: B
     assert record.status == "failed"
 
     await click(bot, APPROVE, asked, user="UBOSS")
-    late = await eventually(lambda: ephemerals_to(bot, "UBOSS"), what="the late answer's reply")
+    late = await apoll_until(lambda: ephemerals_to(bot, "UBOSS"), message="the late answer's reply")
     assert "no longer waiting" in late[0]
 
 
@@ -312,8 +313,11 @@ async def test_a_click_after_the_run_was_cancelled_resumes_nothing(bot: Bot) -> 
     assert await bot.runtime.cancel(record.id) is None  # None: cancelled
 
     await click(bot, APPROVE, asked, user="UBOSS")
-    (reply,) = await eventually(lambda: ephemerals_to(bot, "UBOSS"), what="the reply")
+    (reply,) = await apoll_until(lambda: ephemerals_to(bot, "UBOSS"), message="the reply")
     assert "no longer waiting" in reply
-    await eventually(lambda: "the run ended" in block_text(approval_message(bot, "C5").blocks))  # type: ignore[union-attr]
+    await apoll_until(
+        lambda: "the run ended" in block_text(approval_message(bot, "C5").blocks),  # type: ignore[union-attr]
+        message="the approval message to say the run ended",
+    )
     assert "*cancelled*" in block_text(run_message(bot, "C5").blocks)
     assert (await flow_run_state(flow_run_id)).is_final()  # Crashed: Prefect's word for a cancelled task

@@ -7,8 +7,9 @@ import time
 
 from storage.audit import entries
 from storage.runs import RunStore
-from tests.bot.conftest import Bot
 from tests.fakes.slack import interaction, sign, slash_command, view_submission
+from tests.helpers.bot_server import Bot
+from tests.helpers.polling import apoll_until
 
 GREET = {
     "name": "greet",
@@ -44,6 +45,7 @@ async def test_unsigned_stale_and_forged_requests_get_401_and_run_nothing(bot: B
     for h, b in ((unsigned, body), (stale_headers, stale_body), (forged_headers, forged_body)):
         response = await bot.post(h, b)
         assert response.status_code == 401
+    # Nothing to poll for (a refused request starts nothing): a run, were one started, posts by now.
     await asyncio.sleep(0.2)
     assert bot.slack.calls("chat.postMessage") == []
     assert bot.runtime.running == {}
@@ -54,10 +56,7 @@ async def test_help_is_acknowledged_at_once_and_answered_ephemerally(bot: Bot) -
     started = time.perf_counter()
     response = await bot.post(headers, body)
     assert response.status_code == 200 and time.perf_counter() - started < 3
-    for _ in range(100):
-        if bot.slack.responses("help"):
-            break
-        await asyncio.sleep(0.02)
+    await apoll_until(lambda: bot.slack.responses("help"), message="the answer to /flow help")
     (answer,) = bot.slack.responses("help")
     assert answer["response_type"] == "ephemeral"
     assert "/flow run NAME key=value" in answer["text"]
@@ -67,10 +66,7 @@ async def test_run_posts_a_live_message_that_ends_with_a_summary(bot: Bot) -> No
     await bot.apply(GREET)
     headers, body = slash_command('run greet "name=Ada Lovelace"', user="U42", channel="C7")
     assert (await bot.post(headers, body)).status_code == 200
-    for _ in range(200):
-        if bot.slack.calls("chat.postMessage"):
-            break
-        await asyncio.sleep(0.02)
+    await apoll_until(lambda: bot.slack.calls("chat.postMessage"), message="the run message")
     await bot.settle()
     (posted,) = bot.slack.calls("chat.postMessage")
     assert posted.args["channel"] == "C7"
@@ -97,10 +93,7 @@ async def test_missing_inputs_open_a_typed_modal_whose_submission_runs(bot: Bot)
     await bot.apply(GREET)
     headers, body = slash_command("run greet times=2", channel="C9", trigger_id="trig-9")
     assert (await bot.post(headers, body)).status_code == 200
-    for _ in range(100):
-        if bot.slack.calls("views.open"):
-            break
-        await asyncio.sleep(0.02)
+    await apoll_until(lambda: bot.slack.calls("views.open"), message="the inputs modal")
     (opened,) = bot.slack.calls("views.open")
     assert opened.args["trigger_id"] == "trig-9"
     view = opened.args["view"]
@@ -124,10 +117,7 @@ async def test_missing_inputs_open_a_typed_modal_whose_submission_runs(bot: Bot)
     )
     headers, body = interaction(good)
     assert (await bot.post(headers, body)).status_code == 200
-    for _ in range(200):
-        if bot.slack.channel_messages("C9"):
-            break
-        await asyncio.sleep(0.02)
+    await apoll_until(lambda: bot.slack.channel_messages("C9"), message="the run message in C9")
     await bot.settle()
     (message,) = bot.slack.channel_messages("C9")
     assert "HELLO GRACE" in block_text(message.blocks)
@@ -147,10 +137,7 @@ async def test_bad_inputs_and_unknown_commands_say_what_to_type(bot: Bot) -> Non
     ):
         headers, body = slash_command(text, response_url=bot.slack.response_url(f"bad{i}"))
         assert (await bot.post(headers, body)).status_code == 200
-        for _ in range(100):
-            if bot.slack.responses(f"bad{i}"):
-                break
-            await asyncio.sleep(0.02)
+        await apoll_until(lambda i=i: bot.slack.responses(f"bad{i}"), message=f"the answer to {text!r}")
         (answer,) = bot.slack.responses(f"bad{i}")
         assert answer["response_type"] == "ephemeral"
         assert expected in answer["text"], answer["text"]
@@ -163,10 +150,7 @@ async def test_only_permitted_users_run_and_refusals_are_audited(bot: Bot) -> No
     url = bot.slack.response_url("refused")
     headers, body = slash_command("run greet name=X", user="U9", response_url=url)
     await bot.post(headers, body)
-    for _ in range(100):
-        if bot.slack.responses("refused"):
-            break
-        await asyncio.sleep(0.02)
+    await apoll_until(lambda: bot.slack.responses("refused"), message="the refusal")
     (answer,) = bot.slack.responses("refused")
     assert "You may not run `greet`" in answer["text"]
     assert [(e.actor, e.action, e.target) for e in await entries(bot.engine, limit=1)] == [
@@ -175,10 +159,7 @@ async def test_only_permitted_users_run_and_refusals_are_audited(bot: Bot) -> No
     for user in ("U5", "UADMIN"):  # a group member, an admin
         headers, body = slash_command("run greet name=X", user=user, channel=f"C-{user}")
         await bot.post(headers, body)
-    for _ in range(200):
-        if len(bot.slack.calls("chat.postMessage")) == 2:
-            break
-        await asyncio.sleep(0.02)
+    await apoll_until(lambda: len(bot.slack.calls("chat.postMessage")) == 2, message="the two permitted runs' messages")
     await bot.settle()
     assert sorted(c.args["channel"] for c in bot.slack.calls("chat.postMessage")) == ["C-U5", "C-UADMIN"]
 
@@ -188,11 +169,13 @@ async def test_a_replayed_request_is_ignored(bot: Bot) -> None:
     headers, body = slash_command("run greet name=Once", channel="C3")
     first, second = await bot.post(headers, body), await bot.post(headers, body)
     assert (first.status_code, second.status_code) == (200, 200)
-    await asyncio.sleep(0.3)
+    # The replay guard drops the second before Bolt sees it: once the first run posted, settled
+    # means done.
+    await apoll_until(lambda: bot.slack.calls("chat.postMessage"), message="the first run's message")
     await bot.settle()
     assert len(bot.slack.calls("chat.postMessage")) == 1
     # a fresh signature of the same command is a new request
     headers = sign(body)
-    await asyncio.sleep(1.1)
+    await asyncio.sleep(1.1)  # Slack timestamps are whole seconds: a new one, so a new signature
     headers = sign(body)
     assert (await bot.post(headers, body)).status_code == 200

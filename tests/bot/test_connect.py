@@ -7,10 +7,9 @@ the fake issued, plus the shared credential's).
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import re
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -26,11 +25,12 @@ from storage.models import CredentialRow, utcnow
 from storage.oauth_states import OAuthStateRow
 from storage.runs import RunStore
 from switchboard.credentials import credential_store
-from tests.bot.conftest import Bot
 from tests.fakes.github import FakeGitHub
 from tests.fakes.http import FakeHTTP
 from tests.fakes.oauth import CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN, TOKEN_PATH, FakeOAuth
 from tests.fakes.slack import slash_command
+from tests.helpers.bot_server import Bot
+from tests.helpers.polling import apoll_until
 
 SHARED_TOKEN = "shared-token"
 READ_README = {
@@ -94,7 +94,7 @@ async def command(bot: Bot, text: str, *, user: str = "U42") -> dict[str, Any]:
     name = f"connect{next(_answers)}"
     headers, body = slash_command(text, user=user, response_url=bot.slack.response_url(name))
     assert (await bot.post(headers, body)).status_code == 200
-    await eventually(lambda: bool(bot.slack.responses(name)), what=f"the answer to `{text}`")
+    await apoll_until(lambda: bool(bot.slack.responses(name)), message=f"the answer to `{text}`")
     (answer,) = bot.slack.responses(name)
     assert answer["response_type"] == "ephemeral"
     return answer
@@ -123,20 +123,11 @@ async def credential_rows(bot: Bot) -> list[CredentialRow]:
         return list((await session.execute(select(CredentialRow).order_by(CredentialRow.owner))).scalars())
 
 
-async def eventually(condition: Callable[[], bool], *, what: str, timeout: float = 30.0) -> None:
-    """Wait until ``condition()`` holds (a loaded machine may take seconds)."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not condition():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
-
-
 async def wait_for_dm(bot: Bot, user: str) -> list[str]:
     def texts() -> list[str]:
         return [c.args["text"] for c in bot.slack.calls("chat.postMessage") if c.args["channel"] == user]
 
-    await eventually(lambda: bool(texts()), what=f"a message to {user}")
+    await apoll_until(lambda: bool(texts()), message=f"a message to {user}")
     return texts()
 
 
@@ -234,7 +225,9 @@ async def test_runs_use_the_triggering_users_own_token_and_others_the_shared_one
     for user in ("U42", "U7"):
         headers, body = slash_command("run readme", user=user, channel=f"C-{user}")
         assert (await bot.post(headers, body)).status_code == 200
-        await eventually(lambda user=user: bool(bot.slack.channel_messages(f"C-{user}")), what=f"{user}'s run message")
+        await apoll_until(
+            lambda user=user: bool(bot.slack.channel_messages(f"C-{user}")), message=f"{user}'s run message"
+        )
         await bot.settle()
         (request,) = github.http.calls(contents)[len(seen) :]
         seen[user] = request.headers["authorization"]

@@ -18,13 +18,10 @@ from pathlib import Path
 import httpx
 
 from switchboard.webhooks import signed_headers
-from tests.bot.conftest import free_port
-from tests.deployments.conftest import Processes, processes, until
 from tests.fakes.http import FakeHTTP
 from tests.fakes.slack import BOT_TOKEN, SIGNING_SECRET, FakeSlack, slash_command
-from tests.proc import embedded_prefect_port
-
-__all__ = ["processes"]  # the fixture, shared with tests/deployments
+from tests.helpers.polling import apoll_until
+from tests.helpers.processes import Processes, embedded_prefect_port, free_port
 
 HELLO = """
 name: hello
@@ -68,7 +65,7 @@ async def test_commands_are_answered_while_prefect_starts_and_the_run_waits_for_
                 found: dict[str, object] = response.json()
                 return found
 
-            await until(health, 60, "the bot to answer /healthz")
+            await apoll_until(health, timeout=60, interval=0.2, message="the bot to answer /healthz")
             run_headers, run_body = slash_command("run hello", response_url=slack.response_url("run"))
             assert (await http.post("/slack/events", headers=run_headers, content=run_body)).status_code == 200
             help_headers, help_body = slash_command("help", response_url=slack.response_url("help"))
@@ -79,7 +76,7 @@ async def test_commands_are_answered_while_prefect_starts_and_the_run_waits_for_
             async def answered() -> bool:
                 return bool(slack.responses("help"))
 
-            await until(answered, 30, "the answer to /flow help")
+            await apoll_until(answered, timeout=30, interval=0.2, message="the answer to /flow help")
             # Answered while Prefect's server does not answer yet: nothing waited for it.
             prefect_port = embedded_prefect_port(bot.pid)
             if prefect_port is not None:
@@ -94,7 +91,7 @@ async def test_commands_are_answered_while_prefect_starts_and_the_run_waits_for_
                 messages = slack.channel_messages("C1")
                 return bool(messages) and "completed" in str(messages[-1].blocks)
 
-            await until(finished, 180, "the run's message to say completed")
+            await apoll_until(finished, timeout=180, interval=0.2, message="the run's message to say completed")
 
             async def both_completed() -> bool:  # the webhook's run waited for Prefect too
                 code, out, err = await processes.cli("runs", "--json")
@@ -104,7 +101,9 @@ async def test_commands_are_answered_while_prefect_starts_and_the_run_waits_for_
                     "webhook": "completed",
                 }
 
-            await until(both_completed, 120, "the Slack and the webhook run to complete")
+            await apoll_until(
+                both_completed, timeout=120, interval=0.2, message="the Slack and the webhook run to complete"
+            )
             assert (await health() or {})["prefect"] == "ready"
     finally:
         fake.stop()

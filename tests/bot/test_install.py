@@ -12,7 +12,6 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-import uvicorn
 from cryptography.fernet import Fernet
 from pydantic import SecretStr
 from sqlalchemy import text
@@ -21,17 +20,19 @@ import switchboard
 from bot.app import bot_scopes
 from bot.reporter import report_unwatched
 from bot.runtime import BotRuntime, WorkspaceNotInstalledError
-from bot.server import create_web_app, slack_client
+from bot.server import slack_client
 from storage.crypto import parse_keys
 from storage.db import create_engine
 from storage.migrate import upgrade
 from storage.runs import RunStore
 from storage.slack_installations import SlackInstallationStore
 from switchboard.settings import Settings
-from tests.bot.conftest import Bot, free_port, slack_side_client
 from tests.bot.test_commands import GREET, block_text
 from tests.fakes.http import FakeHTTP
 from tests.fakes.slack import BOT_TOKEN, CLIENT_ID, CLIENT_SECRET, SIGNING_SECRET, TEAM, FakeSlack, sign, slash_command
+from tests.helpers.bot_server import Bot, serve_web, slack_side_client
+from tests.helpers.polling import apoll_until
+from tests.helpers.processes import free_port
 
 COOKIE = "slack-app-oauth-state"
 SECOND = "T0SECOND"
@@ -62,20 +63,12 @@ async def multi_bot(tmp_path: Path, prefect_server: str, monkeypatch: pytest.Mon
     )
     assert settings.slack_multi_workspace and settings.slack_bot_token is None
     runtime = BotRuntime(settings=settings, engine=engine, client=slack_client(settings))
-    web = create_web_app(runtime, report_interval=3600)
-    server = uvicorn.Server(uvicorn.Config(web, host="127.0.0.1", port=port, log_level="warning"))
-    serving = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.01)
-    async with slack_side_client() as http:
-        try:
+    try:
+        async with slack_side_client() as http, serve_web(runtime, port):
             yield Bot(url, slack, runtime, engine, http)
-        finally:
-            await runtime.close()
-            server.should_exit = True
-            await serving
-            await engine.dispose()
-            fake.stop()
+    finally:
+        await engine.dispose()
+        fake.stop()
 
 
 def query_of(url: str) -> dict[str, str]:
@@ -96,14 +89,6 @@ async def install(bot: Bot, team: str | None = None) -> tuple[str, httpx.Respons
     callback = approved.headers["location"]
     assert callback.startswith(bot.url + "/slack/oauth_redirect?")
     return state, await bot.http.get(callback, headers={"Cookie": f"{COOKIE}={state}"})
-
-
-async def wait_for(predicate: object, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not reached")
-        await asyncio.sleep(0.02)
 
 
 async def test_install_redirects_to_slack_with_client_id_scopes_and_a_state(multi_bot: Bot) -> None:
@@ -165,7 +150,9 @@ async def test_each_workspace_runs_with_its_own_token_and_strangers_are_told_to_
     for team, channel in ((TEAM, "C1"), (SECOND, "C2")):
         headers, body = slash_command("run greet name=Ada", team=team, channel=channel, user="U7")
         assert (await multi_bot.post(headers, body)).status_code == 200
-        await wait_for(lambda c=channel: multi_bot.slack.channel_messages(c))
+        await apoll_until(
+            lambda c=channel: multi_bot.slack.channel_messages(c), message=f"the run message in {channel}"
+        )
     await multi_bot.settle()
 
     posts = {call.args["channel"]: call for call in multi_bot.slack.calls("chat.postMessage")}
@@ -184,11 +171,11 @@ async def test_each_workspace_runs_with_its_own_token_and_strangers_are_told_to_
         "run greet name=Ada", team="T0NEVER", channel="C3", response_url=multi_bot.slack.response_url("never")
     )
     assert (await multi_bot.post(headers, body)).status_code == 200
-    await wait_for(lambda: multi_bot.slack.responses("never"))
+    await apoll_until(lambda: multi_bot.slack.responses("never"), message="the answer in an uninstalled workspace")
     (refusal,) = multi_bot.slack.responses("never")
     assert "not installed in this workspace" in refusal["text"]
     assert f"{multi_bot.url}/slack/install" in refusal["text"]
-    await asyncio.sleep(0.2)
+    await asyncio.sleep(0.2)  # nothing to poll for: a run, were one started, would have posted by now
     assert len(multi_bot.slack.calls("chat.postMessage")) == posted
     assert multi_bot.runtime.running == {}
     assert len(await RunStore(multi_bot.engine).list()) == 2
@@ -230,7 +217,7 @@ async def test_single_workspace_settings_keep_one_token_and_no_install_routes(bo
     await bot.apply(GREET)
     headers, body = slash_command("run greet name=Ada", channel="C5")
     assert (await bot.post(headers, body)).status_code == 200
-    await wait_for(lambda: bot.slack.channel_messages("C5"))
+    await apoll_until(lambda: bot.slack.channel_messages("C5"), message="the run message in C5")
     await bot.settle()
     assert {call.token for call in bot.slack.calls() if call.method.startswith("chat.")} == {BOT_TOKEN}
     (record,) = await RunStore(bot.engine).list()
@@ -254,16 +241,17 @@ async def test_uninstalling_forgets_the_workspace_token(multi_bot: Bot) -> None:
     assert (await multi_bot.post(headers, body)).status_code == 200
     store = multi_bot.runtime.installations
     assert store is not None
-    for _ in range(100):
-        if await store.bot_token(SECOND) is None:
-            break
-        await asyncio.sleep(0.02)
+
+    async def forgotten() -> bool:
+        return await store.bot_token(SECOND) is None
+
+    await apoll_until(forgotten, message="the uninstalled workspace's token to be forgotten")
     assert await store.teams() == []
     headers, command = slash_command(
         "run greet name=Ada", team=SECOND, response_url=multi_bot.slack.response_url("gone")
     )
     assert (await multi_bot.post(headers, command)).status_code == 200
-    await wait_for(lambda: multi_bot.slack.responses("gone"))
+    await apoll_until(lambda: multi_bot.slack.responses("gone"), message="the answer after the uninstall")
     assert "not installed" in multi_bot.slack.responses("gone")[0]["text"]
     assert multi_bot.slack.calls("chat.postMessage") == []
 

@@ -24,10 +24,11 @@ from storage.runs import RunStore
 from switchboard import remote
 from switchboard.credentials import credential_store
 from switchboard.settings import Settings
-from tests.bot.conftest import Bot
-from tests.bot.test_approvals import APPROVE, DEPLOY, click, eventually, run_message, start
+from tests.bot.test_approvals import APPROVE, DEPLOY, click, run_message, start
 from tests.bot.test_commands import block_text
 from tests.fakes.slack import BOT_TOKEN, slash_command
+from tests.helpers.bot_server import Bot
+from tests.helpers.polling import apoll_until
 
 SLOW: dict[str, Any] = {
     "name": "slow",
@@ -65,7 +66,9 @@ async def start_slow(bot: Bot, channel: str) -> str:
     await bot.apply(SLOW)
     headers, body = slash_command("run slow", user="U1", channel=channel)
     assert (await bot.post(headers, body)).status_code == 200
-    await eventually(lambda: ":arrows_counterclockwise: `nap`" in message_text(bot, channel), 60, "nap to run")
+    await apoll_until(
+        lambda: ":arrows_counterclockwise: `nap`" in message_text(bot, channel), timeout=60, message="nap to run"
+    )
     (run_id,) = list(bot.runtime.running)
     return run_id
 
@@ -86,7 +89,10 @@ async def test_a_slack_run_on_a_worker_is_followed_and_its_approval_answered(bot
     await bot.apply(DEPLOY)
     asked = await start(bot, user="U1", channel="C1")  # the question reached Slack from Prefect
     assert "Ship 1.2 to production?" in block_text(asked.blocks)
-    await eventually(lambda: ":hourglass_flowing_sand: `ask`" in block_text(run_message(bot, "C1").blocks))
+    await apoll_until(
+        lambda: ":hourglass_flowing_sand: `ask`" in block_text(run_message(bot, "C1").blocks),
+        message="`ask` waiting in the run message",
+    )
 
     await click(bot, APPROVE, asked, user="UBOSS", comment="ship it")
     await bot.settle(timeout=90)
@@ -138,7 +144,7 @@ async def test_a_node_on_the_worker_replies_in_the_runs_slack_thread(bot: Bot) -
     )
     headers, body = slash_command("run announce", user="U42", channel="C9")
     assert (await bot.post(headers, body)).status_code == 200
-    await eventually(lambda: bot.runtime.running, 10, "the run to start")
+    await apoll_until(lambda: bot.runtime.running, timeout=10, message="the run to start")
     await bot.settle(timeout=60)
 
     run_ts = bot.slack.channel_messages("C9")[0].ts

@@ -10,9 +10,10 @@ from prefect.states import Running
 
 from bot.reporter import CRASH_MESSAGE, report_unwatched
 from flows.runner import run_workflow
-from storage.runs import RunStore
-from tests.bot.conftest import Bot
+from storage.runs import RunRecord, RunStore
 from tests.bot.test_commands import block_text
+from tests.helpers.bot_server import Bot
+from tests.helpers.polling import apoll_until
 
 
 async def orphan(bot: Bot, run_id: str, channel: str, *, state: object = None) -> str:
@@ -77,22 +78,19 @@ async def test_runs_the_bot_watched_are_marked_reported(bot: Bot) -> None:
     await bot.apply(GREET)
     headers, body = slash_command("run greet name=Ada", channel="CW")
     await bot.post(headers, body)
-    import asyncio
-
-    for _ in range(200):
-        if bot.slack.channel_messages("CW") and not bot.runtime.running:
-            break
-        await asyncio.sleep(0.05)
+    await apoll_until(lambda: bot.slack.channel_messages("CW"), message="the run message in CW")
     await bot.settle()
-    record = (await RunStore(bot.engine).list(limit=1))[0]
+
+    async def reported() -> RunRecord | None:  # marked once the summary is in the message, after the run ends
+        record = (await RunStore(bot.engine).list(limit=1))[0]
+        return record if record.slack_reported_at is not None else None
+
+    record = await apoll_until(reported, message="the run to be marked reported")
     assert (record.slack_channel, record.slack_message) == ("CW", bot.slack.channel_messages("CW")[0].ts)
-    assert record.slack_reported_at is not None
     assert await report_unwatched(bot.runtime) == 0
 
 
 async def test_a_summary_slack_refused_is_written_by_the_reporter_later(bot: Bot) -> None:
-    import asyncio
-
     from tests.bot.test_commands import GREET
     from tests.fakes.slack import error, slash_command
 
@@ -100,10 +98,7 @@ async def test_a_summary_slack_refused_is_written_by_the_reporter_later(bot: Bot
     bot.slack.fail_next("chat.update", *[error("service_unavailable")] * 20)  # Slack is down
     headers, body = slash_command("run greet name=Ada", channel="CD")
     await bot.post(headers, body)
-    for _ in range(200):
-        if bot.slack.channel_messages("CD"):
-            break
-        await asyncio.sleep(0.05)
+    await apoll_until(lambda: bot.slack.channel_messages("CD"), message="the run message in CD")
     await bot.settle()
     (message,) = bot.slack.channel_messages("CD")
     assert "completed" not in block_text(message.blocks)  # the summary never arrived

@@ -23,24 +23,13 @@ from storage.db import create_engine
 from storage.migrate import upgrade
 from storage.runs import RunStore
 from storage.workflows import WorkflowStore
-from tests.bot.conftest import free_port
 from tests.bot.test_commands import block_text
 from tests.fakes.http import FakeHTTP
 from tests.fakes.slack import BOT_TOKEN, SIGNING_SECRET, FakeSlack, slash_command
+from tests.helpers.polling import apoll_until
+from tests.helpers.processes import free_port
 
 SLOW = {"name": "slow", "nodes": [{"id": "nap", "type": "core.wait", "params": {"seconds": 120}}]}
-
-
-async def until(condition: Any, timeout: float, what: str) -> Any:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        value = await condition()
-        if value:
-            return value
-        if loop.time() > deadline:
-            raise TimeoutError(f"waited {timeout}s for {what}")
-        await asyncio.sleep(0.2)
 
 
 @pytest.fixture
@@ -73,7 +62,7 @@ async def start_bot(env: dict[str, str], port: int) -> asyncio.subprocess.Proces
         except httpx.HTTPError:
             return False
 
-    await until(healthy, 60, "the bot to answer /healthz")
+    await apoll_until(healthy, timeout=60, interval=0.2, message="the bot to answer /healthz")
     return process
 
 
@@ -108,7 +97,9 @@ async def test_a_run_cut_off_by_a_killed_bot_is_reported_crashed_by_the_next_one
             records = await runs.list(limit=1)
             return records[0] if records and records[0].slack_message else None
 
-        record = await until(attached, 60, "the run to start and remember its message")
+        record = await apoll_until(
+            attached, timeout=60, interval=0.2, message="the run to start and remember its message"
+        )
         first.send_signal(signal.SIGKILL)
         await first.wait()
         assert (await runs.get(record.id)).status == "running"
@@ -121,7 +112,7 @@ async def test_a_run_cut_off_by_a_killed_bot_is_reported_crashed_by_the_next_one
             reported = (await runs.get(record.id)).slack_reported_at is not None
             return "crashed" in block_text(message.blocks) and reported
 
-        await until(crashed, 30, "the new bot to report the run")
+        await apoll_until(crashed, timeout=30, interval=0.2, message="the new bot to report the run")
         text = block_text(slack.message("CK", record.slack_message).blocks)
         assert CRASH_MESSAGE in text
         final = await runs.get(record.id)

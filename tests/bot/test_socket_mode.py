@@ -7,7 +7,7 @@ import contextlib
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,17 +27,9 @@ from tests.bot.test_commands import GREET, block_text
 from tests.fakes.http import FakeHTTP
 from tests.fakes.slack import BOT_TOKEN, FakeSlack, block_action, view_submission
 from tests.fakes.slack_socket import FakeSocketMode
+from tests.helpers.polling import apoll_until
 
 APP_TOKEN = "xapp-1-A0APP-1-fake"
-
-
-async def until(condition: Callable[[], object], timeout: float = 30.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        if loop.time() > deadline:
-            raise TimeoutError("condition not met")
-        await asyncio.sleep(0.05)
 
 
 @dataclass
@@ -99,7 +91,7 @@ async def test_a_run_command_is_acked_and_its_live_message_ends_completed(socket
         messages = socket_bot.slack.channel_messages("C7")
         return bool(messages) and "completed" in block_text(messages[0].blocks)
 
-    await until(completed, timeout=60)
+    await apoll_until(completed, timeout=60, message="the run message to say completed")
     (posted,) = socket_bot.slack.calls("chat.postMessage")
     assert posted.token == BOT_TOKEN and posted.args["channel"] == "C7"
     first = block_text(posted.args["blocks"])
@@ -116,7 +108,7 @@ async def test_a_run_command_is_acked_and_its_live_message_ends_completed(socket
 async def test_help_over_the_socket_is_acked_then_answered_on_the_response_url(socket_bot: SocketBot) -> None:
     ack = await socket_bot.socket.send_command("help", response_url=socket_bot.slack.response_url("help"))
     assert set(ack) == {"envelope_id"}  # an empty ack: Bolt answers through respond()
-    await until(lambda: socket_bot.slack.responses("help"), timeout=10)
+    await apoll_until(lambda: socket_bot.slack.responses("help"), timeout=10, message="the answer to /flow help")
     (answer,) = socket_bot.slack.responses("help")
     assert answer["response_type"] == "ephemeral"
     assert "/flow run NAME key=value" in answer["text"]
@@ -125,7 +117,7 @@ async def test_help_over_the_socket_is_acked_then_answered_on_the_response_url(s
 async def test_modal_errors_travel_back_in_the_ack_payload(socket_bot: SocketBot) -> None:
     await WorkflowStore(socket_bot.engine).apply(GREET, actor="test")
     await socket_bot.socket.send_command("run greet times=2", channel="C9", trigger_id="trig-9")
-    await until(lambda: socket_bot.slack.calls("views.open"), timeout=10)
+    await apoll_until(lambda: socket_bot.slack.calls("views.open"), timeout=10, message="the inputs modal")
     view = socket_bot.slack.calls("views.open")[0].args["view"]
     empty = view_submission(
         view["callback_id"],
@@ -142,7 +134,7 @@ async def test_a_button_click_over_the_socket_is_acked_and_answered(socket_bot: 
     click = block_action("cancel_run", "run-that-is-not-here", response_url=socket_bot.slack.response_url("cancel"))
     ack = await socket_bot.socket.send_interactive(click)
     assert set(ack) == {"envelope_id"}
-    await until(lambda: socket_bot.slack.responses("cancel"), timeout=10)
+    await apoll_until(lambda: socket_bot.slack.responses("cancel"), timeout=10, message="the answer to the click")
     (answer,) = socket_bot.slack.responses("cancel")
     assert answer["text"] == "No run `run-that-is-not-here` that you can see."  # U1 is no admin
     assert answer["response_type"] == "ephemeral"
@@ -151,11 +143,13 @@ async def test_a_button_click_over_the_socket_is_acked_and_answered(socket_bot: 
 async def test_reconnects_with_a_fresh_url_when_slack_says_disconnect(socket_bot: SocketBot) -> None:
     await socket_bot.socket.send_disconnect()
     await socket_bot.socket.wait_connected(count=2)
-    await until(lambda: len(socket_bot.socket.open_connections) == 1, timeout=10)
+    await apoll_until(
+        lambda: len(socket_bot.socket.open_connections) == 1, timeout=10, message="the old connection to close"
+    )
     assert len(socket_bot.slack.calls("apps.connections.open")) == 2
     ack = await socket_bot.socket.send_command("help", response_url=socket_bot.slack.response_url("again"))
     assert "envelope_id" in ack
-    await until(lambda: socket_bot.slack.responses("again"), timeout=10)
+    await apoll_until(lambda: socket_bot.slack.responses("again"), timeout=10, message="the answer after reconnecting")
 
 
 async def test_cancelling_the_server_closes_the_socket(socket_bot: SocketBot) -> None:
@@ -220,7 +214,7 @@ async def test_the_cli_serves_over_the_socket_until_sigterm(tmp_path: Path, fake
         await socket.wait_connected(timeout=60)
         ack = await socket.send_command("help", response_url=slack.response_url("cli"))
         assert set(ack) == {"envelope_id"}
-        await until(lambda: slack.responses("cli"), timeout=10)
+        await apoll_until(lambda: slack.responses("cli"), timeout=10, message="the CLI bot's answer to /flow help")
         process.send_signal(signal.SIGTERM)
         _, stderr = await asyncio.wait_for(process.communicate(), 30)
         assert process.returncode == 0, stderr.decode()

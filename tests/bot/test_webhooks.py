@@ -19,9 +19,9 @@ from sqlalchemy import text
 from storage.runs import RunStore
 from switchboard.settings import Settings
 from switchboard.webhooks import WebhookSecrets, curl_example
-from tests.bot.conftest import Bot
 from tests.bot.test_commands import GREET, block_text
 from tests.fakes.slack import error
+from tests.helpers.bot_server import Bot
 
 NOTIFIED = {**GREET, "name": "greet-notify", "notify": {"channel": "C-OPS"}}
 
@@ -133,7 +133,7 @@ async def test_unauthenticated_requests_get_401_and_run_nothing(bot: Bot) -> Non
         assert response.status_code == 401, case
         assert expected[case] in response.json()["error"], (case, response.json())
         assert secret not in response.text
-    await asyncio.sleep(0.3)
+    await asyncio.sleep(0.3)  # nothing to poll for: a run, were one started, would show by now
     assert bot.runtime.running == {}
     assert await run_rows(bot) == []
     assert bot.slack.calls() == []
@@ -186,7 +186,7 @@ async def test_bad_bodies_get_400_naming_each_problem_and_run_nothing(bot: Bot) 
     assert "the body is not valid JSON" in (await send(b"name=Ada"))["error"]
     assert "the body is a JSON array; send a JSON object" in (await send(b'["Ada"]'))["error"]
     assert "the body is a JSON string; send a JSON object" in (await send(b'"Ada"'))["error"]
-    await asyncio.sleep(0.2)
+    await asyncio.sleep(0.2)  # nothing to poll for: a run, were one started, would be recorded by now
     assert await run_rows(bot) == []
 
 

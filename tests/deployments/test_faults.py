@@ -52,8 +52,9 @@ from storage.workflows import WorkflowStore
 from switchboard import remote
 from switchboard.runs import reconcile
 from tests.conftest import POSTGRES_ADMIN_DSN
-from tests.deployments.conftest import Processes, until
 from tests.fakes.http import FakeHTTP, Recorded, Reply
+from tests.helpers.polling import apoll_until
+from tests.helpers.processes import Processes
 
 
 @asynccontextmanager
@@ -155,7 +156,9 @@ async def test_worker_killed_mid_run_ends_crashed_and_retry_does_not_repeat_side
                     return False
                 return await running_node(client, record.flow_run_id, "slow")
 
-            await until(in_slow_node, 60, "the run to POST its side effect and wait in `slow`")
+            await apoll_until(
+                in_slow_node, timeout=60, interval=0.2, message="the run to POST its side effect and wait in `slow`"
+            )
             deployment_run = await client.read_flow_run(run.flow_run_id)
             owner = Owner.decode(deployment_run.infrastructure_pid)
             assert owner is not None and owner.pid == worker.pid and owner.worker == "worker-a", owner
@@ -179,7 +182,12 @@ async def test_worker_killed_mid_run_ends_crashed_and_retry_does_not_repeat_side
                     and (await store.get(run.run_id)).status == "crashed"
                 )
 
-            await until(crashed_everywhere, 60, "the run, its runner subflow and its record to be crashed")
+            await apoll_until(
+                crashed_everywhere,
+                timeout=60,
+                interval=0.2,
+                message="the run, its runner subflow and its record to be crashed",
+            )
             to_crashed = time.monotonic() - killed_at
 
         record = await store.get(run.run_id)
@@ -279,7 +287,7 @@ async def _ensure_postgres_up(cluster: list[str]) -> None:
     """Start the cluster if a failed restart left it down; wait until it accepts connections."""
     if not await _postgres_answers():
         await _run(*cluster, "start")
-    await until(_postgres_answers, 60, "PostgreSQL to accept connections again")
+    await apoll_until(_postgres_answers, timeout=60, interval=0.2, message="PostgreSQL to accept connections again")
 
 
 async def test_postgres_restart_mid_run_loses_no_run(postgres_databases: Any, processes: Processes) -> None:
@@ -308,7 +316,9 @@ async def test_postgres_restart_mid_run_loses_no_run(postgres_databases: Any, pr
                     return False
                 return all([await running_node(client, r.flow_run_id, "pause") for r in records if r and r.flow_run_id])
 
-            await until(all_pausing, 60, "the five runs to be in their `pause` node")
+            await apoll_until(
+                all_pausing, timeout=60, interval=0.2, message="the five runs to be in their `pause` node"
+            )
 
         # Wait for the runs through the restart, as `switchboard run --remote --wait` would.
         waits = [asyncio.ensure_future(remote.wait(engine, run, timeout=150)) for run in runs]

@@ -26,7 +26,8 @@ from storage.db import create_engine
 from storage.migrate import upgrade
 from storage.runs import RunRecord, RunStore
 from storage.workflows import WorkflowStore
-from tests.deployments.conftest import Processes, until
+from tests.helpers.polling import apoll_until
+from tests.helpers.processes import Processes
 
 NAME = "ticker"
 INTERVAL = 3
@@ -102,7 +103,9 @@ async def test_interval_schedule_fires_on_a_worker_and_deploy_is_idempotent(
             done = await completed_scheduled_runs(runs)
             return done if len(done) >= 2 else []
 
-        done = await until(two_runs, 60, "two scheduled runs to complete on the worker")
+        done = await apoll_until(
+            two_runs, timeout=60, interval=0.2, message="two scheduled runs to complete on the worker"
+        )
 
         with temporary_settings({PREFECT_API_URL: api}):
             async with get_client() as client:
@@ -110,10 +113,11 @@ async def test_interval_schedule_fires_on_a_worker_and_deploy_is_idempotent(
                 delays = []
                 for record in done:
                     assert record.flow_run_id is not None and record.triggered_by == f"deployment:{deployment.name}"
-                    task_runs = await until(
+                    task_runs = await apoll_until(
                         partial(completed_nodes, client, record.flow_run_id),
-                        15,
-                        "the nodes as completed task runs in Prefect",
+                        timeout=15,
+                        interval=0.2,
+                        message="the nodes as completed task runs in Prefect",
                     )
                     # The runner is a subflow of the deployment's flow run, which the schedule made.
                     runner_run = await client.read_flow_run(record.flow_run_id)

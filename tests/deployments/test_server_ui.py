@@ -18,7 +18,7 @@ from urllib.parse import urljoin
 import httpx
 import pytest
 
-from tests.deployments.conftest import Processes
+from tests.helpers.processes import Processes
 
 CHROMIUM = shutil.which("chromium")
 # What the probe of this machine found Chromium needs offline (no background connections).

@@ -31,6 +31,7 @@ from switchboard.cli import app
 from switchboard.errors import WorkflowNotFoundError
 from switchboard.retention import CleanupResult
 from switchboard.workflows import ApplyResult
+from tests.helpers.polling import apoll_until
 
 runner = CliRunner()
 
@@ -232,14 +233,13 @@ async def test_entry_flow_runs_a_stored_workflow_and_records_it(database: Any) -
 
 async def _task_runs(client: Any, flow_run_id: str) -> list[TaskRun]:
     # Task-run rows are written asynchronously from events: wait for them.
-    for _ in range(50):
+    async def task_runs() -> list[TaskRun]:
         runs: list[TaskRun] = await client.read_task_runs(
             flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[uuid.UUID(flow_run_id)]))
         )
-        if runs:
-            return runs
-        await asyncio.sleep(0.2)
-    return []
+        return runs
+
+    return await apoll_until(task_runs, interval=0.2, message=f"the task runs of flow run {flow_run_id}")
 
 
 async def test_deploy_keeps_the_on_demand_and_the_cleanup_deployments(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -274,6 +274,8 @@ async def test_the_cleanup_flow_deletes_records_and_both_flow_runs_of_old_worker
     async with get_client() as client:
         runner = await client.read_flow_run(old["flow_run_id"])
         parent_id = (await client.read_task_run(runner.parent_task_run_id)).flow_run_id  # type: ignore[arg-type]
+    # The scenario, not a wait: the old run (its flow runs end a moment after it returns) is
+    # well before the cutoff, the recent one after it.
     await asyncio.sleep(1.5)
     cutoff = datetime.now(UTC)
     await asyncio.sleep(0.5)

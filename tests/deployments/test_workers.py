@@ -26,7 +26,8 @@ from storage.migrate import upgrade
 from storage.runs import RunStore
 from storage.workflows import WorkflowStore
 from switchboard import remote
-from tests.deployments.conftest import Processes, until
+from tests.helpers.polling import apoll_until
+from tests.helpers.processes import Processes
 
 NAME = "spread"
 NODES = ["greet", "pause", "shout"]
@@ -98,8 +99,11 @@ async def test_twenty_runs_spread_over_two_workers_on_postgres(processes: Proces
                     owner = Owner.decode(parent.infrastructure_pid)
                     assert owner is not None, parent.infrastructure_pid
                     by_worker[owner.worker] += 1
-                    task_runs = await until(
-                        partial(completed_nodes, client, record.flow_run_id), 20, "every node as a completed task run"
+                    task_runs = await apoll_until(
+                        partial(completed_nodes, client, record.flow_run_id),
+                        timeout=20,
+                        interval=0.2,
+                        message="every node as a completed task run",
                     )
                     first_node = min(t.start_time for t in task_runs)
                     delays.append((first_node - parent.created).total_seconds())

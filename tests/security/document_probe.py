@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tests.proc import peak_rss_kib
+from tests.helpers.processes import peak_rss_kib
 
 
 class _OneFile:

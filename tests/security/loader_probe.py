@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.proc import peak_rss_kib
+from tests.helpers.processes import peak_rss_kib
 
 #: Stops one file that hangs (seconds of wall-clock time; generous: the machine is shared).
 HANG_SECONDS = 30

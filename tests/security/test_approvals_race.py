@@ -9,8 +9,7 @@ Approve with the approval's id during that window.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +20,10 @@ from bot.approvals import APPROVE
 from bot.threads import LiveThread
 from flows.events import NodeEvent
 from flows.results import NodeResult
-from tests.bot.conftest import Bot, serve_bot
 from tests.conftest import create_postgres_database, drop_postgres_database
 from tests.fakes.slack import block_action, interaction, slash_command
+from tests.helpers.bot_server import Bot, serve_bot
+from tests.helpers.polling import apoll_until
 
 GATE: dict[str, Any] = {
     "name": "gate",
@@ -51,19 +51,6 @@ async def pg_bot(
         await drop_postgres_database(name)
 
 
-async def until(condition: Callable[[], Any], *, what: str, timeout: float = 60.0) -> Any:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        value = condition()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
-
-
 async def test_the_starter_cannot_approve_in_the_window_before_the_question_is_posted(pg_bot: tuple[Bot, str]) -> None:
     bot, database = pg_bot
     await bot.apply(GATE)
@@ -81,14 +68,16 @@ async def test_the_starter_cannot_approve_in_the_window_before_the_question_is_p
     try:
         headers, body = slash_command("run gate", user="UBOSS", channel="CG")
         assert (await bot.post(headers, body)).status_code == 200
-        await until(lambda: bot.slack.channel_messages("CG"), what="the run message")
+        await apoll_until(lambda: bot.slack.channel_messages("CG"), timeout=60, message="the run message")
         # From here the bot reads the workflow only to ask the question: make that read wait.
         transaction = lock.transaction()
         await transaction.start()
         await lock.execute("LOCK TABLE workflows IN ACCESS EXCLUSIVE MODE")
-        await until(lambda: waiting, what="the approval's waiting event")
-        await until(
-            lambda: lock.fetchval("SELECT count(*) FROM pg_locks WHERE NOT granted"), what="the bot's blocked read"
+        await apoll_until(lambda: waiting, timeout=60, message="the approval's waiting event")
+        await apoll_until(
+            lambda: lock.fetchval("SELECT count(*) FROM pg_locks WHERE NOT granted"),
+            timeout=60,
+            message="the bot's blocked read",
         )
         assert not [m for m in bot.slack.channel_messages("CG") if m.thread_ts]  # not asked yet
 
@@ -101,20 +90,22 @@ async def test_the_starter_cannot_approve_in_the_window_before_the_question_is_p
         def told() -> list[str]:
             return [c.args["text"] for c in bot.slack.calls("chat.postEphemeral") if c.args.get("user") == "UBOSS"]
 
-        await until(lambda: told() or "ask" in results, what="an answer to the click")
+        await apoll_until(lambda: told() or "ask" in results, timeout=60, message="an answer to the click")
         assert "ask" not in results, f"the starter's own click resumed the run: {results['ask'].output}"
         assert told() == ["This approval is not ready yet: try again in a moment."]
         await transaction.rollback()
     finally:
         await lock.close()
 
-    asked = await until(
-        lambda: [m for m in bot.slack.channel_messages("CG") if m.thread_ts], what="the approval question"
+    asked = await apoll_until(
+        lambda: [m for m in bot.slack.channel_messages("CG") if m.thread_ts],
+        timeout=60,
+        message="the approval question",
     )
     assert "(not <@UBOSS>)" in asked[0].blocks[1]["elements"][0]["text"]
     click = block_action(APPROVE, approval_id, user="UBOSS", channel="CG", message_ts=asked[0].ts)
     assert (await bot.post(*interaction(click))).status_code == 200
-    await until(lambda: len(told()) == 2, what="the self-approval refusal")
+    await apoll_until(lambda: len(told()) == 2, timeout=60, message="the self-approval refusal")
     assert told()[1].startswith("You started this run, so someone else must approve it")
     assert "ask" not in results
 

@@ -73,7 +73,7 @@ async def test_a_slow_match_does_not_stall_the_event_loop() -> None:
     async def ticker() -> None:
         nonlocal ticks
         while True:
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(0.01)  # the scenario: a tick counts only while the loop is free
             ticks += 1
 
     running = asyncio.ensure_future(ticker())

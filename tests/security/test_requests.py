@@ -18,7 +18,6 @@ import os
 import re
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,13 +26,11 @@ from urllib.parse import urlencode, urlsplit
 import pytest
 
 from storage.runs import RunStore
-from tests.bot import conftest as bot_server
-from tests.bot.conftest import Bot, bot_settings, serve_runtime
 from tests.bot.test_commands import GREET
 from tests.bot.test_webhooks import add_secret, signed
 from tests.fakes.slack import sign, slash_command
-
-bot = bot_server.bot  # the real bot server fixture, outside tests/bot
+from tests.helpers.bot_server import Bot, bot_settings, serve_runtime
+from tests.helpers.polling import apoll_until
 
 CAP = 1024 * 1024
 HUGE = 200 * 1024 * 1024
@@ -227,10 +224,7 @@ async def test_the_cap_is_a_setting_and_a_body_at_the_cap_is_read(bot: Bot, tmp_
         assert response.json() == {"error": "the request body is over the 4,096 bytes allowed"}
         headers, command = slash_command("help", response_url=bot.slack.response_url("capped"))
         assert (await capped.post(headers, command)).status_code == 200  # a small body still goes through
-        deadline = time.monotonic() + 30
-        while not bot.slack.responses("capped") and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
-        assert bot.slack.responses("capped")
+        await apoll_until(lambda: bot.slack.responses("capped"), message="the capped bot's answer to /flow help")
 
 
 # --- malformed payloads -------------------------------------------------------------------

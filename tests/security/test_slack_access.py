@@ -14,12 +14,12 @@ from typing import Any
 
 from storage.audit import AuditEntry, entries
 from storage.runs import RunRecord, RunStore
-from tests.bot.conftest import Bot
-from tests.bot.conftest import bot as bot  # the fixtures of tests/bot, for pytest to find here
 from tests.bot.test_connect import Provider, authorize, command, link_of
 from tests.bot.test_connect import github as github
 from tests.bot.test_connect import provider_http as provider_http
 from tests.fakes.slack import block_action, interaction, slash_command, view_submission
+from tests.helpers.bot_server import Bot
+from tests.helpers.polling import apoll_until
 
 #: Fails with its input in the error: what a reader of the run would learn.
 PAYROLL: dict[str, Any] = {
@@ -47,20 +47,12 @@ FORM: dict[str, Any] = {
 _names = itertools.count()
 
 
-async def until(condition: Any, *, what: str, timeout: float = 30.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not condition():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
-
-
 async def ask(bot: Bot, text: str, *, user: str, channel: str = "C1") -> str:
     """Type ``/flow text`` as ``user``; the (single, ephemeral) answer's text."""
     name = f"answer{next(_names)}"
     headers, body = slash_command(text, user=user, channel=channel, response_url=bot.slack.response_url(name))
     assert (await bot.post(headers, body)).status_code == 200
-    await until(lambda: bot.slack.responses(name), what=f"the answer to {text!r}")
+    await apoll_until(lambda: bot.slack.responses(name), message=f"the answer to {text!r}")
     (answer,) = bot.slack.responses(name)
     assert answer["response_type"] == "ephemeral", answer
     return str(answer["text"])
@@ -72,7 +64,7 @@ async def click(bot: Bot, action_id: str, value: str, *, user: str) -> str:
     payload = block_action(action_id, value, user=user, response_url=bot.slack.response_url(name))
     headers, body = interaction(payload)
     assert (await bot.post(headers, body)).status_code == 200
-    await until(lambda: bot.slack.responses(name), what=f"the answer to the {action_id} click")
+    await apoll_until(lambda: bot.slack.responses(name), message=f"the answer to the {action_id} click")
     (answer,) = bot.slack.responses(name)
     assert answer["response_type"] == "ephemeral", answer
     return str(answer["text"])
@@ -81,7 +73,7 @@ async def click(bot: Bot, action_id: str, value: str, *, user: str) -> str:
 async def run_to_end(bot: Bot, text: str, *, user: str, channel: str) -> RunRecord:
     headers, body = slash_command(text, user=user, channel=channel)
     assert (await bot.post(headers, body)).status_code == 200
-    await until(lambda: bot.slack.channel_messages(channel), what=f"the message of {text!r}")
+    await apoll_until(lambda: bot.slack.channel_messages(channel), message=f"the message of {text!r}")
     await bot.settle()
     return (await RunStore(bot.engine).list(limit=1))[0]
 
@@ -194,7 +186,7 @@ async def test_a_forged_or_stale_inputs_form_starts_nothing(bot: Bot) -> None:
     # U1 opens the form honestly; while it is open U1 loses the right to run it
     headers, body = slash_command("run guarded", user="U1", channel="CF", trigger_id="t-1")
     await bot.post(headers, body)
-    await until(lambda: bot.slack.calls("views.open"), what="the inputs form")
+    await apoll_until(lambda: bot.slack.calls("views.open"), message="the inputs form")
     honest_meta = bot.slack.calls("views.open")[0].args["view"]["private_metadata"]
     await bot.apply({**FORM, "permissions": {"run": ["U2"], "read": ["U1"]}})
     stale = await bot.post(*form_submission(honest_meta, user="U1"))
@@ -243,13 +235,13 @@ async def test_malformed_form_metadata_gets_a_clear_answer_not_a_traceback(bot: 
         assert response.status_code == 200, (metadata[:40], response.text)
         text = modal_text(response.json())
         assert text.startswith("This form cannot be used") and expected in text, (metadata[:40], text)
-    await asyncio.sleep(0.3)
+    await asyncio.sleep(0.3)  # a run would have posted by now (it is started before the ack)
     assert bot.slack.calls("chat.postMessage") == [] and await RunStore(bot.engine).list() == []
     assert len(await audit_rows(bot, "refused-run")) == len(cases)
 
     ok = await bot.post(*form_submission(good, user="U1", name="Ada"))  # the honest form still works
     assert ok.status_code == 200 and ok.text == ""
-    await until(lambda: bot.slack.channel_messages("C1"), what="the run message")
+    await apoll_until(lambda: bot.slack.channel_messages("C1"), message="the run message")
     await bot.settle()
     assert (await RunStore(bot.engine).list())[0].inputs == {"name": "Ada"}
 
@@ -260,13 +252,14 @@ async def test_a_refused_cancel_or_retry_says_the_same_whether_the_run_runs_ende
     ended = await run_to_end(bot, "run payroll salary=1", user="U1", channel="CP")
     headers, body = slash_command("run slow-payroll", user="U1", channel="CS")
     await bot.post(headers, body)
-    await until(lambda: bot.runtime.running, what="the slow run")
+    await apoll_until(lambda: bot.runtime.running, message="the slow run")
     running = next(iter(bot.runtime.running))
     never = "0123456789ab"
-    for _ in range(1200):  # its record is written once its flow run starts
-        if len(await RunStore(bot.engine).list()) == 2:
-            break
-        await asyncio.sleep(0.05)
+
+    async def both_recorded() -> bool:  # its record is written once its flow run starts
+        return len(await RunStore(bot.engine).list()) == 2
+
+    await apoll_until(both_recorded, timeout=60, message="the slow run's record")
 
     def same(answers: dict[str, str]) -> set[str]:
         return {text.replace(run, "RUN") for run, text in answers.items()}

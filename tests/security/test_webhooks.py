@@ -20,15 +20,11 @@ import pytest
 from storage.runs import RunStore
 from switchboard import webhooks
 from switchboard.webhooks import SignatureError
-from tests.bot import conftest as bot_server
-from tests.bot.conftest import Bot
 from tests.bot.test_commands import GREET
 from tests.bot.test_webhooks import add_secret, signed
 from tests.fakes.slack import slash_command
-
-# the real bot server fixtures, outside tests/bot
-bot = bot_server.bot
-two_bots = bot_server.two_bots
+from tests.helpers.bot_server import Bot
+from tests.helpers.polling import apoll_until
 
 NOW = 1_796_000_000
 BODY = b'{"name": "Ada"}'
@@ -124,10 +120,8 @@ async def test_a_slack_request_replayed_to_another_bot_process_is_ignored(two_bo
     headers, body = slash_command("help", response_url=one.slack.response_url("help"))
     assert (await one.post(headers, body)).status_code == 200
     assert (await other.post(headers, body)).status_code == 200
-    deadline = time.monotonic() + 30
-    while not one.slack.responses("help") and time.monotonic() < deadline:
-        await asyncio.sleep(0.02)
-    await asyncio.sleep(0.5)  # room for a second answer, were the replay handled
+    await apoll_until(lambda: one.slack.responses("help"), message="the answer to /flow help")
+    await asyncio.sleep(0.5)  # room for a second answer, were the replay handled (nothing to poll for)
     assert len(one.slack.responses("help")) == 1
 
 

@@ -12,6 +12,7 @@ from storage.db import create_engine
 from storage.migrate import upgrade
 from storage.runs import RunRecord
 from tests.conftest import _postgres_admin, create_postgres_database, drop_postgres_database
+from tests.helpers.polling import apoll_until
 
 
 @pytest.fixture
@@ -33,12 +34,11 @@ async def test_a_run_whose_database_goes_away_fails_clearly_and_is_reconciled(po
     _, name = postgres_url
     definition = {"name": "outage", "nodes": [{"id": "slow", "type": "core.wait", "params": {"seconds": 3}}]}
     run = asyncio.ensure_future(switchboard.arun(definition))
-    for _ in range(100):  # wait until the run has recorded its start (it is then inside its node)
-        if [r.status for r in await _list_runs("outage")] == ["running"]:
-            break
-        await asyncio.sleep(0.05)
-    else:
-        pytest.fail("the run never recorded its start")
+
+    async def started() -> bool:  # once the run has recorded its start, it is inside its node
+        return [r.status for r in await _list_runs("outage")] == ["running"]
+
+    await apoll_until(started, message="the run to record its start")
     await _postgres_admin(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
     await _postgres_admin(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'")
     result = await run

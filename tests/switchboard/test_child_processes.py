@@ -19,15 +19,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.bot.conftest import free_port
-from tests.deployments.conftest import Processes, processes, until
 from tests.fakes.http import FakeHTTP
 from tests.fakes.slack import BOT_TOKEN, SIGNING_SECRET, FakeSlack
-from tests.proc import cmdline, descendants, survivors
+from tests.helpers.polling import PollTimeout, apoll_until, poll_until
+from tests.helpers.processes import Processes, cmdline, descendants, free_port, survivors
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
-
-__all__ = ["processes"]  # the fixture, shared with tests/deployments
 
 STOPS = {"SIGTERM": signal.SIGTERM, "SIGINT": signal.SIGINT, "SIGKILL": signal.SIGKILL}
 
@@ -55,8 +52,8 @@ async def stop_and_check(label: str, process: asyncio.subprocess.Process, how: s
         return not survivors(noted)
 
     try:
-        await until(gone, 20, f"the children of {label} to end")
-    except TimeoutError:
+        await apoll_until(gone, timeout=20, interval=0.2, message=f"the children of {label} to end")
+    except PollTimeout:
         left = survivors(noted)
         for pid in left:
             os.kill(pid, signal.SIGKILL)
@@ -69,7 +66,7 @@ async def _children_with(process: asyncio.subprocess.Process, marker: str, label
         children = descendants(process.pid)
         return children if any(marker in cmdline(pid) for pid in children) else None
 
-    noted: dict[int, str] = await until(found, 120, f"{label} to start {marker}")
+    noted: dict[int, str] = await apoll_until(found, timeout=120, interval=0.2, message=f"{label} to start {marker}")
     return noted
 
 
@@ -111,7 +108,7 @@ async def test_the_bot_takes_its_embedded_prefect_server_with_it(embedded: Proce
                 except httpx.HTTPError:
                     return False
 
-            await until(serving, 60, f"bot-{how} to answer /healthz")
+            await apoll_until(serving, timeout=60, interval=0.2, message=f"bot-{how} to answer /healthz")
         await asyncio.gather(
             *(stop_and_check(f"switchboard bot ({how})", bots[how][1], how, noted[how]) for how in STOPS)
         )
@@ -134,15 +131,14 @@ async def test_the_server_and_an_isolated_worker_take_their_children_with_them(p
 def test_descendants_sees_grandchildren() -> None:
     """The helper itself: a shell's sleeping child is the test process's grandchild."""
     import subprocess
-    import time
 
     shell = subprocess.Popen(["sh", "-c", "sleep 30 & wait"], start_new_session=True)
     try:
-        for _ in range(100):
-            if any("sleep 30" in cmdline(pid) for pid in descendants(os.getpid())):
-                break
-            time.sleep(0.05)
-        assert any("sleep 30" in cmdline(pid) for pid in descendants(os.getpid()))
+        poll_until(
+            lambda: any("sleep 30" in cmdline(pid) for pid in descendants(os.getpid())),
+            timeout=5,
+            message="the shell's `sleep 30` among this process's descendants",
+        )
     finally:
         os.killpg(shell.pid, signal.SIGKILL)
         shell.wait()

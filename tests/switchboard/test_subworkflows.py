@@ -3,7 +3,6 @@ checked before they start, bounded in depth and resumed, not repeated, on retry.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import pytest
@@ -15,19 +14,21 @@ from storage.runs import RunStore
 from storage.workflows import WorkflowStore
 from switchboard.settings import Settings
 from tests.fakes.http import FakeHTTP, Reply
+from tests.helpers.polling import apoll_until
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
 
 async def task_runs_of(flow_run_id: str, at_least: int) -> list[Any]:
     """The flow run's task runs once ``at_least`` of them are final (rows come from events)."""
-    async with get_client() as client:
-        for _ in range(100):
+
+    async def final_runs() -> list[Any] | None:
+        async with get_client() as client:
             runs = await client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
-            if len(runs) >= at_least and all(r.state is not None and r.state.is_final() for r in runs):
-                return runs
-            await asyncio.sleep(0.1)
-    raise AssertionError(f"flow run {flow_run_id} has {len(runs)} final task runs, expected {at_least}")
+        done = len(runs) >= at_least and all(r.state is not None and r.state.is_final() for r in runs)
+        return runs if done else None
+
+    return await apoll_until(final_runs, message=f"{at_least} final task runs of flow run {flow_run_id}")
 
 
 SQUARE: dict[str, Any] = {
