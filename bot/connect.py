@@ -32,7 +32,8 @@ from starlette.routing import Route
 
 from bot.blocks import escape
 from bot.runtime import BotRuntime
-from switchboard.oauth_settings import DEFAULTS, OAuthProvider
+from switchboard.oauth_settings import OAuthProvider, known_oauth_providers
+from switchboard.providers import title
 from switchboard.slack_records import STATE_TTL, PendingAuthorization
 
 logger = logging.getLogger(__name__)
@@ -43,16 +44,9 @@ CALLBACK_PATH = "/oauth/{provider}/callback"
 CREDENTIAL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 TOKEN_TIMEOUT_SECONDS = 15.0
 
-#: How providers are named to people.
-TITLES = {"github": "GitHub", "gdrive": "Google Drive", "hubspot": "HubSpot", "airtable": "Airtable"}
-
 
 class TokenExchangeError(Exception):
     """The provider would not trade the code for tokens; the message is safe to show."""
-
-
-def title(provider: str) -> str:
-    return TITLES.get(provider, provider)
 
 
 def default_credential_name(provider: str) -> str:
@@ -91,7 +85,7 @@ def _providers_hint(runtime: BotRuntime) -> str:
     configured = runtime.settings.oauth_providers()
     if configured:
         return "Connectable here: " + ", ".join(f"`{name}`" for name in configured) + "."
-    known = ", ".join(sorted(DEFAULTS))
+    known = ", ".join(known_oauth_providers())
     return (
         "No provider is set up for connecting yet: the operator sets "
         f"`SWITCHBOARD_OAUTH_<PROVIDER>_CLIENT_ID` and `_CLIENT_SECRET` (for {known})."

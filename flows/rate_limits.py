@@ -4,7 +4,8 @@ Every node that calls a provider takes one slot of a rate limit named after its 
 before each attempt (``switchboard:<provider>:<credential>``), so the parallel branches of a
 ``for_each``, other runs and other workers share one budget instead of tripping a 429 storm.
 A node's ``rate_limit: {per_second: N}`` sets the budget; otherwise the provider's default
-below applies. Nodes without a credential are limited only when they declare ``rate_limit``
+applies (``per_second`` of its descriptor in :data:`nodes.providers.PROVIDERS`).
+Nodes without a credential are limited only when they declare ``rate_limit``
 (keyed by workflow and node id).
 
 Where the budget lives (``SWITCHBOARD_RATE_LIMITS``):
@@ -35,19 +36,16 @@ from prefect.concurrency.asyncio import rate_limit
 from prefect.exceptions import ObjectAlreadyExists
 from prefect.settings import get_current_settings
 
+from nodes.providers import find_provider
+
 Backend = Literal["auto", "prefect", "local", "off"]
 
-#: Requests per second per credential when a node does not say. Chosen under each provider's
-#: published limits: Airtable 5/s per base; HubSpot private apps 100 per 10 s; Google Drive
-#: 12,000 per minute per user; GitHub's secondary limits (900 REST points a minute, far fewer
-#: for writes); OpenAI-compatible servers vary by tier, so only bursts are smoothed.
-PROVIDER_PER_SECOND: dict[str, float] = {
-    "airtable": 5.0,
-    "hubspot": 10.0,
-    "gdrive": 10.0,
-    "github": 10.0,
-    "openai": 50.0,
-}
+
+def default_per_second(provider: str) -> float | None:
+    """Requests per second per credential when a node does not say: the provider's
+    registered default, chosen under its published limits (None: not limited)."""
+    found = find_provider(provider)
+    return found.per_second if found is not None else None
 
 
 @dataclass(frozen=True)
@@ -72,7 +70,7 @@ def limit_for(
 ) -> RateLimit | None:
     """The rate limit a node's attempts take, or None when it has none."""
     if provider and credential:
-        per_second = declared if declared is not None else PROVIDER_PER_SECOND.get(provider)
+        per_second = declared if declared is not None else default_per_second(provider)
         return RateLimit(f"switchboard:{provider}:{credential}", per_second) if per_second else None
     if declared is not None:
         return RateLimit(f"switchboard:{workflow}:{node_id}", declared)

@@ -11,9 +11,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from nodes import safe_json
 from nodes.context import NodeContext
-from nodes.errors import NodeConfigError, ProviderError, TransientError, parse_retry_after
+from nodes.errors import NodeConfigError, ProviderError, TransientError
 from nodes.http_guard import BlockedAddressError, ResponseTooLargeError
 from nodes.params import Params
+from nodes.provider_errors import error_for_status
 from nodes.query import with_query
 from nodes.registry import node
 
@@ -132,14 +133,8 @@ async def request(ctx: NodeContext, params: RequestParams) -> RequestOutput:
     if not _is_ok(status, params.ok_status):
         preview = text[:_ERROR_PREVIEW]
         message = f"{params.method} {url.copy_with(query=None)}: {preview}".rstrip(": ")
-        if status == 429 or status >= 500:
-            raise TransientError(
-                message,
-                provider=PROVIDER,
-                status=status,
-                retry_after=parse_retry_after(response.headers.get("retry-after")),
-            )
-        raise ProviderError(message, provider=PROVIDER, status=status)
+        # The generic node sends no credential of ours: a 401 is the server's answer, not ours to refresh.
+        raise error_for_status(PROVIDER, status, message=message, headers=dict(response.headers), credentialed=False)
     return RequestOutput(
         status=status,
         headers={k.lower(): v for k, v in response.headers.items()},

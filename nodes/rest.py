@@ -1,14 +1,16 @@
-"""The transport for providers spoken to over plain REST with httpx (HubSpot, Google Drive).
+"""The transport for providers spoken to over plain REST with httpx (HubSpot, Google Drive, Slack).
 
-A family builds one :class:`RestProvider` (its name, default base URL and how to read an
-error message out of its bodies) and calls :meth:`RestProvider.request` from its nodes. The
-request carries the node's credential as a bearer token, goes to the credential's
-``base_url`` (or the provider's default), and every failure lands on the node error tree:
+A family builds one :class:`RestProvider` (its registered :class:`nodes.providers.Provider`
+and how to read an error message out of its bodies) and calls :meth:`RestProvider.request`
+from its nodes. The request carries the node's credential as a bearer token, goes to the
+credential's ``base_url`` (or the provider's default), and every failure lands on the node
+error tree through :func:`nodes.provider_errors.error_for_status`:
 
 * timeouts, connection errors, 429 and 5xx -> ``TransientError`` (``Retry-After`` honoured);
 * 401 -> one refresh of an OAuth credential and one repeat (:func:`nodes.auth.with_token`),
   then ``AuthError`` naming the credential to reconnect;
-* any other 4xx -> ``ProviderError`` carrying the provider's own message.
+* any other 4xx -> ``ProviderError`` carrying the provider's own message (a 404 names the
+  request), unless the provider's ``ErrorRules`` make it transient.
 
 Requests go through the running event loop's pooled client for the base URL
 (:mod:`nodes.provider_clients`): connections are kept alive between requests and nodes.
@@ -27,12 +29,12 @@ import httpx
 from nodes import safe_json
 from nodes.auth import with_token
 from nodes.context import NodeContext
-from nodes.errors import AuthError, ProviderError, TransientError, parse_retry_after
+from nodes.errors import ProviderError
 from nodes.provider_clients import client_for
+from nodes.provider_errors import MESSAGE_LIMIT, connection_error, error_for_status, timeout_error
+from nodes.providers import Provider
 from nodes.query import with_query
 
-#: Longest provider error text carried into a node error.
-MESSAGE_LIMIT = 500
 #: Largest provider JSON body parsed (a files.list page or a 100-record search is far below).
 JSON_LIMIT = 32 * 1024 * 1024
 
@@ -61,15 +63,23 @@ def _default_message(body: Any) -> str | None:
 
 @dataclass(frozen=True)
 class RestProvider:
-    """One REST provider: where it lives and how its errors read."""
+    """One REST provider: its descriptor (where it lives, its timeout) and how its errors read."""
 
-    name: str
-    default_base_url: str
-    timeout: float = 30.0
+    provider: Provider
     #: Pulls the human message out of a parsed JSON error body (None: use the raw text).
     message_of: Callable[[Any], str | None] = field(default=_default_message)
-    #: Marks other error responses as worth retrying (e.g. Google's 403 rateLimitExceeded).
-    is_transient: Callable[[httpx.Response], bool] | None = None
+
+    @property
+    def name(self) -> str:
+        return self.provider.name
+
+    @property
+    def default_base_url(self) -> str:
+        return self.provider.base_url
+
+    @property
+    def timeout(self) -> float:
+        return self.provider.timeout
 
     async def request(
         self,
@@ -98,9 +108,9 @@ class RestProvider:
                     method, url, json=json, content=content, headers=sent_headers, timeout=self.timeout
                 )
             except httpx.TimeoutException as exc:
-                raise TransientError(f"timed out after {self.timeout:g}s", provider=self.name) from exc
+                raise timeout_error(self.name, self.timeout) from exc
             except httpx.TransportError as exc:
-                raise TransientError(f"cannot reach {self.name}: {type(exc).__name__}", provider=self.name) from exc
+                raise connection_error(self.name, exc) from exc
             self.raise_for_status(ctx, response)
             return response
 
@@ -121,24 +131,14 @@ class RestProvider:
         status = response.status_code
         if status < 400:
             return
-        message = self._message(response)
-        if status == 401:
-            raise AuthError(
-                f"{self.name} refused the credential: {message}",
-                provider=self.name,
-                credential=ctx.credential_name,
-                status=401,
-            )
-        if status == 429 or status >= 500 or (self.is_transient is not None and self.is_transient(response)):
-            raise TransientError(
-                message,
-                provider=self.name,
-                status=status,
-                retry_after=parse_retry_after(response.headers.get("retry-after")),
-            )
-        raise ProviderError(message, provider=self.name, status=status)
-
-    def _message(self, response: httpx.Response) -> str:
-        found = self.message_of(try_json(response))
-        text = found or response.text or response.reason_phrase
-        return text[:MESSAGE_LIMIT]
+        body = try_json(response)
+        text = self.message_of(body) or response.text or response.reason_phrase
+        raise error_for_status(
+            self.name,
+            status,
+            message=text[:MESSAGE_LIMIT],
+            headers=dict(response.headers),
+            body=body,
+            credential=ctx.credential_name,
+            request=f"{response.request.method} {response.request.url.path}",
+        )

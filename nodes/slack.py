@@ -2,10 +2,12 @@
 
 All HTTP goes through :data:`SLACK` (:class:`nodes.rest.RestProvider`): the credential's bot
 token as ``Authorization: Bearer``, its ``base_url`` or ``https://slack.com/api/``; timeouts,
-connection errors, HTTP 429 (``Retry-After`` honoured) and 5xx are ``TransientError``.
+connection errors, HTTP 429 (``Retry-After`` honoured) and 5xx are ``TransientError``
+(:mod:`nodes.provider_errors`, like every provider).
 
 Slack answers most failures with HTTP 200 and ``{"ok": false, "error": "<code>"}``;
-:func:`raise_for_error` maps those codes onto the node error tree at this one seam:
+:func:`raise_for_error` classifies those codes (Slack's own rule) and builds the node error
+with :func:`nodes.provider_errors.error_of_kind`:
 
 * ``ratelimited``/``rate_limited``, ``internal_error``, ``service_unavailable``,
   ``team_added_to_org`` -> ``TransientError`` (retried);
@@ -23,17 +25,21 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from nodes.context import NodeContext
-from nodes.errors import AuthError, ProviderError, TransientError, parse_retry_after
 from nodes.params import Params
+from nodes.provider_errors import error_of_kind
+from nodes.providers import Provider, register_provider
 from nodes.registry import node
 from nodes.rest import RestProvider, try_json
 
-PROVIDER = "slack"
-DEFAULT_BASE_URL = "https://slack.com/api/"
+DESCRIPTOR = register_provider(
+    Provider(name="slack", title="Slack", base_url="https://slack.com/api/", nodes="slack.*")
+)
+PROVIDER = DESCRIPTOR.name
+DEFAULT_BASE_URL = DESCRIPTOR.base_url
 #: Slack renders at most 50 blocks in one message.
 MAX_BLOCKS = 50
 
-SLACK = RestProvider(PROVIDER, DEFAULT_BASE_URL)
+SLACK = RestProvider(DESCRIPTOR)
 
 TRANSIENT_ERRORS = frozenset(
     {"ratelimited", "rate_limited", "internal_error", "service_unavailable", "team_added_to_org"}
@@ -72,15 +78,16 @@ def raise_for_error(ctx: NodeContext, body: Any, *, channel: str, retry_after: s
         return
     details: Mapping[str, Any] = body if isinstance(body, Mapping) else {}
     code = str(details.get("error") or "unknown_error") if details else "not_json"
+    headers = {"retry-after": retry_after} if retry_after else {}
     if code in TRANSIENT_ERRORS:
-        raise TransientError(code, provider=PROVIDER, retry_after=parse_retry_after(retry_after))
+        raise error_of_kind("transient", PROVIDER, code, headers=headers)
     if code in AUTH_ERRORS:
-        raise AuthError(f"Slack refused the token: {code}", provider=PROVIDER, credential=ctx.credential_name)
+        raise error_of_kind("auth", PROVIDER, code, credential=ctx.credential_name)
     hint = _hint(code, details)
-    raise ProviderError(f"{code} (channel '{channel}')" + (f": {hint}" if hint else ""), provider=PROVIDER)
+    raise error_of_kind("permanent", PROVIDER, f"{code} (channel '{channel}')" + (f": {hint}" if hint else ""))
 
 
-async def call(ctx: NodeContext, method: str, args: Mapping[str, Any], *, channel: str) -> dict[str, Any]:
+async def request(ctx: NodeContext, method: str, args: Mapping[str, Any], *, channel: str) -> dict[str, Any]:
     """One Web API method (JSON POST); returns Slack's answer when it says ``ok: true``."""
     response = await SLACK.request(ctx, "POST", method, json=dict(args))
     body = try_json(response)
@@ -138,5 +145,5 @@ async def post_message(ctx: NodeContext, params: PostMessageParams) -> PostMessa
         args["blocks"] = params.blocks
     if thread_ts is not None:
         args["thread_ts"] = thread_ts
-    body = await call(ctx, "chat.postMessage", args, channel=channel)
+    body = await request(ctx, "chat.postMessage", args, channel=channel)
     return PostMessageOutput(channel=str(body.get("channel") or channel), ts=str(body["ts"]), thread_ts=thread_ts)

@@ -9,8 +9,9 @@ Read from the environment by :meth:`switchboard.settings.Settings.oauth_provider
     SWITCHBOARD_OAUTH_GITHUB_TOKEN_URL=...        # default: the provider's own
     SWITCHBOARD_OAUTH_GITHUB_API_URL=...          # stored as the credential's base_url (optional)
 
-github, gdrive (Google), hubspot and airtable have default URLs and scopes; any other name
-works when its authorize and token URLs are set.
+A provider registered with an OAuth descriptor (``nodes.providers``: github, gdrive, hubspot,
+airtable) has default URLs and scopes; any other name works when its authorize and token URLs
+are set.
 """
 
 from __future__ import annotations
@@ -22,42 +23,21 @@ from dataclasses import dataclass, field
 
 from pydantic import SecretStr
 
+from nodes.providers import PROVIDERS, OAuth, find_provider
+
 ENV_PREFIX = "SWITCHBOARD_OAUTH_"
 PROVIDER_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 
 
-@dataclass(frozen=True)
-class ProviderDefaults:
-    """A provider's well-known OAuth endpoints and the scopes its nodes need."""
-
-    authorize_url: str
-    token_url: str
-    scopes: tuple[str, ...]
-    #: Extra query parameters of the authorize URL (Google only returns a refresh token with these).
-    authorize_params: Mapping[str, str] = field(default_factory=dict)
+def oauth_defaults(name: str) -> OAuth | None:
+    """The registered provider ``name``'s OAuth endpoints and scopes (None: it has none)."""
+    found = find_provider(name)
+    return found.oauth if found is not None else None
 
 
-DEFAULTS: dict[str, ProviderDefaults] = {
-    "github": ProviderDefaults(
-        "https://github.com/login/oauth/authorize", "https://github.com/login/oauth/access_token", ("repo",)
-    ),
-    "gdrive": ProviderDefaults(
-        "https://accounts.google.com/o/oauth2/v2/auth",
-        "https://oauth2.googleapis.com/token",
-        ("https://www.googleapis.com/auth/drive",),
-        {"access_type": "offline", "prompt": "consent"},
-    ),
-    "hubspot": ProviderDefaults(
-        "https://app.hubspot.com/oauth/authorize",
-        "https://api.hubapi.com/oauth/v1/token",
-        ("crm.objects.contacts.read", "crm.objects.contacts.write"),
-    ),
-    "airtable": ProviderDefaults(
-        "https://airtable.com/oauth2/v1/authorize",
-        "https://airtable.com/oauth2/v1/token",
-        ("data.records:read", "data.records:write", "schema.bases:read"),
-    ),
-}
+def known_oauth_providers() -> list[str]:
+    """The registered providers with OAuth defaults, sorted (connectable once a client id is set)."""
+    return sorted(name for name, provider in PROVIDERS.items() if provider.oauth is not None)
 
 
 @dataclass(frozen=True)
@@ -87,7 +67,7 @@ def read_provider(name: str, environ: Mapping[str, str] | None = None) -> OAuthP
         return value or None
 
     client_id = get("CLIENT_ID")
-    defaults = DEFAULTS.get(name)
+    defaults = oauth_defaults(name)
     authorize_url = get("AUTHORIZE_URL") or (defaults.authorize_url if defaults else None)
     token_url = get("TOKEN_URL") or (defaults.token_url if defaults else None)
     if not client_id or not authorize_url or not token_url:

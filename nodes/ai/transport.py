@@ -16,17 +16,32 @@ from openai import AsyncOpenAI
 
 from nodes.auth import with_token
 from nodes.context import NodeContext
-from nodes.errors import AuthError, NodeConfigError, ProviderError, TransientError, parse_retry_after
+from nodes.errors import NodeConfigError, ProviderError
+from nodes.provider_errors import connection_error, error_for_status, timeout_error
+from nodes.providers import Provider, register_provider
 
-PROVIDER = "openai"
-TIMEOUT_SECONDS = 120.0
+DESCRIPTOR = register_provider(
+    Provider(
+        name="openai",
+        title="OpenAI",
+        # Any OpenAI-compatible server: a credential's base_url (self-hosted models, proxies).
+        base_url="https://api.openai.com/v1",
+        # Servers vary by tier: only bursts are smoothed.
+        per_second=50.0,
+        timeout=120.0,
+        nodes="ai.*",
+    )
+)
+PROVIDER = DESCRIPTOR.name
+TIMEOUT_SECONDS = DESCRIPTOR.timeout
 
 T = TypeVar("T")
 
 
 def client(key: str, base_url: str | None) -> AsyncOpenAI:
-    """A client for a credential; its ``base_url`` selects any OpenAI-compatible server."""
-    return AsyncOpenAI(api_key=key, base_url=base_url, max_retries=0, timeout=TIMEOUT_SECONDS)
+    """A client for a credential; its ``base_url`` selects any OpenAI-compatible server
+    (without one, OpenAI's own: the SDK's ``OPENAI_BASE_URL`` is not read in a node)."""
+    return AsyncOpenAI(api_key=key, base_url=base_url or DESCRIPTOR.base_url, max_retries=0, timeout=TIMEOUT_SECONDS)
 
 
 def _message(exc: openai.APIStatusError) -> str:
@@ -38,19 +53,20 @@ def _message(exc: openai.APIStatusError) -> str:
 def translate(exc: openai.OpenAIError, ctx: NodeContext) -> Exception:
     """Map an SDK failure onto the node error tree."""
     if isinstance(exc, openai.APITimeoutError):
-        return TransientError("the model server timed out", provider=PROVIDER)
+        return timeout_error(PROVIDER, TIMEOUT_SECONDS)
     if isinstance(exc, openai.APIConnectionError):
-        return TransientError(f"cannot reach the model server: {exc}", provider=PROVIDER)
+        return connection_error(PROVIDER, exc)
     if isinstance(exc, openai.APIStatusError):
-        status = exc.status_code
-        if status == 401:
-            return AuthError(
-                "the model server refused the API key", provider=PROVIDER, credential=ctx.credential_name, status=401
-            )
-        if status == 429 or status >= 500:
-            retry_after = parse_retry_after(exc.response.headers.get("retry-after"))
-            return TransientError(_message(exc), provider=PROVIDER, status=status, retry_after=retry_after)
-        return ProviderError(_message(exc), provider=PROVIDER, status=status)
+        request = exc.response.request
+        return error_for_status(
+            PROVIDER,
+            exc.status_code,
+            message=_message(exc),
+            headers=dict(exc.response.headers),
+            body=exc.body,
+            credential=ctx.credential_name,
+            request=f"{request.method} {request.url.path}",
+        )
     return ProviderError(str(exc), provider=PROVIDER)
 
 

@@ -90,7 +90,7 @@ async def list_records(ctx: NodeContext, params: ListParams) -> ListOutput:
         table = api.table(params.base, params.table)
         return list(transport.iterate_records(table, limit=params.limit, **options))
 
-    records = [_record(raw) for raw in await transport.run(ctx, fetch)]
+    records = [_record(raw) for raw in await transport.request(ctx, fetch)]
     return ListOutput(records=records, count=len(records))
 
 
@@ -104,7 +104,7 @@ class GetParams(TableRef):
 @node("airtable.get_record", credential="airtable")
 async def get_record(ctx: NodeContext, params: GetParams) -> AirtableRecord:
     """Fetch one Airtable record by its id."""
-    raw = await transport.run(ctx, lambda api: api.table(params.base, params.table).get(params.record_id))
+    raw = await transport.request(ctx, lambda api: api.table(params.base, params.table).get(params.record_id))
     return _record(raw)
 
 
@@ -123,7 +123,7 @@ class CreateParams(TableRef):
 @node("airtable.create_records", credential="airtable")
 async def create_records(ctx: NodeContext, params: CreateParams) -> RecordsOutput:
     """Create records in an Airtable table (in batches of 10)."""
-    created = await transport.run(
+    created = await transport.request(
         ctx,
         lambda api: api.table(params.base, params.table).batch_create(params.records, typecast=params.typecast),
     )
@@ -150,7 +150,7 @@ class UpdateParams(TableRef):
 async def update_records(ctx: NodeContext, params: UpdateParams) -> RecordsOutput:
     """Update Airtable records by id: merge the given fields, or replace them all."""
     updates: list[Any] = [{"id": r.id, "fields": r.fields} for r in params.records]
-    updated = await transport.run(
+    updated = await transport.request(
         ctx,
         lambda api: api.table(params.base, params.table).batch_update(
             updates, replace=params.replace, typecast=params.typecast
@@ -191,7 +191,7 @@ class UpsertOutput(RecordsOutput):
 async def upsert_records(ctx: NodeContext, params: UpsertParams) -> UpsertOutput:
     """Create or update Airtable records matched on key fields (Airtable's upsert)."""
     records: list[dict[str, Any]] = [{"fields": fields} for fields in params.records]
-    result = await transport.run(
+    result = await transport.request(
         ctx,
         lambda api: api.table(params.base, params.table).batch_upsert(
             records, key_fields=params.key_fields, typecast=params.typecast
@@ -218,5 +218,7 @@ class DeleteOutput(BaseModel):
 @node("airtable.delete_records", credential="airtable")
 async def delete_records(ctx: NodeContext, params: DeleteParams) -> DeleteOutput:
     """Delete Airtable records by id (in batches of 10)."""
-    results = await transport.run(ctx, lambda api: api.table(params.base, params.table).batch_delete(params.record_ids))
+    results = await transport.request(
+        ctx, lambda api: api.table(params.base, params.table).batch_delete(params.record_ids)
+    )
     return DeleteOutput(deleted=[r["id"] for r in results if r.get("deleted")])

@@ -1,19 +1,17 @@
 """The one place Airtable nodes talk to Airtable: client construction, paging and error mapping.
 
-pyairtable is synchronous (requests), so calls run in a worker thread. Its retry strategy
-(five retries of every 429) is off and its timeout, unset by default, is explicit: retries are
-Prefect's, per node, and visible. Airtable's failures land on the node error tree:
-
-* 401 -> ``AuthError`` (an OAuth credential is refreshed once by :func:`nodes.auth.with_token`);
-* 429, 5xx, timeouts, connection errors -> ``TransientError``; after a 429 Airtable asks for
-  30 seconds of quiet, so that is the wait unless a ``Retry-After`` header says otherwise;
-* 403, 404, 422 and any other 4xx -> ``ProviderError`` carrying Airtable's own message
-  (its bodies read ``{"error": {"type": ..., "message": ...}}`` or ``{"error": "NOT_FOUND"}``).
+pyairtable is synchronous (requests), so calls run in a worker thread
+(:func:`nodes.blocking_sdk.run_blocking`). Its retry strategy (five retries of every 429) is
+off and its timeout, unset by default, is explicit: retries are Prefect's, per node, and
+visible. Airtable's failures land on the node error tree through :mod:`nodes.provider_errors`
+(401 -> ``AuthError``, refreshed once for OAuth; 429, 5xx, timeouts -> ``TransientError``;
+other 4xx -> ``ProviderError`` with Airtable's own message). Airtable's own rule: after a 429
+it asks for 30 seconds of quiet, so that is the wait unless a ``Retry-After`` header says
+otherwise. Its bodies read ``{"error": {"type": ..., "message": ...}}`` or ``{"error": "NOT_FOUND"}``.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -25,15 +23,36 @@ from pyairtable.api.types import RecordDict
 
 from nodes import safe_json
 from nodes.auth import with_token
+from nodes.blocking_sdk import run_blocking
 from nodes.context import NodeContext
-from nodes.errors import AuthError, ProviderError, TransientError, parse_retry_after
+from nodes.errors import NodeError, ProviderError
+from nodes.provider_errors import error_for_status
+from nodes.providers import ErrorRules, OAuth, Provider, register_provider
 
-PROVIDER = "airtable"
-DEFAULT_BASE_URL = "https://api.airtable.com"
-#: (connect, read) seconds.
-TIMEOUT = (10, 60)
 #: Airtable's documented penalty after a 429 when no ``Retry-After`` header says otherwise.
 RATE_LIMIT_WAIT_SECONDS = 30.0
+DESCRIPTOR = register_provider(
+    Provider(
+        name="airtable",
+        title="Airtable",
+        base_url="https://api.airtable.com",
+        per_second=5.0,  # Airtable's published limit: 5 requests a second per base
+        timeout=60.0,
+        oauth=OAuth(
+            "https://airtable.com/oauth2/v1/authorize",
+            "https://airtable.com/oauth2/v1/token",
+            ("data.records:read", "data.records:write", "schema.bases:read"),
+        ),
+        errors=ErrorRules(rate_limit_wait=RATE_LIMIT_WAIT_SECONDS),
+        nodes="airtable.*",
+    )
+)
+PROVIDER = DESCRIPTOR.name
+DEFAULT_BASE_URL = DESCRIPTOR.base_url
+#: (connect, read) seconds.
+TIMEOUT = (10, int(DESCRIPTOR.timeout))
+#: The longest one operation (which may page through many requests) may take.
+OPERATION_TIMEOUT_SECONDS = 300.0
 #: Airtable's largest list page.
 PAGE_SIZE = 100
 #: Airtable's largest write batch (create, update, upsert, delete).
@@ -91,58 +110,47 @@ def _response_message(response: requests.Response) -> str:
         body = safe_json.loads(response.content, unique_keys=False)
     except safe_json.UnsafeJSONError:
         body = None
-    found = message_of(body)
-    if found and isinstance(body, Mapping) and isinstance(body.get("error"), str):
-        # a bare code such as NOT_FOUND says little without what was asked for
-        request = response.request
-        path = urlsplit(request.url or "").path if request is not None else ""
-        if request is not None and path:
-            found = f"{found} ({request.method} {path})"
-    text = found or response.text.strip() or response.reason or f"HTTP {response.status_code}"
+    text = message_of(body) or response.text.strip() or response.reason or f"HTTP {response.status_code}"
     return text[:MESSAGE_LIMIT]
 
 
-def translate(exc: Exception, ctx: NodeContext) -> Exception:
-    """Map a requests/pyairtable failure onto the node error tree."""
+def _request_of(response: requests.Response) -> str | None:
+    """What was asked for: ``GET /v0/app.../Tasks/rec...``."""
+    request = response.request
+    path = urlsplit(request.url or "").path if request is not None else ""
+    return f"{request.method} {path}" if request is not None and path else None
+
+
+def translate(exc: Exception, ctx: NodeContext) -> NodeError | None:
+    """Map a pyairtable failure onto the node error tree (None: not one to translate)."""
     if isinstance(exc, requests.HTTPError) and exc.response is not None:
         response = exc.response
-        status = response.status_code
-        message = _response_message(response)
-        if status == 401:
-            return AuthError(
-                f"Airtable refused the credential: {message}",
-                provider=PROVIDER,
-                credential=ctx.credential_name,
-                status=401,
-            )
-        if status == 429 or status >= 500:
-            retry_after = parse_retry_after(response.headers.get("retry-after"))
-            if retry_after is None and status == 429:
-                retry_after = RATE_LIMIT_WAIT_SECONDS
-            return TransientError(message, provider=PROVIDER, status=status, retry_after=retry_after)
-        return ProviderError(message, provider=PROVIDER, status=status)
-    if isinstance(exc, requests.Timeout):
-        return TransientError(f"timed out (connect {TIMEOUT[0]}s, read {TIMEOUT[1]}s)", provider=PROVIDER)
-    if isinstance(exc, requests.ConnectionError):
-        return TransientError(f"cannot reach Airtable: {type(exc).__name__}", provider=PROVIDER)
+        return error_for_status(
+            PROVIDER,
+            response.status_code,
+            message=_response_message(response),
+            headers=dict(response.headers),
+            credential=ctx.credential_name,
+            request=_request_of(response),
+        )
     if isinstance(exc, requests.RequestException | pydantic.ValidationError):
         return ProviderError(f"unexpected response from Airtable ({type(exc).__name__})", provider=PROVIDER)
-    return exc
+    return None
 
 
-async def run(ctx: NodeContext, operation: Callable[[Api], T]) -> T:
+async def request(ctx: NodeContext, operation: Callable[[Api], T]) -> T:
     """Run a blocking pyairtable ``operation(api)`` in a thread with the node's credential,
     translating its errors (an OAuth token refused with 401 is refreshed once)."""
 
     async def attempt(token: str, base_url: str | None) -> T:
-        api = client(token, base_url)
-        try:
-            return await asyncio.to_thread(operation, api)
-        except (requests.RequestException, pydantic.ValidationError) as exc:
-            raise translate(exc, ctx) from exc
-        except RecursionError as exc:  # pyairtable parsed a hostile body nested thousands deep
-            raise ProviderError("Airtable answered JSON nested too deeply to read", provider=PROVIDER) from exc
-        finally:
-            api.session.close()
+        return await run_blocking(
+            PROVIDER,
+            client(token, base_url),
+            operation,
+            timeout=OPERATION_TIMEOUT_SECONDS,
+            request_timeout=TIMEOUT[1],
+            translate=lambda exc: translate(exc, ctx),
+            close=lambda api: api.session.close(),
+        )
 
     return await with_token(ctx, attempt)

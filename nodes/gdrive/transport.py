@@ -23,10 +23,9 @@ import httpx
 
 from nodes.context import NodeContext
 from nodes.errors import ProviderError
-from nodes.rest import RestProvider, try_json
+from nodes.providers import ErrorRules, OAuth, Provider, register_provider
+from nodes.rest import RestProvider
 
-PROVIDER = "gdrive"
-DEFAULT_BASE_URL = "https://www.googleapis.com"
 FILES_PATH = "/drive/v3/files"
 UPLOAD_PATH = "/upload/drive/v3/files"
 #: Drive's largest ``pageSize`` for files.list.
@@ -58,21 +57,39 @@ def message_of(body: Any) -> str | None:
     return str(body["message"]) if isinstance(body.get("message"), str) else None
 
 
-def reasons_of(response: httpx.Response) -> set[str]:
-    """The ``errors[].reason`` values of a Google error response."""
-    body = try_json(response)
+def reasons_of(body: Any) -> set[str]:
+    """The ``errors[].reason`` values of a (parsed) Google error body."""
     error = body.get("error") if isinstance(body, Mapping) else None
     if not isinstance(error, Mapping):
         return set()
     return {str(e["reason"]) for e in error.get("errors") or [] if isinstance(e, Mapping) and e.get("reason")}
 
 
-def is_transient(response: httpx.Response) -> bool:
+def is_rate_limited(status: int, headers: Mapping[str, str], body: Any) -> bool:
     """A 403 rate limit (Google's usageLimits reasons) is worth retrying."""
-    return response.status_code == 403 and bool(reasons_of(response) & RATE_LIMIT_REASONS)
+    return status == 403 and bool(reasons_of(body) & RATE_LIMIT_REASONS)
 
 
-DRIVE = RestProvider(PROVIDER, DEFAULT_BASE_URL, timeout=60.0, message_of=message_of, is_transient=is_transient)
+DESCRIPTOR = register_provider(
+    Provider(
+        name="gdrive",
+        title="Google Drive",
+        base_url="https://www.googleapis.com",
+        per_second=10.0,  # Drive: 12,000 requests a minute per user
+        timeout=60.0,
+        oauth=OAuth(
+            "https://accounts.google.com/o/oauth2/v2/auth",
+            "https://oauth2.googleapis.com/token",
+            ("https://www.googleapis.com/auth/drive",),
+            {"access_type": "offline", "prompt": "consent"},
+        ),
+        errors=ErrorRules(is_transient=is_rate_limited),
+        nodes="gdrive.*",
+    )
+)
+PROVIDER = DESCRIPTOR.name
+DEFAULT_BASE_URL = DESCRIPTOR.base_url
+DRIVE = RestProvider(DESCRIPTOR, message_of=message_of)
 
 
 def _object(response: httpx.Response) -> dict[str, Any]:

@@ -74,7 +74,7 @@ async def get_issue(ctx: NodeContext, params: IssueRef) -> Issue:
         ]
         return _issue(raw, comments)
 
-    return await transport.run(ctx, fetch)
+    return await transport.request(ctx, fetch, what=f"issue {params.repo}#{params.number}")
 
 
 class ListIssuesParams(Params):
@@ -114,7 +114,7 @@ async def list_issues(ctx: NodeContext, params: ListIssuesParams) -> IssueList:
         # islice stops after `limit` items, before the paginated list asks for another page
         return [IssueSummary(**_fields(raw)) for raw in itertools.islice(listed, params.limit)]
 
-    issues = await transport.run(ctx, fetch)
+    issues = await transport.request(ctx, fetch, what=f"repository {params.repo}")
     return IssueList(issues=issues, count=len(issues))
 
 
@@ -128,11 +128,12 @@ class CreateIssueParams(Params):
 @node("github.create_issue", credential="github")
 async def create_issue(ctx: NodeContext, params: CreateIssueParams) -> Issue:
     """Open a new issue."""
-    raw = await transport.run(
+    raw = await transport.request(
         ctx,
         lambda github: github.get_repo(params.repo).create_issue(
             title=params.title, body=params.body or "", labels=params.labels
         ),
+        what=f"repository {params.repo}",
     )
     return _issue(raw)
 
@@ -144,9 +145,10 @@ class CommentParams(IssueRef):
 @node("github.comment", credential="github")
 async def comment(ctx: NodeContext, params: CommentParams) -> Comment:
     """Comment on an issue or pull request."""
-    raw = await transport.run(
+    raw = await transport.request(
         ctx,  # lazy client: get_issue makes no request, create_comment does
         lambda github: github.get_repo(params.repo).get_issue(params.number).create_comment(params.body),
+        what=f"issue {params.repo}#{params.number}",
     )
     return Comment(id=raw.id, author=raw.user.login if raw.user else None, body=raw.body, url=raw.html_url)
 
@@ -168,4 +170,4 @@ async def add_labels(ctx: NodeContext, params: AddLabelsParams) -> LabelsOutput:
         issue.add_to_labels(*params.labels)
         return [label.name for label in issue.get_labels()]
 
-    return LabelsOutput(labels=await transport.run(ctx, add))
+    return LabelsOutput(labels=await transport.request(ctx, add, what=f"issue {params.repo}#{params.number}"))

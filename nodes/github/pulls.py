@@ -82,7 +82,7 @@ async def list_pull_requests(ctx: NodeContext, params: ListPullsParams) -> PullR
         # islice stops after `limit` items, before the paginated list asks for another page
         return [_pull(raw) for raw in itertools.islice(github.get_repo(params.repo).get_pulls(**filters), params.limit)]
 
-    pulls = await transport.run(ctx, fetch)
+    pulls = await transport.request(ctx, fetch, what=f"repository {params.repo}")
     return PullRequestList(pull_requests=pulls, count=len(pulls))
 
 
@@ -101,10 +101,11 @@ class CreatePullParams(Params):
 async def create_pull_request(ctx: NodeContext, params: CreatePullParams) -> PullRequest:
     """Open a pull request (fails if one is already open for the same branches)."""
     extra: dict[str, Any] = {"body": params.body} if params.body is not None else {}
-    raw = await transport.run(
+    raw = await transport.request(
         ctx,
         lambda github: github.get_repo(params.repo).create_pull(
             base=params.base, head=params.head, title=params.title, draft=params.draft, **extra
         ),
+        what=f"repository {params.repo}",
     )
     return _pull(raw)

@@ -32,7 +32,11 @@ class ReadFileOutput(BaseModel):
 async def read_file(ctx: NodeContext, params: ReadFileParams) -> ReadFileOutput:
     """Read a file from a GitHub repository (text is decoded; a binary file becomes a file reference)."""
     kwargs: dict[str, Any] = {"ref": params.ref} if params.ref else {}
-    found = await transport.run(ctx, lambda github: github.get_repo(params.repo).get_contents(params.path, **kwargs))
+    found = await transport.request(
+        ctx,
+        lambda github: github.get_repo(params.repo).get_contents(params.path, **kwargs),
+        what=f"{params.path!r} in {params.repo}" + (f" at {params.ref}" if params.ref else ""),
+    )
     if isinstance(found, list):
         raise ProviderError(f"{params.path!r} in {params.repo} is a directory, not a file", provider=transport.PROVIDER)
     raw: bytes = found.decoded_content

@@ -67,4 +67,5 @@ async def write_file(ctx: NodeContext, params: WriteFileParams) -> WriteFileOutp
         content, commit = cast(ContentFile, result["content"]), cast(Commit, result["commit"])
         return WriteFileOutput(path=content.path, sha=content.sha, commit_sha=commit.sha, created=sha is None)
 
-    return await transport.run(ctx, write)
+    where = f"repository {params.repo}" + (f" branch {params.branch}" if params.branch else "")
+    return await transport.request(ctx, write, what=where)

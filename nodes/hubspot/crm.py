@@ -110,7 +110,7 @@ class UpsertContactOutput(BaseModel):
 async def upsert_contact(ctx: NodeContext, params: UpsertContactParams) -> UpsertContactOutput:
     """Create a HubSpot contact, or update the one with that email."""
     properties = {"email": params.email, **_properties(params.properties)}
-    data = await transport.call(
+    data = await transport.request(
         ctx,
         "POST",
         "/crm/v3/objects/contacts/batch/upsert",
@@ -166,7 +166,7 @@ async def create_deal(ctx: NodeContext, params: CreateDealParams) -> DealOutput:
     body: dict[str, Any] = {"properties": properties}
     if params.contact_id:
         body["associations"] = [_association(params.contact_id, transport.DEAL_TO_CONTACT)]
-    data = await transport.call(ctx, "POST", "/crm/v3/objects/deals", body=body)
+    data = await transport.request(ctx, "POST", "/crm/v3/objects/deals", body=body)
     return DealOutput(id=str(data["id"]), properties=data.get("properties") or {})
 
 
@@ -209,7 +209,7 @@ async def add_note(ctx: NodeContext, params: AddNoteParams) -> NoteOutput:
         "hs_note_body": params.body,
         "hs_timestamp": transport.timestamp(params.timestamp or datetime.now(UTC)),
     }
-    data = await transport.call(
+    data = await transport.request(
         ctx, "POST", "/crm/v3/objects/notes", body={"properties": properties, "associations": associations}
     )
     return NoteOutput(id=str(data["id"]))

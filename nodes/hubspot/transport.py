@@ -21,10 +21,25 @@ from typing import Any
 from nodes import safe_json
 from nodes.context import NodeContext
 from nodes.errors import ProviderError
+from nodes.providers import OAuth, Provider, register_provider
 from nodes.rest import RestProvider
 
-PROVIDER = "hubspot"
-DEFAULT_BASE_URL = "https://api.hubapi.com"
+DESCRIPTOR = register_provider(
+    Provider(
+        name="hubspot",
+        title="HubSpot",
+        base_url="https://api.hubapi.com",
+        per_second=10.0,  # HubSpot private apps: 100 requests per 10 s
+        oauth=OAuth(
+            "https://app.hubspot.com/oauth/authorize",
+            "https://api.hubapi.com/oauth/v1/token",
+            ("crm.objects.contacts.read", "crm.objects.contacts.write"),
+        ),
+        nodes="hubspot.*",
+    )
+)
+PROVIDER = DESCRIPTOR.name
+DEFAULT_BASE_URL = DESCRIPTOR.base_url
 #: Records per search request (HubSpot's documented page limit is 100; newer docs allow 200).
 SEARCH_PAGE_SIZE = 100
 
@@ -68,10 +83,10 @@ def message_of(body: Any) -> str | None:
     return f"{message} ({'; '.join(details)})" if details else message
 
 
-HUBSPOT = RestProvider(PROVIDER, DEFAULT_BASE_URL, message_of=message_of)
+HUBSPOT = RestProvider(DESCRIPTOR, message_of=message_of)
 
 
-async def call(ctx: NodeContext, method: str, path: str, *, body: Any = None) -> dict[str, Any]:
+async def request(ctx: NodeContext, method: str, path: str, *, body: Any = None) -> dict[str, Any]:
     """One HubSpot request; returns the JSON object it answered (errors are node errors)."""
     response = await HUBSPOT.request(ctx, method, path, json=body)
     data = HUBSPOT.json_of(response)
@@ -92,7 +107,7 @@ async def search(
         page = {**body, "limit": min(SEARCH_PAGE_SIZE, limit - len(records))}
         if after is not None:
             page["after"] = after
-        data = await call(ctx, "POST", f"/crm/v3/objects/{object_type}/search", body=page)
+        data = await request(ctx, "POST", f"/crm/v3/objects/{object_type}/search", body=page)
         total = int(data.get("total") or 0)
         results = [r for r in data.get("results") or [] if isinstance(r, dict)]
         records.extend(results)

@@ -9,6 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from switchboard import providers
 from switchboard.cli.output import (
     emit_json,
     out,
@@ -21,7 +22,7 @@ app = typer.Typer(help="Encrypted credentials (secrets are read from stdin or a 
 @app.command("add")
 def credentials_add(
     name: Annotated[str, typer.Argument(help="The name workflows use in `credential:`.")],
-    provider: Annotated[str, typer.Option("--provider", help="github, airtable, openai, hubspot, gdrive, ...")],
+    provider: Annotated[str, typer.Option("--provider", help=", ".join(providers.names()) + ", ...")],
     base_url: Annotated[str | None, typer.Option("--base-url", help="API base URL (Enterprise, self-hosted).")] = None,
     owner: Annotated[str | None, typer.Option("--owner", help="A Slack user id: that user's own credential.")] = None,
     scopes: Annotated[list[str] | None, typer.Option("--scopes", help="OAuth scopes (repeatable).")] = None,

@@ -99,7 +99,6 @@ class FakeAirtable:
         self.tables: list[FakeTable] = []
         self._ids = itertools.count(1)
         self._iterators: dict[str, deque[dict[str, Any]]] = {}
-        self._failures: deque[tuple[str | None, Reply]] = deque()
         self._lock = threading.Lock()
         if token is not None:
             http.require_token(token)
@@ -142,8 +141,7 @@ class FakeAirtable:
         self, status: int, body: Any = None, headers: dict[str, str] | None = None, *, method: str | None = None
     ) -> None:
         """Answer the next Airtable request (of ``method``, if given) with this reply instead."""
-        with self._lock:
-            self._failures.append((method.upper() if method else None, Reply(status, body, headers or {})))
+        self.http.fail_next(status, body, headers, method=method, path=PREFIX)
 
     def requests(self, method: str | None = None) -> list[Recorded]:
         """Every request the fake received under ``/v0/`` (oldest first)."""
@@ -155,10 +153,6 @@ class FakeAirtable:
 
     def _handle(self, request: Recorded) -> Reply:
         with self._lock:
-            for index, (method, reply) in enumerate(self._failures):
-                if method is None or method == request.method:
-                    del self._failures[index]
-                    return reply
             try:
                 return self._dispatch(request)
             except AirtableFailure as failure:

@@ -257,7 +257,6 @@ class FakeDrive:
         self.export_limit = EXPORT_LIMIT
         #: Serve at most this many files per page (Drive may return short pages).
         self.page_cap: int | None = None
-        self._failures: deque[Reply] = deque()
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         if token is not None:
@@ -286,12 +285,8 @@ class FakeDrive:
 
     def fail_next(self, *replies: Reply) -> None:
         """Answer the next Drive requests with ``replies`` (e.g. a 429), then behave again."""
-        with self._lock:
-            self._failures.extend(replies)
-
-    def _failure(self) -> Reply | None:
-        with self._lock:
-            return self._failures.popleft() if self._failures else None
+        for reply in replies:
+            self.http.fail_next(reply, path=(FILES, UPLOAD))
 
     def requests(self, path: str = FILES, method: str = "GET") -> list[Recorded]:
         return self.http.calls(path, method)
@@ -299,8 +294,6 @@ class FakeDrive:
     # --- files.list -------------------------------------------------------------------------
 
     def _list(self, request: Recorded) -> Reply:
-        if (failure := self._failure()) is not None:
-            return failure
         query = {k: v[0] for k, v in request.query.items()}
         try:
             predicate = parse_query(query["q"]) if query.get("q") else None
@@ -336,8 +329,6 @@ class FakeDrive:
     # --- files.get / alt=media / files.export ----------------------------------------------
 
     def _get(self, request: Recorded) -> Reply:
-        if (failure := self._failure()) is not None:
-            return failure
         rest = request.path[len(FILES) + 1 :]
         file_id, _, action = rest.partition("/")
         query = {k: v[0] for k, v in request.query.items()}
@@ -382,8 +373,6 @@ class FakeDrive:
     # --- files.create (multipart upload) ----------------------------------------------------
 
     def _upload(self, request: Recorded) -> Reply:
-        if (failure := self._failure()) is not None:
-            return failure
         query = {k: v[0] for k, v in request.query.items()}
         if query.get("uploadType") != "multipart":
             return invalid("uploadType", "Invalid value for uploadType (this fake speaks multipart)")

@@ -20,7 +20,6 @@ import hashlib
 import itertools
 import json
 import threading
-from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -70,7 +69,6 @@ class FakeGitHub:
         #: Every commit the contents API made: repo, branch, path, message, sha, content.
         self.commits: list[dict[str, Any]] = []
         self._repos: dict[str, _Repo] = {}
-        self._faults: dict[tuple[str, str], deque[Reply]] = {}
         self._lock = threading.RLock()
         self._commit_ids = itertools.count(1)
 
@@ -187,7 +185,8 @@ class FakeGitHub:
         """Answer the next requests to a stateful endpoint with ``replies`` (one each), then normally."""
         with self._lock:
             self._repo(self._split(path)[0])
-            self._faults.setdefault((method.upper(), path), deque()).extend(replies)
+        for reply in replies:
+            self.http.fail_next(reply, method=method, path=path, prefix=False)
 
     # internals ------------------------------------------------------------------------------
 
@@ -206,13 +205,10 @@ class FakeGitHub:
         return max(self._repo(repo).issues, default=0) + 1
 
     def _guarded(self, handler: Callable[[Recorded], Reply]) -> Callable[[Recorded], Reply]:
-        """``handler`` under the lock, after any replies queued by :meth:`fail_next`."""
+        """``handler`` under the lock (faults queued by :meth:`fail_next` are served before it)."""
 
         def handle(request: Recorded) -> Reply:
             with self._lock:
-                queued = self._faults.get((request.method, request.path))
-                if queued:
-                    return queued.popleft()
                 return handler(request)
 
         return handle

@@ -11,6 +11,12 @@ By default it speaks HTTP/1.0 and closes every connection after one response; wi
 test can see whether a client reuses them. A :class:`Reply` with ``stream`` sends a body of any
 size without building it, and :attr:`FakeHTTP.sent_bytes` says how much of it got out before
 the client hung up.
+
+Every provider fake injects faults the same way, through :meth:`FakeHTTP.fail_next`:
+
+>>> fake.fail_next(429, headers={"Retry-After": "3"})              # the next request, any path
+>>> fake.fail_next(Reply(503), times=2, method="GET", path="/v0/")  # the next two GETs under /v0/
+>>> fake.fail_next(200, hold=release)       # answer only once ``release`` (an Event) is set
 """
 
 from __future__ import annotations
@@ -70,6 +76,29 @@ class Recorded:
 Handler = Callable[[Recorded], Reply]
 
 
+@dataclass
+class Fault:
+    """A reply served instead of the normal answer to the next ``times`` matching requests."""
+
+    reply: Reply
+    times: int
+    method: str | None
+    #: A path prefix, or several.
+    path: str | tuple[str, ...] | None
+    #: ``path`` is a prefix (True) or the whole path.
+    prefix: bool = True
+    #: The server thread waits for this event before answering (a provider that hangs).
+    hold: threading.Event | None = None
+
+    def matches(self, request: Recorded) -> bool:
+        if self.method is not None and self.method != request.method:
+            return False
+        if self.path is None:
+            return True
+        paths = (self.path,) if isinstance(self.path, str) else self.path
+        return any(request.path.startswith(p) if self.prefix else request.path == p for p in paths)
+
+
 class FakeHTTP:
     """Routes ``(method, path)`` to a script of replies (the last reply repeats) or to a
     handler function; a path with neither answers 404.
@@ -92,6 +121,9 @@ class FakeHTTP:
         self._prefix_handlers: list[tuple[str, str, Handler]] = []
         self._tokens: set[str] | None = None
         self._open_paths: set[str] = set()
+        self._faults: list[Fault] = []
+        #: Called with every request as it arrives (on the server thread), faults included.
+        self.observers: list[Callable[[Recorded], None]] = []
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
 
@@ -243,17 +275,59 @@ class FakeHTTP:
         with self._lock:
             self._tokens = {token} if only or self._tokens is None else {*self._tokens, token}
 
+    def fail_next(
+        self,
+        status: int | Reply,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+        *,
+        times: int = 1,
+        method: str | None = None,
+        path: str | tuple[str, ...] | None = None,
+        prefix: bool = True,
+        hold: threading.Event | None = None,
+    ) -> None:
+        """Answer the next ``times`` requests (of ``method``, under ``path`` — or at exactly
+        ``path`` with ``prefix=False`` — when given) that pass the token check with this reply
+        instead of the scripted or routed one; faults queued earlier are served first.
+        ``hold``: wait for the event before answering."""
+        reply = status if isinstance(status, Reply) else Reply(status, body, headers or {})
+        with self._lock:
+            self._faults.append(Fault(reply, times, method.upper() if method else None, path, prefix, hold))
+
+    def clear_faults(self, path: str | None = None) -> None:
+        """Drop the faults still queued (those given ``path``, or all)."""
+        with self._lock:
+            self._faults = [f for f in self._faults if path is not None and f.path != path]
+
+    def _take_fault(self, recorded: Recorded) -> Fault | None:
+        for fault in self._faults:
+            if fault.matches(recorded):
+                fault.times -= 1
+                if fault.times <= 0:
+                    self._faults.remove(fault)
+                return fault
+        return None
+
     def calls(self, path: str, method: str | None = None) -> list[Recorded]:
         with self._lock:
             return [r for r in self.requests if r.path == path and (method is None or r.method == method)]
 
     def _record_and_pick(self, recorded: Recorded) -> Reply:
+        for observe in list(self.observers):
+            observe(recorded)
         with self._lock:
             self.requests.append(recorded)
             if self._tokens is not None and recorded.path not in self._open_paths:
                 _scheme, _, presented = recorded.headers.get("authorization", "").partition(" ")
                 if presented.strip() not in self._tokens:  # "Bearer X", or GitHub's "token X"
                     return Reply(401, {"message": "Bad credentials", "error": {"message": "invalid token"}})
+            fault = self._take_fault(recorded)
+        if fault is not None:
+            if fault.hold is not None:
+                fault.hold.wait(timeout=60)  # bounded: a test that forgets to release must not hang
+            return fault.reply
+        with self._lock:
             script = self._scripts.get((recorded.method, recorded.path))
             handler = self._handlers.get((recorded.method, recorded.path))
             if handler is None and not script:

@@ -27,7 +27,6 @@ import json
 import re
 import threading
 import uuid
-from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -133,7 +132,6 @@ class FakeHubSpot:
         self.associations: list[tuple[str, str, str, str, int]] = []
         self._ids = itertools.count(1001)
         self._lock = threading.Lock()
-        self._failures: dict[tuple[str, str], deque[Reply]] = {}
         if token is not None:
             http.require_token(token)
         http.route("POST", SEARCH_PATH, self._guard(self._search))
@@ -151,8 +149,8 @@ class FakeHubSpot:
     def fail_next(self, method: str, path: str, *replies: Reply) -> None:
         """Answer the next requests to ``(method, path)`` with ``replies`` (e.g. a 429), then
         behave normally again."""
-        with self._lock:
-            self._failures.setdefault((method.upper(), path), deque()).extend(replies)
+        for reply in replies:
+            self.http.fail_next(reply, method=method, path=path, prefix=False)
 
     def add_contact(self, **properties: str) -> str:
         """Store a contact with these properties; returns its id."""
@@ -175,10 +173,6 @@ class FakeHubSpot:
 
     def _guard(self, handler: Callable[[Any], Reply]) -> Callable[[Recorded], Reply]:
         def handle(request: Recorded) -> Reply:
-            with self._lock:
-                queued = self._failures.get((request.method, request.path))
-                if queued:
-                    return queued.popleft()
             try:
                 if request.method != "GET":
                     try:

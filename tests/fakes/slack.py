@@ -93,12 +93,11 @@ class FakeSlack:
     _grants: dict[str, Grant] = field(default_factory=dict)
     messages: dict[tuple[str, str], Message] = field(default_factory=dict)
     _ts: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
-    #: Scripted answers per method, used (oldest first) before the method's normal handler.
-    _failures: dict[str, list[Reply]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
         self.teams.setdefault(self.token, TEAM)
+        self.http.observers.append(self._record_call)
         self.http.route("GET", "/oauth/v2/authorize", self._authorize)
         self.http.route("POST", "/api/", self._api, prefix=True)
         self.http.route("GET", "/api/", self._api, prefix=True)  # slack_sdk GETs some read methods
@@ -124,16 +123,12 @@ class FakeSlack:
 
     def fail_next(self, method: str, *replies: Reply) -> None:
         """Answer the next calls of ``method`` with ``replies`` (e.g. :func:`ratelimited`, :func:`error`)."""
-        with self._lock:
-            self._failures.setdefault(method, []).extend(replies)
+        for reply in replies:
+            self.http.fail_next(reply, path=f"/api/{method}", prefix=False)
 
     def clear_failures(self, method: str | None = None) -> None:
         """Drop the failures still queued (for ``method``, or all): Slack is back."""
-        with self._lock:
-            if method is None:
-                self._failures.clear()
-            else:
-                self._failures.pop(method, None)
+        self.http.clear_faults(None if method is None else f"/api/{method}")
 
     def calls(self, method: str | None = None) -> list[SlackCall]:
         with self._lock:
@@ -219,17 +214,26 @@ class FakeSlack:
             "authed_user": installer,
         }
 
+    @staticmethod
+    def _token(request: Recorded) -> str:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        return token if scheme.lower() == "bearer" else ""
+
+    def _record_call(self, request: Recorded) -> None:
+        """Every Web API call, answered by a fault (:meth:`fail_next`) or not."""
+        if not request.path.startswith("/api/"):
+            return
+        token = self._token(request)
+        with self._lock:
+            method, team = request.path.removeprefix("/api/"), self.teams.get(token)
+            self.calls_made.append(SlackCall(method, _arguments(request), token or None, team))
+
     def _api(self, request: Recorded) -> Reply:
         method = request.path.removeprefix("/api/")
         args = _arguments(request)
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        token = token if scheme.lower() == "bearer" else ""
+        token = self._token(request)
         with self._lock:
             team = self.teams.get(token)
-            self.calls_made.append(SlackCall(method, args, token or None, team))
-            scripted = self._failures.get(method)
-            if scripted:
-                return scripted.pop(0)
         if method == "apps.connections.open":
             return Reply(200, {"ok": True, "url": self.socket_url} if self.socket_url else _error("not_configured"))
         if method == "oauth.v2.access":

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from nodes.errors import NodeError, ProviderError
+from nodes.providers import Provider
 from nodes.rest import RestProvider
 from tests.fakes.http import FakeHTTP, Reply
 from tests.nodes.context import call_node, guarded_client, make_context
@@ -42,7 +43,7 @@ async def test_http_request_keeps_the_text_of_a_malformed_json_body(fake_http: F
 
 async def test_rest_provider_error_bodies_are_parsed_within_bounds(fake_http: FakeHTTP) -> None:
     fake_http.script("GET", "/deep", deep(400))
-    provider = RestProvider("fakeapi", fake_http.base_url)
+    provider = RestProvider(Provider("fakeapi", "Fake API", fake_http.base_url))
     with pytest.raises(ProviderError) as raised:
         await provider.request(make_context(credential=credential(fake_http)), "GET", "/deep")
     assert raised.value.status == 400 and "[[[[" in str(raised.value)
@@ -50,7 +51,7 @@ async def test_rest_provider_error_bodies_are_parsed_within_bounds(fake_http: Fa
 
 async def test_rest_provider_json_of_refuses_a_deep_body(fake_http: FakeHTTP) -> None:
     fake_http.script("GET", "/deep", deep())
-    provider = RestProvider("fakeapi", fake_http.base_url)
+    provider = RestProvider(Provider("fakeapi", "Fake API", fake_http.base_url))
     response = await provider.request(make_context(credential=credential(fake_http)), "GET", "/deep")
     with pytest.raises(ProviderError, match="fakeapi's response nests deeper than 64 levels"):
         provider.json_of(response)

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from nodes.context import NodeContext
+from nodes.providers import Provider
 from nodes.rest import RestProvider
 from tests.fakes.http import FakeHTTP, Recorded, Reply
 from tests.nodes.context import make_context
@@ -23,7 +24,7 @@ TOKEN = "rest-token"
 
 
 def provider_for(base_url: str) -> tuple[RestProvider, NodeContext]:
-    provider = RestProvider("fakeapi", base_url)
+    provider = RestProvider(Provider("fakeapi", "Fake API", base_url))
     return provider, make_context(credential={"token": TOKEN, "base_url": base_url})
 
 
