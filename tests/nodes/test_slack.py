@@ -14,9 +14,9 @@ from nodes.errors import AuthError, ProviderError, TransientError
 from storage.runs import RunStore
 from switchboard.credentials import credential_store
 from switchboard.settings import Settings
-from tests.bot.conftest import Bot, bot  # noqa: F401 - imported, the bot fixture (tests/bot/) serves here too
 from tests.fakes.http import FakeHTTP
 from tests.fakes.slack import BOT_TOKEN, FakeSlack, error, ratelimited, slash_command
+from tests.helpers.bot_server import Bot
 from tests.nodes.context import call_node, make_context
 
 BLOCKS = [
@@ -76,7 +76,7 @@ async def test_thread_run_without_a_run_thread_posts_top_level(slack: FakeSlack)
     assert out["channel"] == "C1" and out["thread_ts"] is None
 
 
-async def test_thread_run_replies_in_the_slack_thread_of_a_bot_started_run(bot: Bot) -> None:  # noqa: F811
+async def test_thread_run_replies_in_the_slack_thread_of_a_bot_started_run(bot: Bot) -> None:
     store = credential_store(bot.engine, Settings())
     await store.add("slack-bot", provider="slack", secret=BOT_TOKEN, base_url=bot.slack.api_url, actor="test")
     await bot.apply(
