@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import difflib
 import gc
+import os
+import socket
 from collections import deque
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -20,6 +22,7 @@ from pydantic import ValidationError
 
 from flows.expressions import Compiled, ExpressionError, Template, compile_value
 from flows.model import DefinitionError, NodeDef, Problem, Workflow, load_definition
+from nodes.plugins import failed_plugins
 from nodes.registry import REGISTRY, NodeSpec, Registry, UnknownNodeTypeError
 
 
@@ -69,6 +72,21 @@ class Plan:
             for source in planned.upstream:
                 out[source].append(planned.id)
         return out
+
+
+def _unknown_type(exc: UnknownNodeTypeError) -> str:
+    """An unknown type, with where it is unknown: plans are built by the process that runs them
+    (a worker may lack a plugin the CLI has), and which plugins failed to load there."""
+    if exc.suggestions:
+        return str(exc)
+    broken = ", ".join(f"{plugin.name} ({plugin.error})" for plugin in failed_plugins())
+    where = f" on {socket.gethostname()} (pid {os.getpid()})"
+    hint = (
+        f"; node plugins that did not load here: {broken}"
+        if broken
+        else "; is the plugin that provides it installed here?"
+    )
+    return f"{exc}{where}{hint}"
 
 
 def _close(name: str, known: Mapping[str, Any]) -> str:
@@ -146,7 +164,7 @@ def _build_plan(source: Any, registry: Registry) -> Plan:
         try:
             spec = registry.get(n.type, n.type_version)
         except UnknownNodeTypeError as exc:
-            problems.append(Problem(str(exc), node=n.id, field="type"))
+            problems.append(Problem(_unknown_type(exc), node=n.id, field="type"))
             continue
         ok = True
         compiled_fields: dict[str, Compiled | None] = {}

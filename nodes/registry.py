@@ -13,7 +13,8 @@ import difflib
 import inspect
 import typing
 from collections.abc import Awaitable, Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, TypeAdapter, create_model
@@ -67,6 +68,17 @@ class NodeSpec:
     #: Call ``fn(ctx, params_model)`` (True) or ``fn(ctx, **fields)`` (False).
     takes_model: bool = True
     field_names: tuple[str, ...] = field(default=())
+    #: The installed distribution that registered the node (a plugin, or Switchboard itself)
+    #: and its version; None for a node registered by the running program's own code.
+    package: str | None = None
+    package_version: str | None = None
+
+    @property
+    def origin(self) -> str:
+        """Where the node comes from, for people: ``package version`` or the defining module."""
+        if self.package:
+            return f"{self.package} {self.package_version or ''}".strip()
+        return f"{self.fn.__module__} (not a package)"
 
     @property
     def key(self) -> str:
@@ -95,8 +107,21 @@ class Registry:
     def __init__(self) -> None:
         self._specs: dict[tuple[str, int], NodeSpec] = {}
         self._latest: dict[str, NodeSpec] = {}
+        #: The distribution whose nodes are being registered (:meth:`registering_for`).
+        self._package: tuple[str, str | None] | None = None
+
+    @contextmanager
+    def registering_for(self, package: str, version: str | None) -> Iterator[None]:
+        """Attribute the nodes registered inside to ``package`` at ``version`` (plugin loading)."""
+        previous, self._package = self._package, (package, version)
+        try:
+            yield
+        finally:
+            self._package = previous
 
     def add(self, spec: NodeSpec) -> None:
+        if self._package is not None and spec.package is None:
+            spec = replace(spec, package=self._package[0], package_version=self._package[1])
         key = (spec.type, spec.version)
         if key in self._specs:
             existing = self._specs[key].fn

@@ -20,6 +20,7 @@ from flows.model import DefinitionError, InputError, Problem, Workflow  # noqa: 
 from flows.results import NodeResult, RunResult  # noqa: E402
 from nodes import NodeContext, node  # noqa: E402
 from nodes.errors import AuthError, NodeConfigError, NodeError, ProviderError, TransientError  # noqa: E402
+from nodes.params import Params  # noqa: E402
 from switchboard.api import (  # noqa: E402
     NotRetryableError,
     RunNotFoundError,
@@ -47,6 +48,7 @@ __all__ = [
     "NodeError",
     "NodeResult",
     "NotRetryableError",
+    "Params",
     "Problem",
     "ProviderError",
     "RunNotFoundError",
@@ -63,3 +65,10 @@ __all__ = [
     "run",
     "validate",
 ]
+
+# Node plugins (installed packages with `switchboard.nodes` entry points) load last, when
+# everything they may import from `switchboard` exists: every process that imports
+# switchboard (CLI, bot, workers, the deployment entrypoint) has the same node types.
+from nodes.plugins import load_plugins  # noqa: E402
+
+load_plugins()

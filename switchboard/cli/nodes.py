@@ -12,6 +12,7 @@ from rich.table import Table
 
 from flows.model import Workflow
 from nodes import catalogue
+from nodes.plugins import failed_plugins
 from nodes.registry import REGISTRY, UnknownNodeTypeError
 from switchboard.cli.output import (
     EXIT_INVALID,
@@ -48,6 +49,8 @@ def nodes(
                 "version": s.version,
                 "description": s.description,
                 "credential": s.credential,
+                "package": s.package,
+                "package_version": s.package_version,
                 "params": s.params_schema(),
                 "output": s.output_schema,
             }
@@ -60,16 +63,24 @@ def nodes(
         table.add_column("type")
         table.add_column("v")
         table.add_column("params")
+        table.add_column("from")
         table.add_column("description", overflow="fold")
         for s in specs:
             names = [f.alias or name for name, f in s.params_model.model_fields.items()]
-            table.add_row(s.type, str(s.version), ", ".join(names), escape(s.summary))
+            table.add_row(s.type, str(s.version), ", ".join(names), escape(s.origin), escape(s.summary))
         out.print(table)
+        for plugin in failed_plugins():
+            err.print(
+                f"[red]✗[/red] node plugin {escape(plugin.name)} ({escape(plugin.value)}"
+                f"{', ' + escape(plugin.package) if plugin.package else ''}) did not load: {escape(plugin.error or '')}"
+            )
         out.print("details: switchboard nodes TYPE")
         return
     spec = specs[0]
     out.print(
-        f"[bold]{spec.type}[/bold] v{spec.version}" + (f" · credential: {spec.credential}" if spec.credential else "")
+        f"[bold]{spec.type}[/bold] v{spec.version}"
+        + (f" · credential: {spec.credential}" if spec.credential else "")
+        + f" · from {escape(spec.origin)}"
     )
     out.print(escape(spec.description))
     table = Table(title="params", title_justify="left")

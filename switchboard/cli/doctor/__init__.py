@@ -19,6 +19,7 @@ from switchboard.cli.doctor import database as db_checks
 from switchboard.cli.doctor import prefect as prefect_checks
 from switchboard.cli.doctor import slack as slack_checks
 from switchboard.cli.doctor.checks import MARKS, TIMEOUT, Check, Status, reason, redact_url
+from switchboard.cli.doctor.plugins import plugins
 from switchboard.health import probe_database
 from switchboard.settings import Settings
 
@@ -54,4 +55,5 @@ async def run_checks(settings: Settings, *, slack_api: bool = True) -> list[Chec
     checks += await prefect_checks.prefect(api_url or None)
     checks += await slack_checks.slack(settings, call_api=slack_api)
     checks.append(slack_checks.public_url(settings, webhooks=webhooks))
+    checks.append(plugins())
     return checks

@@ -1,0 +1,1 @@
+"""An example Switchboard node plugin (see ``nodes.py`` and ``pyproject.toml``)."""
