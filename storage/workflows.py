@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from sqlalchemy import select
@@ -69,6 +70,25 @@ class ApplyResult:
     created: bool
 
 
+class _DryRun(Exception):
+    """Raised inside a folder's transaction to roll it back after computing its changes."""
+
+
+ChangeKind = Literal["created", "new version", "unchanged", "archived"]
+
+
+@dataclass(frozen=True)
+class FolderChange:
+    """What applying a folder does (or would do) to one stored workflow."""
+
+    name: str
+    change: ChangeKind
+    version: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "change": self.change, "version": self.version}
+
+
 def checksum(definition: dict[str, Any]) -> str:
     """A stable hash of a definition's content (key order and formatting do not matter)."""
     canonical = json.dumps(definition, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
@@ -109,38 +129,81 @@ class WorkflowStore:
         writers creating the same version) is retried, never lost or duplicated.
         """
         name = definition["name"]
-        digest = checksum(definition)
 
         async def write() -> ApplyResult:
             async with self.sessions() as session, session.begin():
-                row = await self._workflow(session, name, for_update=True)
-                if row is None:
-                    row = WorkflowRow(name=name, latest_version=0)
-                    session.add(row)
-                    await session.flush()
-                elif row.latest_version:
-                    latest = await self._version_row(session, row, row.latest_version)
-                    if latest.checksum == digest and row.archived_at is None:
-                        return ApplyResult(name, row.latest_version, created=False)
-                version = row.latest_version + 1
-                session.add(
-                    WorkflowVersionRow(
-                        workflow_id=row.id,
-                        version=version,
-                        checksum=digest,
-                        definition=definition,
-                        created_by=actor,
-                        note=note,
-                    )
-                )
-                row.latest_version = version
-                row.description = definition.get("description")
-                row.updated_at = utcnow()
-                row.archived_at = None
-                await record(session, actor=actor, action=action, target=f"{name} v{version}", detail={"note": note})
-            return ApplyResult(name, version, created=True)
+                return await self._apply_in(session, definition, actor=actor, note=note, action=action)
 
         return await retry_conflicts(write, what=f"workflow {name!r}")
+
+    async def apply_all(
+        self, definitions: list[dict[str, Any]], *, actor: str, prune: bool = False, dry_run: bool = False
+    ) -> list[FolderChange]:
+        """Store every definition as :meth:`apply` would, in one transaction (all or nothing);
+        with ``prune``, archive the stored workflows not among them; with ``dry_run``, say what
+        would change and change nothing."""
+
+        async def write() -> list[FolderChange]:
+            changes: list[FolderChange] = []
+            with contextlib.suppress(_DryRun):  # a dry run rolled its transaction back
+                await self._apply_all_in(definitions, changes, actor=actor, prune=prune, dry_run=dry_run)
+            return changes
+
+        return await retry_conflicts(write, what="the workflows of a folder")
+
+    async def _apply_all_in(
+        self, definitions: list[dict[str, Any]], changes: list[FolderChange], *, actor: str, prune: bool, dry_run: bool
+    ) -> None:
+        async with self.sessions() as session, session.begin():
+            for definition in definitions:
+                row = await self._workflow(session, definition["name"], for_update=True)
+                before = row.latest_version if row is not None else 0
+                applied = await self._apply_in(session, definition, actor=actor, note=None, action="apply")
+                kind: ChangeKind = "unchanged" if not applied.created else "created" if before == 0 else "new version"
+                changes.append(FolderChange(applied.name, kind, applied.version))
+            if prune:
+                named = {definition["name"] for definition in definitions}
+                stored = (await session.execute(select(WorkflowRow).where(WorkflowRow.archived_at.is_(None)))).scalars()
+                for row in sorted(stored, key=lambda r: r.name):
+                    if row.name not in named:
+                        row.archived_at = utcnow()
+                        await record(session, actor=actor, action="archive", target=row.name, detail={"pruned": True})
+                        changes.append(FolderChange(row.name, "archived", row.latest_version))
+            if dry_run:
+                raise _DryRun
+
+    async def _apply_in(
+        self, session: AsyncSession, definition: dict[str, Any], *, actor: str, note: str | None, action: str
+    ) -> ApplyResult:
+        name = definition["name"]
+        digest = checksum(definition)
+        row = await self._workflow(session, name, for_update=True)
+        if row is None:
+            row = WorkflowRow(name=name, latest_version=0)
+            session.add(row)
+            await session.flush()
+        elif row.latest_version:
+            latest = await self._version_row(session, row, row.latest_version)
+            if latest.checksum == digest and row.archived_at is None:
+                return ApplyResult(name, row.latest_version, created=False)
+        version = row.latest_version + 1
+        session.add(
+            WorkflowVersionRow(
+                workflow_id=row.id,
+                version=version,
+                checksum=digest,
+                definition=definition,
+                created_by=actor,
+                note=note,
+            )
+        )
+        row.latest_version = version
+        row.description = definition.get("description")
+        row.updated_at = utcnow()
+        row.archived_at = None
+        await record(session, actor=actor, action=action, target=f"{name} v{version}", detail={"note": note})
+        await session.flush()
+        return ApplyResult(name, version, created=True)
 
     async def _version_row(self, session: AsyncSession, row: WorkflowRow, version: int) -> WorkflowVersionRow:
         found = (

@@ -65,13 +65,29 @@ def static_calls(workflow: Workflow) -> dict[str, str]:
     return calls
 
 
-async def find_cycle(workflow: Workflow, store: WorkflowStore) -> tuple[str, list[str]] | None:
-    """A chain of literal calls from ``workflow`` back to itself, through the latest stored
-    versions of the others: ``(node id, [workflow, ..., workflow])``, or None."""
+#: Finds the workflow a name calls: the latest stored version, a file of a folder, or None.
+Lookup = Callable[[str], Awaitable[Workflow | None]]
+
+
+def stored_lookup(store: WorkflowStore) -> Lookup:
+    """A :data:`Lookup` over the latest stored versions."""
+
+    async def lookup(name: str) -> Workflow | None:
+        try:
+            stored = await store.get(name)
+        except WorkflowNotFoundError:
+            return None
+        return Workflow.model_validate(stored.definition)
+
+    return lookup
+
+
+async def find_cycle(workflow: Workflow, lookup: Lookup) -> tuple[str, list[str]] | None:
+    """A chain of literal calls from ``workflow`` back to itself through the workflows
+    ``lookup`` finds: ``(node id, [workflow, ..., workflow])``, or None."""
     for node_id, first in static_calls(workflow).items():
-        path = [workflow.name, first]
         seen: set[str] = set()
-        stack: list[list[str]] = [path]
+        stack: list[list[str]] = [[workflow.name, first]]
         while stack:
             path = stack.pop()
             current = path[-1]
@@ -80,12 +96,9 @@ async def find_cycle(workflow: Workflow, store: WorkflowStore) -> tuple[str, lis
             if current in seen:
                 continue
             seen.add(current)
-            try:
-                stored = await store.get(current)
-            except WorkflowNotFoundError:
-                continue  # not stored yet: the run says so when it calls it
-            callee = Workflow.model_validate(stored.definition)
-            stack.extend([*path, name] for name in static_calls(callee).values())
+            callee = await lookup(current)
+            if callee is not None:  # one not stored yet: the run says so when it calls it
+                stack.extend([*path, name] for name in static_calls(callee).values())
     return None
 
 

@@ -6,6 +6,7 @@ audited under the caller's ``actor`` (default: the client's).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -14,14 +15,41 @@ from flows.model import DefinitionError, Problem, Workflow
 from flows.plan import build_plan
 from storage.workflows import (
     ApplyResult,
+    FolderChange,
     StoredVersion,
     WorkflowNotFoundError,
     WorkflowStore,
     WorkflowSummary,
 )
-from switchboard.subworkflows import find_cycle
+from switchboard.subworkflows import find_cycle, static_calls, stored_lookup
 
-__all__ = ["ApplyResult", "StoredVersion", "WorkflowNotFoundError", "WorkflowSummary", "Workflows"]
+#: The most workflow files one folder may hold.
+MAX_FOLDER_FILES = 1000
+#: The files of a folder that are workflows.
+WORKFLOW_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def workflow_files(folder: Path) -> list[Path]:
+    """The workflow files below ``folder`` (sorted; hidden folders skipped), at most
+    :data:`MAX_FOLDER_FILES` of them."""
+    if not folder.is_dir():
+        raise DefinitionError([Problem(f"{folder} is not a folder")], source=str(folder))
+    found: list[Path] = []
+    for path in sorted(folder.rglob("*")):
+        relative = path.relative_to(folder)
+        if any(part.startswith(".") for part in relative.parts) or path.suffix.lower() not in WORKFLOW_SUFFIXES:
+            continue
+        if path.is_file():
+            found.append(path)
+            if len(found) > MAX_FOLDER_FILES:
+                problem = Problem(f"holds more than {MAX_FOLDER_FILES} workflow files; apply its subfolders one by one")
+                raise DefinitionError([problem], source=f"folder {folder}")
+    if not found:
+        raise DefinitionError([Problem("holds no *.yaml, *.yml or *.json workflow files")], source=f"folder {folder}")
+    return found
+
+
+__all__ = ["ApplyResult", "FolderChange", "StoredVersion", "WorkflowNotFoundError", "WorkflowSummary", "Workflows"]
 
 
 class Workflows:
@@ -38,10 +66,53 @@ class Workflows:
         await self.check_calls(plan.workflow)
         return await self._store.apply(plan.workflow.to_dict(), actor=actor or self._actor)
 
+    async def apply_folder(self, folder: Path, *, prune: bool = False, dry_run: bool = False) -> list[FolderChange]:
+        """Apply every ``*.yaml``/``*.yml``/``*.json`` below ``folder`` in one transaction (all
+        or nothing); ``prune`` archives stored workflows that are not in the folder; ``dry_run``
+        only says what would change. A :class:`DefinitionError` lists every problem of every
+        file (and the calls between them: unknown workflows, cycles) before anything is written."""
+        files = workflow_files(folder)
+        problems: list[Problem] = []
+        by_name: dict[str, tuple[Path, Workflow]] = {}
+        for path in files:
+            where = str(path.relative_to(folder))
+            try:
+                workflow = build_plan(path).workflow
+            except DefinitionError as exc:
+                problems += [Problem(str(problem), field=where) for problem in exc.problems]
+                continue
+            if workflow.name in by_name:
+                other = by_name[workflow.name][0].relative_to(folder)
+                problems.append(Problem(f"workflow '{workflow.name}' is also defined in {other}", field=where))
+                continue
+            by_name[workflow.name] = (path, workflow)
+        stored = stored_lookup(self._store)
+
+        async def lookup(name: str) -> Workflow | None:
+            if name in by_name:
+                return by_name[name][1]
+            return None if prune else await stored(name)
+
+        for path, workflow in by_name.values():
+            where = str(path.relative_to(folder))
+            for node_id, callee in static_calls(workflow).items():
+                if await lookup(callee) is None:
+                    gone = " (--prune would archive it)" if prune and await stored(callee) is not None else ""
+                    missing = f"calls workflow '{callee}', which is neither in the folder nor stored{gone}"
+                    problems.append(Problem(f"node '{node_id}': {missing}", field=where))
+            cycle = await find_cycle(workflow, lookup)
+            if cycle is not None:
+                node_id, chain = cycle
+                problems.append(Problem(f"node '{node_id}': calls itself: {' → '.join(chain)}", field=where))
+        if problems:
+            raise DefinitionError(problems, source=f"folder {folder}")
+        definitions = [workflow.to_dict() for _, workflow in sorted(by_name.values(), key=lambda item: item[1].name)]
+        return await self._store.apply_all(definitions, actor=self._actor, prune=prune, dry_run=dry_run)
+
     async def check_calls(self, workflow: Workflow) -> None:
         """Refuse a workflow whose ``core.workflow`` nodes call back into it through the stored
         workflows (``a → b → a``): a :class:`DefinitionError` names the node and the cycle."""
-        cycle = await find_cycle(workflow, self._store)
+        cycle = await find_cycle(workflow, stored_lookup(self._store))
         if cycle is not None:
             node_id, chain = cycle
             problem = Problem(

@@ -20,7 +20,8 @@ from flows.results import RunResult
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
-#: Exit codes: 0 completed, 1 failed, 2 invalid definition or inputs (or bad usage).
+#: Exit codes: 0 completed, 1 failed, 2 invalid definition or inputs (or bad usage); ``apply DIR
+#: --dry-run`` exits 3 when applying would change something.
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
 
 STATUS_STYLE = {

@@ -47,13 +47,32 @@ def validate(file: Annotated[Path, typer.Argument(help="Workflow file (YAML or J
 
 @app.command()
 def apply(
-    file: Annotated[Path, typer.Argument(help="Workflow file (YAML or JSON).")],
+    file: Annotated[Path, typer.Argument(help="A workflow file (YAML or JSON), or a folder of them.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
     deploy_: Annotated[
         bool, typer.Option("--deploy", help="Then sync this workflow's schedule to Prefect (`switchboard deploy`).")
     ] = False,
+    prune: Annotated[
+        bool, typer.Option("--prune", help="With a folder: archive stored workflows that are not in it.")
+    ] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run", help="With a folder: print what would change and change nothing (exit 3 if anything would)."
+        ),
+    ] = False,
 ) -> None:
-    """Validate a workflow file and store it as a new version if it changed."""
+    """Validate a workflow file and store it as a new version if it changed.
+
+    Given a folder, apply every *.yaml, *.yml and *.json below it in one transaction: all or
+    nothing, every problem of every file listed.
+    """
+    if file.is_dir():
+        _apply_folder(file, as_json=as_json, prune=prune, dry_run=dry_run, deploy_=deploy_)
+        return
+    if prune or dry_run:
+        err.print("[red]✗[/red] --prune and --dry-run apply a folder; give the folder that holds the workflows")
+        raise typer.Exit(EXIT_INVALID)
     try:
         result = with_client(lambda client: client.workflows.apply(file))
     except DefinitionError as exc:
@@ -74,6 +93,39 @@ def apply(
         _print_deploy_report(report)
     elif switchboard.load(file).schedule is not None:
         out.print(f"it has a schedule: run `switchboard deploy {result.name}` to sync it to Prefect (or use --deploy)")
+
+
+#: Exit code of ``apply DIR --dry-run`` when applying would change something (for CI).
+EXIT_WOULD_CHANGE = 3
+
+
+def _apply_folder(folder: Path, *, as_json: bool, prune: bool, dry_run: bool, deploy_: bool) -> None:
+    try:
+        changes = with_client(lambda client: client.workflows.apply_folder(folder, prune=prune, dry_run=dry_run))
+    except DefinitionError as exc:
+        print_problems(exc)
+        raise typer.Exit(EXIT_INVALID) from None
+    changed = [c for c in changes if c.change != "unchanged"]
+    report = _deploy(None) if deploy_ and not dry_run else None
+    if as_json:
+        data: dict[str, Any] = {"dry_run": dry_run, "changes": [c.to_dict() for c in changes]}
+        if report is not None:
+            data["deployments"] = report.to_dict()["deployments"]
+        emit_json(data)
+    else:
+        table = Table(title=f"{folder}{' (dry run: nothing changed)' if dry_run else ''}", title_justify="left")
+        for column in ("workflow", "change", "version"):
+            table.add_column(column)
+        for c in changes:
+            table.add_row(escape(c.name), c.change, f"v{c.version}")
+        out.print(table)
+        counts = {kind: sum(1 for c in changes if c.change == kind) for kind in ("created", "new version", "archived")}
+        summary = ", ".join(f"{count} {kind}" for kind, count in counts.items() if count) or "nothing to change"
+        out.print(("would apply: " if dry_run else "applied: ") + summary)
+        if report is not None:
+            _print_deploy_report(report)
+    if dry_run and changed:
+        raise typer.Exit(EXIT_WOULD_CHANGE)
 
 
 def _deploy(name: str | None) -> SyncReport:
