@@ -45,14 +45,21 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def run_markdown(result: RunResult) -> str:
-    """The node table of a run as markdown."""
+def node_states(result: RunResult) -> dict[str, str]:
+    """Each node's state for the run graph: completed, cached, failed or skipped."""
+    return {node_id: "cached" if node.cached else node.status for node_id, node in result.nodes.items()}
+
+
+def run_markdown(result: RunResult, graph: str | None = None) -> str:
+    """The node table of a run as markdown, with the run graph (a Mermaid flowchart) first
+    when ``graph`` is given."""
     version = f"v{result.version}" if result.version is not None else "draft"
     lines = [
         f"# {result.workflow} {version}: {result.status}",
         "",
         f"Run `{result.run_id}`" + (f", resumed from `{result.resumed_from}`" if result.resumed_from else ""),
         "",
+        *([f"```mermaid\n{graph.rstrip()}\n```", ""] if graph else []),
         "| node | status | attempts | duration | output |",
         "|---|---|---|---|---|",
     ]

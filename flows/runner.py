@@ -20,15 +20,28 @@ from prefect.artifacts import acreate_markdown_artifact
 from prefect.context import TagsContext
 from prefect.runtime import flow_run as runtime_flow_run
 
-from flows.artifact import run_markdown
+from flows.artifact import node_states, run_markdown
 from flows.events import NodeEvent
 from flows.executor import Executor
 from flows.expressions import ExpressionError, RenderLimits
+from flows.graph import mermaid
 from flows.plan import Plan, build_plan
 from flows.results import NodeResult, RunResult
 from flows.services import ActiveRun, RunRecordError, RunState, runs
 from nodes.context import RunInfo
 from nodes.http_guard import GuardedTransport
+
+#: The Prefect flow name of a workflow's runs: each workflow is its own flow in the Prefect UI
+#: (the Flows page lists workflows with their run history). The prefix keeps a workflow named
+#: like one of Switchboard's own flows (``run-workflow``, ``cleanup``) apart from it.
+FLOW_NAME_PREFIX = "workflow:"
+
+
+@functools.lru_cache(maxsize=1024)
+def workflow_flow(name: str) -> Any:
+    """:func:`run_workflow` under the flow name of workflow ``name`` (memoised: ``with_options``
+    reads the flow's source each time)."""
+    return run_workflow.with_options(name=f"{FLOW_NAME_PREFIX}{name}")
 
 
 class WorkflowFailed(Exception):
@@ -177,7 +190,7 @@ async def _execute(
     if active.registered:
         active.result = result
     await acreate_markdown_artifact(
-        markdown=run_markdown(result),
+        markdown=run_markdown(result, graph=mermaid(plan, node_states(result))),
         key=f"workflow-{plan.workflow.name}",
         description=f"Switchboard run {run_id}: {status}",
     )

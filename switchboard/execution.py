@@ -28,7 +28,7 @@ from flows.expressions import RenderLimits
 from flows.model import DefinitionError, Problem, Workflow
 from flows.plan import Plan, build_plan
 from flows.results import RunResult, RunStatus
-from flows.runner import run_workflow
+from flows.runner import workflow_flow
 from flows.services import RunServices, register_services, take_result
 from nodes.context import CredentialResolver
 from nodes.http_guard import AllowList
@@ -62,7 +62,7 @@ def new_run_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
-async def _run_nested(parameters: dict[str, Any], task: Any, task_run: TaskRun) -> State[Any]:
+async def _run_nested(flow: Any, parameters: dict[str, Any], task: Any, task_run: TaskRun) -> State[Any]:
     """Run the workflow flow as a subflow nested under a node's task run (``core.workflow``).
 
     Calling the flow from inside the node's task would make Prefect add a task run of its own
@@ -83,8 +83,8 @@ async def _run_nested(parameters: dict[str, Any], task: Any, task_run: TaskRun) 
             task_inputs=task_run.task_inputs,
         )
         flow_run = await client.create_flow_run(
-            run_workflow,
-            parameters=run_workflow.serialize_parameters(parameters),
+            flow,
+            parameters=flow.serialize_parameters(parameters),
             parent_task_run_id=task_run.id,
             tags=TagsContext.get().current_tags,
             state=Pending(),
@@ -94,7 +94,7 @@ async def _run_nested(parameters: dict[str, Any], task: Any, task_run: TaskRun) 
     # them and a retry would repeat its completed side effects.
     outside = BaseTransaction.__var__.set(None)  # type: ignore[arg-type]  # None: no transaction
     try:
-        state = await run_flow_async(run_workflow, flow_run=flow_run, parameters=parameters, return_type="state")
+        state = await run_flow_async(flow, flow_run=flow_run, parameters=parameters, return_type="state")
     finally:
         BaseTransaction.__var__.reset(outside)
     assert isinstance(state, State)
@@ -321,12 +321,13 @@ async def _run_registered(
         "resume_of": resume_of,
         "resume_root": resume_root,
     }
+    flow = workflow_flow(plan.workflow.name)
     try:
         with tags(*run_tags):
             if parent is None or parent.task_run is None:
-                state = await run_workflow(**parameters, return_state=True)
+                state = await flow(**parameters, return_state=True)
             else:
-                state = await _run_nested(parameters, parent.task, parent.task_run)
+                state = await _run_nested(flow, parameters, parent.task, parent.task_run)
     finally:
         result = take_result(run_id)
     if result is None:  # the flow ended before it could report (crash, cancellation)

@@ -18,6 +18,7 @@ from rich.table import Table
 import switchboard
 from deployments.sync import SyncReport
 from deployments.sync import deploy as deploy_schedules
+from flows.graph import mermaid
 from switchboard.cli.output import (
     EXIT_FAILED,
     EXIT_INVALID,
@@ -35,13 +36,19 @@ _DEPLOY_STYLE = {"created": "green", "updated": "cyan", "paused": "yellow", "res
 
 
 @app.command()
-def validate(file: Annotated[Path, typer.Argument(help="Workflow file (YAML or JSON).")]) -> None:
+def validate(
+    file: Annotated[Path, typer.Argument(help="Workflow file (YAML or JSON).")],
+    graph: Annotated[bool, typer.Option("--graph", help="Print the workflow as a Mermaid flowchart.")] = False,
+) -> None:
     """Check a workflow file and print every problem (exit 2 if there are any)."""
     try:
         plan = switchboard.validate(file)
     except DefinitionError as exc:
         print_problems(exc)
         raise typer.Exit(EXIT_INVALID) from None
+    if graph:
+        sys.stdout.write(mermaid(plan))
+        return
     out.print(f"[green]✔[/green] {plan.workflow.name}: {len(plan.nodes)} nodes, valid")
 
 
@@ -216,9 +223,17 @@ def show(
     name: Annotated[str, typer.Argument(help="A stored workflow's name.")],
     version: Annotated[int | None, typer.Option("--version", help="A version (default: latest).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    graph: Annotated[bool, typer.Option("--graph", help="Print the workflow as a Mermaid flowchart.")] = False,
 ) -> None:
     """Show a stored workflow version."""
     stored = with_client(lambda client: client.workflows.get(name, version))
+    if graph:
+        try:
+            sys.stdout.write(mermaid(switchboard.validate(stored.definition)))
+        except DefinitionError as exc:  # stored before a node type it uses went away
+            print_problems(exc)
+            raise typer.Exit(EXIT_INVALID) from None
+        return
     if as_json:
         emit_json(stored.to_dict())
         return

@@ -123,9 +123,17 @@ async def test_interval_schedule_fires_on_a_worker_and_deploy_is_idempotent(
                     runner_run = await client.read_flow_run(record.flow_run_id)
                     assert runner_run.parent_task_run_id is not None
                     parent_task = await client.read_task_run(runner_run.parent_task_run_id)
-                    scheduled: FlowRun = await client.read_flow_run(parent_task.flow_run_id)
+
+                    async def scheduled_run_completed(flow_run_id: Any = parent_task.flow_run_id) -> FlowRun | None:
+                        # The deployment's flow run ends a moment after the runner it holds.
+                        found: FlowRun = await client.read_flow_run(flow_run_id)
+                        return found if found.state is not None and found.state.is_completed() else None
+
+                    scheduled = await apoll_until(
+                        scheduled_run_completed, timeout=15, message="the scheduled flow run to complete"
+                    )
                     assert scheduled.deployment_id == deployment.id
-                    assert scheduled.auto_scheduled and scheduled.state is not None and scheduled.state.is_completed()
+                    assert scheduled.auto_scheduled
                     first_node = min(t.start_time for t in task_runs if t.start_time is not None)
                     assert scheduled.expected_start_time is not None and scheduled.start_time is not None
                     delays.append(

@@ -65,7 +65,10 @@ async def test_twenty_runs_spread_over_two_workers_on_postgres(processes: Proces
         )
 
         # One run from the CLI, waited for, printing the run result JSON.
-        cli_run = asyncio.ensure_future(processes.cli("run", NAME, "--remote", "--wait", "--json", "-i", "who=cli"))
+        # Waited for among twenty runs on two workers: as long as the others may take (below).
+        cli_run = asyncio.ensure_future(
+            processes.cli("run", NAME, "--remote", "--wait", "--json", "-i", "who=cli", timeout=150)
+        )
         with temporary_settings({PREFECT_API_URL: processes.api}):
             queued = [
                 await remote.submit(engine, NAME, {"who": f"user{i}"}, trigger="test", triggered_by="test:e2e")

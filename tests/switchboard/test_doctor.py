@@ -132,13 +132,19 @@ async def test_json_shape(engine: AsyncEngine, database_url: str, monkeypatch: p
     assert payload["ok"] is (result.exit_code == 0)
     names = [c["name"] for c in payload["checks"]]
     assert names[:5] == ["database", "migrations", "secret key", "stored secrets", "prefect"]
-    assert names[-2:] == ["slack", "public url"]
+    assert names[-3:] == ["slack", "public url", "node plugins"]
     for check in payload["checks"]:
         assert set(check) == {"name", "status", "summary", "fix"}
         assert check["status"] in {"ok", "warn", "fail", "info"}
         if check["status"] in {"warn", "fail"}:
             assert check["fix"]
     assert by_name(result.stdout)["slack"]["status"] == "info"
+    assert by_name(result.stdout)["node plugins"] == {
+        "name": "node plugins",
+        "status": "info",
+        "summary": "none installed (entry point group `switchboard.nodes`)",
+        "fix": None,
+    }
 
 
 @pytest.mark.usefixtures("prefect_server")
