@@ -146,7 +146,7 @@ class BotRuntime:
         ``client`` posts the run's messages (default :attr:`client`; a listener's client carries
         its workspace's token); ``team`` is that workspace, remembered with the run.
         """
-        view, call = self._fresh_run(stored, inputs, user=user, trigger=trigger, triggered_by=None)
+        view, call = self._fresh_run(stored, inputs, user=user, trigger=trigger, triggered_by=None, client=client)
         return await self._launch(view, channel, call, client=client, team=team)
 
     def _fresh_run(
@@ -158,8 +158,11 @@ class BotRuntime:
         trigger: str,
         triggered_by: str | None,
         run_id: str | None = None,
+        client: AsyncWebClient | None = None,
     ) -> tuple[RunView, Callable[[Listener, tuple[str, str] | None], Awaitable[RunResult]]]:
-        """The view of a new run of ``stored`` (every node queued) and the call that runs it."""
+        """The view of a new run of ``stored`` (every node queued) and the call that runs it.
+
+        A run a Slack user started may call only the sub-workflows that user may run."""
         plan = build_plan(stored.definition)
         view = RunView(
             run_id=run_id or new_run_id(), workflow=stored.name, version=stored.version, user=user, inputs=inputs
@@ -167,6 +170,7 @@ class BotRuntime:
         view.nodes = {node_id: NodeLine() for node_id in plan.order}
 
         who = triggered_by or (f"slack:{user}" if user else None)
+        authorize = self._sub_workflow_check(user, stored.name, client) if user else None
 
         async def call(listen: Listener, slack_thread: tuple[str, str] | None) -> RunResult:
             return await self.core.runs.execute(
@@ -179,9 +183,25 @@ class BotRuntime:
                 listeners=[listen],
                 slack_thread=slack_thread,
                 plan=plan,
+                authorize=authorize,
             )
 
         return view, call
+
+    def _sub_workflow_check(
+        self, user: str, caller: str, client: AsyncWebClient | None
+    ) -> Callable[[str], Awaitable[str | None]]:
+        """Whether ``user`` may run each workflow ``caller`` calls: their ``permissions.run``,
+        as for ``/flow run`` (a workflow that is not stored is left to the run to report)."""
+
+        async def authorize(name: str) -> str | None:
+            policy = await self.policy(name)
+            if policy is None or await self.access(user, client).may_run(policy):
+                return None
+            await self.audit_refusal(user, "run", name, {"called_by": caller})
+            return f"slack:{user} is not in its run permissions"
+
+        return authorize
 
     async def retry(
         self,

@@ -18,6 +18,7 @@ __all__ = [
     "RunRecordNotFoundError",
     "SchemaBehindError",
     "SecretKeyError",
+    "SubWorkflowRefusedError",
     "WorkflowNotFoundError",
 ]
 
@@ -27,3 +28,7 @@ class ClientClosedError(RuntimeError):
 
     def __init__(self, message: str = "the client is not open: use `async with Client(settings) as client:`") -> None:
         super().__init__(message)
+
+
+class SubWorkflowRefusedError(PermissionError):
+    """The user may not run a workflow that the workflow they started calls (``core.workflow``)."""

@@ -40,7 +40,7 @@ from switchboard import embedded_prefect
 from switchboard.credentials import resolver_for
 from switchboard.database import open_engine
 from switchboard.settings import Settings
-from switchboard.subworkflows import SUBWORKFLOW_TRIGGER, Parent, SubWorkflows
+from switchboard.subworkflows import SUBWORKFLOW_TRIGGER, Authorize, Parent, SubWorkflows
 
 logger = logging.getLogger(__name__)
 
@@ -124,6 +124,7 @@ async def run_here(
     engine: AsyncEngine | None = None,
     slack_thread: tuple[str, str] | None = None,
     parent: Parent | None = None,
+    authorize: Authorize | None = None,
 ) -> RunResult:
     """Run a workflow in this process, on ``settings``, and return its :class:`RunResult`.
 
@@ -142,7 +143,8 @@ async def run_here(
     next (here, before this returns) with the input ``failure`` (:func:`failure_input`).
 
     A recorded run's ``core.workflow`` nodes run their stored workflows through this function
-    too, as children (``parent``: :mod:`switchboard.subworkflows`).
+    too, as children (``parent``: :mod:`switchboard.subworkflows`); ``authorize`` says whether
+    the run's user may run each of them (the bot passes its Slack permissions).
     """
     plan = workflow if isinstance(workflow, Plan) else build_plan(workflow)
     resolved = plan.workflow.resolve_inputs(inputs or {}, from_text=inputs_are_text)
@@ -189,6 +191,7 @@ async def run_here(
                     engine=child_engine,
                     slack_thread=slack_thread,
                     parent=caller,
+                    authorize=authorize,
                 )
 
             services.workflow_caller = SubWorkflows(
@@ -199,6 +202,7 @@ async def run_here(
                 max_depth=settings.max_workflow_depth,
                 start=start_child,
                 new_run_id=new_run_id,
+                authorize=authorize,
             )
         await embedded_prefect.ready()  # waits without blocking the loop (the bot keeps answering)
         result = await _run_registered(

@@ -24,15 +24,17 @@ from prefect.client.schemas.sorting import LogSort
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from flows.events import Listener
+from flows.model import Workflow
 from flows.plan import Plan
 from flows.results import RunResult
 from storage.runs import RunRecord, RunRecordNotFoundError, RunStore
 from storage.workflows import WorkflowStore
 from switchboard import embedded_prefect, remote
-from switchboard.errors import ClientClosedError
+from switchboard.errors import ClientClosedError, SubWorkflowRefusedError
 from switchboard.execution import Runnable, check_retryable, retry_here, run_here
 from switchboard.remote import RemoteRun
 from switchboard.settings import Settings
+from switchboard.subworkflows import Authorize, refused_calls, stored_lookup
 
 #: Prefect's final state types and the run status they mean.
 _FINAL = {"COMPLETED": "completed", "FAILED": "failed", "CRASHED": "crashed", "CANCELLED": "cancelled"}
@@ -194,14 +196,27 @@ class Runs:
         listeners: Iterable[Listener] = (),
         slack_thread: tuple[str, str] | None = None,
         plan: Plan | None = None,
+        authorize: Authorize | None = None,
     ) -> RunResult:
         """Run stored workflow ``name`` v``version`` where the settings say (here, or on the
         workers, followed to its end), telling ``listeners`` each node event.
 
         ``inputs`` must already be resolved against the workflow; ``plan``: its plan, if the
         caller built it already (saves reading and planning it again for a run here).
+        ``authorize`` decides whether the user may run each sub-workflow the run calls: as they
+        are called here; for a run on the workers, before it is queued, for the workflows it
+        calls by name (:class:`SubWorkflowRefusedError` says which).
         """
         if self.remotely:
+            if authorize is not None:
+                workflow = (
+                    plan.workflow
+                    if plan is not None
+                    else Workflow.model_validate((await WorkflowStore(self._db).get(name, version)).definition)
+                )
+                refusals = await refused_calls(workflow, stored_lookup(WorkflowStore(self._db)), authorize)
+                if refusals:
+                    raise SubWorkflowRefusedError(f"workflow '{name}' cannot run for you: " + "; ".join(refusals))
             queued = await self.submit(
                 name,
                 inputs,
@@ -222,6 +237,7 @@ class Runs:
             run_id=run_id,
             triggered_by=triggered_by,
             slack_thread=slack_thread,
+            authorize=authorize,
         )
 
     async def execute_retry(

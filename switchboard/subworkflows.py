@@ -42,6 +42,10 @@ class Parent:
     chain: tuple[str, ...]
 
 
+#: Whether the run's user may run a stored workflow, by name: None if so, else why not. Front
+#: ends that know permissions (the Slack bot) give one; without it every call is allowed.
+Authorize = Callable[[str], Awaitable[str | None]]
+
 #: Starts a child run: ``(plan, inputs, version, run_id, resume_root, parent) -> result``.
 ChildRunner = Callable[[Plan, dict[str, Any], int, str, str, Parent], Awaitable[RunResult]]
 
@@ -102,6 +106,27 @@ async def find_cycle(workflow: Workflow, lookup: Lookup) -> tuple[str, list[str]
     return None
 
 
+async def refused_calls(workflow: Workflow, lookup: Lookup, authorize: Authorize) -> list[str]:
+    """Why ``authorize`` refuses the workflows ``workflow`` calls literally, directly or through
+    the workflows they call (checked before a run goes to the workers, where no one can ask)."""
+    refusals: list[str] = []
+    seen: set[str] = set()
+    pending = list(static_calls(workflow).values())
+    while pending:
+        name = pending.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        refusal = await authorize(name)
+        if refusal is not None:
+            refusals.append(f"it calls workflow '{name}': {refusal}")
+            continue
+        callee = await lookup(name)
+        if callee is not None:
+            pending.extend(static_calls(callee).values())
+    return sorted(refusals)
+
+
 class SubWorkflows:
     """The :class:`nodes.context.WorkflowCaller` of one run."""
 
@@ -115,7 +140,9 @@ class SubWorkflows:
         max_depth: int,
         start: ChildRunner,
         new_run_id: Callable[[], str],
+        authorize: Authorize | None = None,
     ) -> None:
+        self._authorize = authorize
         self._store = store
         self._run_id = run_id
         self._resume_root = resume_root
@@ -134,6 +161,10 @@ class SubWorkflows:
                 "SWITCHBOARD_MAX_WORKFLOW_DEPTH sets the limit",
                 node_id=ctx.node_id,
             )
+        if self._authorize is not None:
+            refusal = await self._authorize(workflow)
+            if refusal is not None:
+                raise NodeConfigError(f"may not run workflow '{workflow}': {refusal}", node_id=ctx.node_id)
         try:
             stored = await self._store.get(workflow, version)
         except WorkflowNotFoundError as exc:

@@ -33,6 +33,7 @@ from switchboard.client import Client
 from switchboard.errors import DefinitionError, WorkflowNotFoundError
 from switchboard.remote import RemoteRun
 from switchboard.retention import parse_age
+from switchboard.runs import RunRecord
 from switchboard.work_pool import api_url_configured
 from switchboard.workflows import StoredVersion
 
@@ -203,6 +204,9 @@ def runs(
     ] = None,
     limit: Annotated[int, typer.Option("--limit", help="How many, newest first.")] = 50,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    tree: Annotated[
+        bool, typer.Option("--tree", help="Show sub-workflow runs under the runs that started them.")
+    ] = False,
 ) -> None:
     """List runs (kept in step with Prefect: a run whose process died shows how it ended)."""
     records = with_client(lambda client: client.runs.list(workflow=workflow, status=status, limit=limit))
@@ -211,12 +215,12 @@ def runs(
         return
     table = Table(title="runs", title_justify="left")
     for column in ("run", "workflow", "status", "trigger", "by", "started", "error"):
-        table.add_column(column, overflow="fold")
-    for r in records:
+        table.add_column(column, overflow="fold", no_wrap=column == "run")
+    for depth, r in _as_tree(records) if tree else ((0, r) for r in records):
         style = STATUS_STYLE.get(r.status, "")
         label = f"{r.workflow} v{r.version}" if r.version is not None else r.workflow
         table.add_row(
-            r.id,
+            ("  " * (depth - 1) + "└ " if depth else "") + r.id,
             escape(label),
             f"[{style}]{r.status}[/{style}]" if style else r.status,
             r.trigger,
@@ -225,6 +229,27 @@ def runs(
             escape((r.error or "")[:80]),
         )
     out.print(table)
+
+
+def _as_tree(records: list[RunRecord]) -> list[tuple[int, RunRecord]]:
+    """The runs with each sub-workflow run after the run that started it (depth first, in the
+    listed order); a run whose parent is not listed is a root."""
+    listed = {r.id for r in records}
+    children: dict[str, list[RunRecord]] = {}
+    for r in records:
+        if r.parent_run_id in listed:
+            children.setdefault(r.parent_run_id, []).append(r)
+    ordered: list[tuple[int, RunRecord]] = []
+    seen: set[str] = set()
+    stack = [(0, r) for r in reversed(records) if r.parent_run_id not in listed]
+    while stack:
+        depth, r = stack.pop()
+        if r.id in seen:
+            continue
+        seen.add(r.id)
+        ordered.append((depth, r))
+        stack += [(depth + 1, child) for child in reversed(children.get(r.id, []))]
+    return ordered
 
 
 def _age(text: str | None) -> Any:

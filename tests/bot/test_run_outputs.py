@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from storage.audit import entries
+from storage.runs import RunStore
 from tests.fakes.slack import slash_command
 from tests.helpers.bot_server import Bot
 from tests.helpers.polling import apoll_until
@@ -37,3 +39,48 @@ async def test_the_final_message_lists_the_outputs(bot: Bot) -> None:
     (message,) = bot.slack.channel_messages("C9")
     assert outputs.splitlines()[1:] == ['`greeting` = "Hello Ada"', "`length` = 9", '`api_token` = "[redacted]"']
     assert "hunter2" not in str(message.blocks)
+
+
+CHILD = {
+    "name": "secret-child",
+    "permissions": {"run": ["U1"]},
+    "outputs": {"said": "{{ nodes.say.output.text }}"},
+    "nodes": [{"id": "say", "type": "text.template", "params": {"template": "from the child"}}],
+}
+PARENT = {
+    "name": "open-parent",
+    "outputs": {"child": "{{ nodes.call.output.outputs.said }}"},
+    "nodes": [{"id": "call", "type": "core.workflow", "params": {"workflow": "secret-child"}}],
+}
+
+
+async def test_a_sub_workflow_runs_only_for_users_who_may_run_it(bot: Bot) -> None:
+    await bot.apply(CHILD)
+    await bot.apply(PARENT)
+    for user, channel in (("U1", "C-ok"), ("U2", "C-no")):
+        headers, body = slash_command("run open-parent", user=user, channel=channel)
+        assert (await bot.post(headers, body)).status_code == 200
+    await apoll_until(lambda: len(bot.slack.calls("chat.postMessage")) == 2, message="both runs' messages")
+    await bot.settle()
+
+    def final(channel: str) -> str:
+        texts = [t for m in bot.slack.channel_messages(channel) for t in _texts(m.blocks)]
+        return "\n".join(texts) if any(t.startswith(("*Outputs*", "*Error:*")) for t in texts) else ""
+
+    allowed = await apoll_until(lambda: final("C-ok"), message="the permitted run's summary")
+    assert '`child` = "from the child"' in allowed
+    refused = await apoll_until(lambda: final("C-no"), message="the refused run's summary")
+    assert (
+        "may not run workflow &#x27;secret-child&#x27;" in refused or "may not run workflow 'secret-child'" in refused
+    )
+    assert "slack:U2 is not in its run permissions" in refused
+    records = await RunStore(bot.engine).list(limit=10)
+    assert sorted((r.workflow, r.triggered_by, r.status) for r in records) == [
+        ("open-parent", "slack:U1", "completed"),
+        ("open-parent", "slack:U2", "failed"),
+        ("secret-child", "slack:U1", "completed"),
+    ]
+    refusals = [e for e in await entries(bot.engine, limit=20) if e.action == "refused-run"]
+    assert [(e.actor, e.target, e.detail) for e in refusals] == [
+        ("slack:U2", "secret-child", {"called_by": "open-parent"})
+    ]

@@ -58,7 +58,7 @@ class Venv:
         assert done.returncode == 0, done.stdout + done.stderr
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def venv(tmp_path_factory: pytest.TempPathFactory, prefect_server: str) -> Iterator[Venv]:
     """A fresh virtual environment that sees this environment's packages (Switchboard included)
     and has the example plugin installed by pip."""
@@ -88,7 +88,15 @@ def venv(tmp_path_factory: pytest.TempPathFactory, prefect_server: str) -> Itera
     yield created
 
 
-def test_the_installed_plugins_node_is_listed_with_its_package(venv: Venv) -> None:
+def test_an_installed_plugin_is_listed_runs_and_a_broken_one_is_reported(venv: Venv, tmp_path: Path) -> None:
+    """One test, one virtual environment: making one and installing into it is most of the cost."""
+    _listed_with_its_package(venv)
+    _runs_from_the_cli(venv, tmp_path)
+    _the_example_packages_own_test_passes(venv)
+    _a_broken_plugin_is_reported_by_name_and_the_others_load(venv, tmp_path)
+
+
+def _listed_with_its_package(venv: Venv) -> None:
     shown = venv.run("-m", "switchboard.cli", "nodes", "example.reverse")
     assert shown.returncode == 0, shown.stderr
     assert "example.reverse v1 · from switchboard-plugin-example 0.1.0" in shown.stdout
@@ -99,7 +107,7 @@ def test_the_installed_plugins_node_is_listed_with_its_package(venv: Venv) -> No
     assert built_in["package"] == "switchboard"
 
 
-def test_a_workflow_uses_the_plugin_node_from_the_cli(venv: Venv, tmp_path: Path) -> None:
+def _runs_from_the_cli(venv: Venv, tmp_path: Path) -> None:
     path = tmp_path / "reverse.yaml"
     path.write_text(yaml.safe_dump(REVERSE))
     done = venv.run("-m", "switchboard.cli", "run", str(path), "--json")
@@ -108,7 +116,7 @@ def test_a_workflow_uses_the_plugin_node_from_the_cli(venv: Venv, tmp_path: Path
     assert result["status"] == "completed" and result["outputs"] == {"reversed": "DRAOBHCTIWS", "length": 11}
 
 
-def test_the_example_packages_own_test_passes(venv: Venv) -> None:
+def _the_example_packages_own_test_passes(venv: Venv) -> None:
     done = venv.run("-m", "pytest", "-q", "-p", "no:cacheprovider", str(EXAMPLE / "tests"), cwd=EXAMPLE)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     assert "1 passed" in done.stdout
@@ -127,7 +135,7 @@ def test_a_process_without_the_plugin_refuses_the_run_naming_the_type_and_machin
     )
 
 
-def test_a_broken_plugin_is_reported_by_name_and_the_others_load(venv: Venv, tmp_path: Path) -> None:
+def _a_broken_plugin_is_reported_by_name_and_the_others_load(venv: Venv, tmp_path: Path) -> None:
     broken = tmp_path / "broken"
     (broken / "switchboard_plugin_broken").mkdir(parents=True)
     (broken / "pyproject.toml").write_text(BROKEN_PYPROJECT)

@@ -3,15 +3,19 @@ checked before they start, bounded in depth and resumed, not repeated, on retry.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from typer.testing import CliRunner
 
 import switchboard
 from storage.runs import RunStore
 from storage.workflows import WorkflowStore
+from switchboard.cli import app
+from switchboard.errors import SubWorkflowRefusedError
 from switchboard.settings import Settings
 from tests.fakes.http import FakeHTTP, Reply
 from tests.helpers.polling import apoll_until
@@ -190,3 +194,63 @@ async def test_a_static_cycle_is_refused_at_apply_naming_it(engine: Any) -> None
             await client.workflows.apply({"name": "selfish", "nodes": [call("me", "selfish", {})]})
         templated = {"name": "gamma", "nodes": [call("back", "{{ 'alpha' }}", {})]}
         assert (await client.workflows.apply(templated)).version == 1, "a templated name is bounded at run time"
+
+
+async def test_a_user_who_may_not_run_the_child_fails_the_node_here_and_is_refused_before_the_workers(
+    engine: Any,
+) -> None:
+    await WorkflowStore(engine).apply(SQUARE, actor="test")
+    outer = {"name": "outer", "nodes": [call("via", "caller", {})]}
+    await WorkflowStore(engine).apply(parent(call("sq", "square", {"n": 2})), actor="test")
+    await WorkflowStore(engine).apply(outer, actor="test")
+
+    async def only_caller(name: str) -> str | None:
+        return None if name in ("caller", "outer") else f"test:user may not run {name}"
+
+    here = Settings.from_env().model_copy(update={"execution": "local"})
+    async with switchboard.Client(here, engine=engine) as client:
+        result = await client.runs.execute(
+            "caller",
+            {},
+            version=1,
+            run_id="a1b2c3d4e5f6",
+            trigger="test",
+            triggered_by="test:user",
+            authorize=only_caller,
+        )
+    assert result.status == "failed"
+    assert result.nodes["sq"].error == "may not run workflow 'square': test:user may not run square"
+    assert [r.workflow for r in await RunStore(engine).list(limit=10)] == ["caller"], "the child never started"
+
+    on_workers = Settings.from_env().model_copy(update={"execution": "remote"})
+    async with switchboard.Client(on_workers, engine=engine) as client:
+        with pytest.raises(SubWorkflowRefusedError) as refused:
+            await client.runs.execute(
+                "outer",
+                {},
+                version=1,
+                run_id="0a1b2c3d4e5f",
+                trigger="test",
+                triggered_by="test:user",
+                authorize=only_caller,
+            )
+    assert str(refused.value) == (
+        "workflow 'outer' cannot run for you: it calls workflow 'square': test:user may not run square"
+    ), "checked through the workflows it calls, before anything is queued"
+
+
+async def test_runs_tree_shows_children_under_their_parent(
+    engine: Any, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await WorkflowStore(engine).apply(SQUARE, actor="test")
+    result = await switchboard.arun(
+        parent(call("one", "square", {"n": 2}), call("two", "square", {"n": 3})), engine=engine
+    )
+    assert result.status == "completed"
+    monkeypatch.setenv("SWITCHBOARD_DATABASE_URL", database_url)
+    shown = await asyncio.to_thread(CliRunner().invoke, app, ["runs", "--tree"])  # the CLI runs its own loop
+    assert shown.exit_code == 0, shown.output
+    rows = [line for line in shown.stdout.splitlines() if "caller" in line or "square" in line]
+    assert len(rows) == 3 and result.run_id in rows[0]
+    children = {result.nodes[n].output["run_id"] for n in ("one", "two")}
+    assert all("└ " in row and any(child in row for child in children) for row in rows[1:])
