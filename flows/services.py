@@ -141,7 +141,8 @@ class RunRegistry:
         self._runs: dict[str, ActiveRun] = {}
 
     def register(self, run_id: str, services: RunServices) -> None:
-        """Attach process-local services to a run about to start in this process."""
+        """Attach process-local services to a run about to start in this process; the caller
+        must call :meth:`take_result` afterwards, whatever happened (it frees the entry)."""
         if run_id in self._runs:
             raise ValueError(f"run {run_id} is already registered in this process")
         self._runs[run_id] = ActiveRun(services=services, registered=True)
@@ -181,14 +182,3 @@ class RunRegistry:
 
 #: The runs executing in this process.
 runs = RunRegistry()
-
-
-def register_services(run_id: str, services: RunServices) -> None:
-    """Attach process-local services to a run about to start in this process; the caller
-    must call :func:`take_result` afterwards, whatever happened (it frees the entry)."""
-    runs.register(run_id, services)
-
-
-def take_result(run_id: str) -> RunResult | None:
-    """The result of a run started in this process with :func:`register_services` (once)."""
-    return runs.take_result(run_id)

@@ -156,10 +156,10 @@ class WorkflowStore:
     ) -> None:
         async with self.sessions() as session, session.begin():
             for definition in definitions:
-                row = await self._workflow(session, definition["name"], for_update=True)
-                before = row.latest_version if row is not None else 0
                 applied = await self._apply_in(session, definition, actor=actor, note=None, action="apply")
-                kind: ChangeKind = "unchanged" if not applied.created else "created" if before == 0 else "new version"
+                kind: ChangeKind = (
+                    "unchanged" if not applied.created else "created" if applied.version == 1 else "new version"
+                )
                 changes.append(FolderChange(applied.name, kind, applied.version))
             if prune:
                 named = {definition["name"] for definition in definitions}

@@ -29,7 +29,8 @@ from flows.model import DefinitionError, Problem, Workflow
 from flows.plan import Plan, build_plan
 from flows.results import RunResult, RunStatus
 from flows.runner import workflow_flow
-from flows.services import RunServices, register_services, take_result
+from flows.services import RunServices
+from flows.services import runs as active_runs
 from nodes.context import CredentialResolver
 from nodes.http_guard import AllowList
 from storage.files import FileStore
@@ -308,7 +309,7 @@ async def _run_registered(
     *,
     parent: Parent | None = None,
 ) -> RunResult:
-    register_services(run_id, services)
+    active_runs.register(run_id, services)
     run_tags = [
         f"workflow:{plan.workflow.name}",
         f"version:{version if version is not None else 'draft'}",
@@ -333,7 +334,7 @@ async def _run_registered(
             else:
                 state = await _run_nested(flow, parameters, parent.task, parent.task_run)
     finally:
-        result = take_result(run_id)
+        result = active_runs.take_result(run_id)
     if result is None:  # the flow ended before it could report (crash, cancellation)
         status: RunStatus = "cancelled" if state.is_cancelled() else "failed"
         result = RunResult(

@@ -209,12 +209,13 @@ class Runs:
         """
         if self.remotely:
             if authorize is not None:
+                store = WorkflowStore(self._db)
                 workflow = (
                     plan.workflow
                     if plan is not None
-                    else Workflow.model_validate((await WorkflowStore(self._db).get(name, version)).definition)
+                    else Workflow.model_validate((await store.get(name, version)).definition)
                 )
-                refusals = await refused_calls(workflow, stored_lookup(WorkflowStore(self._db)), authorize)
+                refusals = await refused_calls(workflow, stored_lookup(store), authorize)
                 if refusals:
                     raise SubWorkflowRefusedError(f"workflow '{name}' cannot run for you: " + "; ".join(refusals))
             queued = await self.submit(

@@ -9,7 +9,7 @@ import pytest
 
 import switchboard
 from flows.runner import WorkflowFailed, run_workflow
-from flows.services import RunServices, register_services, runs, take_result
+from flows.services import RunServices, runs
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
@@ -38,14 +38,14 @@ async def test_runs_through_the_api_leave_no_entry_behind() -> None:
 async def test_a_registered_run_hands_its_result_to_the_caller_once() -> None:
     run_id = uuid.uuid4().hex
     seen: list[str] = []
-    register_services(run_id, RunServices(listeners=[lambda event: seen.append(event.kind)]))
+    runs.register(run_id, RunServices(listeners=[lambda event: seen.append(event.kind)]))
     output = await run_workflow(definition=_workflow(), inputs={}, run_id=run_id)
     assert output["status"] == "completed"
     assert run_id in runs, "the result waits for the caller that registered the run"
-    result = take_result(run_id)
+    result = runs.take_result(run_id)
     assert result is not None and result.nodes["step"].output == {"a": 1}
     assert seen[0] == "run_started" and seen[-1] == "finished"
-    assert take_result(run_id) is None and run_id not in runs
+    assert runs.take_result(run_id) is None and run_id not in runs
 
 
 async def test_a_run_nobody_registered_runs_with_defaults_and_leaves_nothing() -> None:
@@ -63,21 +63,21 @@ async def test_a_run_nobody_registered_runs_with_defaults_and_leaves_nothing() -
 
 async def test_a_flow_that_fails_before_its_nodes_still_frees_its_entry() -> None:
     run_id = uuid.uuid4().hex
-    register_services(run_id, RunServices())
+    runs.register(run_id, RunServices())
     with pytest.raises(Exception, match="unknown node type"):
         await run_workflow(definition=_workflow("no.such.node"), inputs={}, run_id=run_id)
-    assert take_result(run_id) is None
+    assert runs.take_result(run_id) is None
     assert run_id not in runs
 
 
 def test_a_run_id_registers_once_and_unknown_runs_are_named() -> None:
     run_id = uuid.uuid4().hex
-    register_services(run_id, RunServices())
+    runs.register(run_id, RunServices())
     try:
         with pytest.raises(ValueError, match="already registered"):
-            register_services(run_id, RunServices())
+            runs.register(run_id, RunServices())
         with pytest.raises(RuntimeError, match=f"run {run_id} is not executing in this process"):
             runs.state(run_id)
     finally:
-        take_result(run_id)
+        runs.take_result(run_id)
     assert run_id not in runs
