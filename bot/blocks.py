@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
+from uuid import UUID
 
 from flows.artifact import preview, redact, value_preview
-from flows.results import RunResult
+from flows.results import NodeResult, RunResult
 
 #: Slack refuses a section text over 3000 characters and a message over 50 blocks.
 SECTION_LIMIT = 2900
@@ -36,6 +38,7 @@ class NodeLine:
     status: str = "queued"
     attempts: int = 0
     duration_ms: float = 0.0
+    #: Slack mrkdwn, escaped (:meth:`RunView.node_detail`).
     detail: str = ""
 
 
@@ -56,6 +59,10 @@ class RunView:
     outputs: dict[str, Any] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
     duration_s: float | None = None
+    #: The run's ``core.workflow`` nodes: their lines show the child runs they started.
+    calls: frozenset[str] = frozenset()
+    #: The Prefect UI's address (from ``PREFECT_UI_URL``), for links to child runs.
+    prefect_ui: str | None = None
 
     def finish(self, result: RunResult) -> None:
         self.status = result.status
@@ -63,8 +70,67 @@ class RunView:
         self.outputs = result.outputs
         self.duration_s = time.monotonic() - self.started
         for node_id, node in result.nodes.items():
-            shown = node.error if node.status == "failed" else preview(node.output, 120)
-            self.nodes[node_id] = NodeLine(node.status, node.attempts, node.duration_ms, shown or "")
+            self.nodes[node_id] = NodeLine(
+                node.status, node.attempts, node.duration_ms, self.node_detail(node_id, node, final=True)
+            )
+
+    def node_detail(self, node_id: str, node: NodeResult, *, final: bool) -> str:
+        """What a node's line says after it ended: the child runs of a ``core.workflow`` node,
+        a failed node's error, and (``final``: in the summary) a preview of its output."""
+        children = child_runs_line(node.output, self.prefect_ui) if node_id in self.calls else None
+        error = node.error if node.status == "failed" else None
+        if children is not None:
+            return f"{children} — {escape(error)}" if error else children
+        if error:
+            return escape(error)
+        return escape(preview(node.output, 120)) if final else ""
+
+
+def flow_run_link(prefect_ui: str | None, flow_run_id: str | None) -> str | None:
+    """The page of a Prefect flow run in the UI at ``prefect_ui``, if both are known."""
+    if not prefect_ui or not flow_run_id:
+        return None
+    return f"{prefect_ui.rstrip('/')}/runs/flow-run/{flow_run_id}"
+
+
+def _uuid(value: Any) -> str | None:
+    """``value`` if it is a UUID (what goes into a link), else None."""
+    try:
+        return str(UUID(value)) if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
+#: The most child runs a node's line links to (the others are counted).
+CHILD_LINKS = 5
+
+
+def child_runs_line(output: Any, prefect_ui: str | None) -> str | None:
+    """The child runs of a ``core.workflow`` node, from its output (one child, or a list of
+    them under ``for_each``), as Slack mrkdwn: each run linked to its Prefect flow run, with
+    its status; None when the output names no child run."""
+    children = [
+        child
+        for child in (output if isinstance(output, list) else [output])
+        if isinstance(child, dict) and isinstance(child.get("run_id"), str)
+    ]
+    if not children:
+        return None
+
+    def run(child: dict[str, Any]) -> str:
+        name = f"`{escape(str(child.get('workflow', 'workflow')))}` v{escape(str(child.get('version', '?')))}"
+        url = flow_run_link(prefect_ui, _uuid(child.get("flow_run_id")))
+        label = f"run {escape(child['run_id'])}"
+        status = str(child.get("status", "unknown"))
+        return f"{name} {f'<{url}|{label}>' if url else label} {STATUS_EMOJI.get(status, '')} {escape(status)}"
+
+    if len(children) == 1:
+        return f"↳ {run(children[0])}"
+    counts = Counter(str(child.get("status", "unknown")) for child in children)
+    summary = ", ".join(f"{n} {escape(status)}" for status, n in sorted(counts.items()))
+    shown = ", ".join(run(child) for child in children[:CHILD_LINKS])
+    more = f" and {len(children) - CHILD_LINKS} more" if len(children) > CHILD_LINKS else ""
+    return f"↳ {len(children)} child runs ({summary}): {shown}{more}"
 
 
 def _section(text: str) -> dict[str, Any]:
@@ -117,7 +183,7 @@ def run_message(view: RunView) -> tuple[str, list[dict[str, Any]]]:
     for node_id, node in list(view.nodes.items())[:NODE_LINES]:
         attempts = f" ×{node.attempts}" if node.attempts > 1 else ""
         took = f" {node.duration_ms / 1000:.1f}s" if node.duration_ms else ""
-        detail = f" — {escape(node.detail)}" if node.detail else ""
+        detail = f" — {node.detail}" if node.detail else ""
         lines.append(f"{STATUS_EMOJI.get(node.status, '')} `{escape(node_id)}`{attempts}{took}{detail}")
     if len(view.nodes) > NODE_LINES:
         lines.append(f"… and {len(view.nodes) - NODE_LINES} more nodes")

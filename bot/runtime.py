@@ -27,13 +27,14 @@ from typing import Any
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.blocks import NodeLine, RunView, escape
+from bot.blocks import NodeLine, RunView, escape, flow_run_link
 from bot.permissions import Access
 from bot.threads import ChannelPacer, LiveThread
 from flows.events import Listener, NodeEvent
 from flows.model import Workflow
 from flows.plan import build_plan
 from flows.results import RunResult
+from nodes.subworkflow import WORKFLOW_NODE
 from switchboard.client import Client
 from switchboard.errors import RunRecordNotFoundError
 from switchboard.execution import NotRetryableError, RunNotFoundError, new_run_id
@@ -124,10 +125,15 @@ class BotRuntime:
 
     def prefect_ui_url(self, flow_run_id: str) -> str | None:
         """A link to the flow run in the Prefect UI, when a Prefect server is configured."""
+        return flow_run_link(self.prefect_ui, flow_run_id)
+
+    @property
+    def prefect_ui(self) -> str | None:
+        """The Prefect UI's address, when a Prefect server is configured."""
         from prefect.settings import get_current_settings
 
         ui = get_current_settings().ui_url
-        return f"{str(ui).rstrip('/')}/runs/flow-run/{flow_run_id}" if ui else None
+        return str(ui) if ui else None
 
     async def start_run(
         self,
@@ -168,6 +174,8 @@ class BotRuntime:
             run_id=run_id or new_run_id(), workflow=stored.name, version=stored.version, user=user, inputs=inputs
         )
         view.nodes = {node_id: NodeLine() for node_id in plan.order}
+        view.calls = frozenset(node.id for node in plan.workflow.nodes if node.type == WORKFLOW_NODE)
+        view.prefect_ui = self.prefect_ui
 
         who = triggered_by or (f"slack:{user}" if user else None)
         authorize = self._sub_workflow_check(user, stored.name, client) if user else None

@@ -80,7 +80,7 @@ class LiveThread:
         elif event.kind == "finished" and event.result is not None:
             result = event.result
             line.status, line.attempts, line.duration_ms = result.status, result.attempts, result.duration_ms
-            line.detail = (result.error or "") if result.status == "failed" else ""
+            line.detail = view.node_detail(event.node_id, result, final=False)
         self._dirty.set()
 
     async def finish(self, result: RunResult) -> None:

@@ -108,8 +108,8 @@ class Executor:
         result.duration_ms = (time.perf_counter() - started) * 1000
         if result.status == "failed" and planned.definition.on_error == "continue":
             result.continued = True
-            if result.output is None:
-                result.output = {"error": result.error}
+            if planned.for_each is None or result.output is None:  # a for_each's items are listed
+                result.output = _failed_item(result)
         self._finish(planned, result)
 
     def _record_skip(self, planned: PlannedNode, result: NodeResult) -> None:
@@ -179,7 +179,7 @@ class Executor:
             "failed" if failed else "completed",
             attempts=max((p.attempts for p in parts), default=0),
             cached=bool(parts) and all(p.cached for p in parts),
-            output=[p.output if p.status == "completed" else {"error": p.error} for p in parts]
+            output=[p.output if p.status == "completed" else _failed_item(p) for p in parts]
             if continue_on_error or not failed
             else None,
             error=failed[0].error if failed else None,
@@ -246,3 +246,10 @@ def _error_text(exc: Any, state: State[Any]) -> str:
         text = str(exc)
         return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
     return state.message or "failed"
+
+
+def _failed_item(part: NodeResult) -> dict[str, Any]:
+    """What a failed node (or ``for_each`` item) outputs under ``on_error: continue``: its
+    error, with what it output before failing (a child run's id and status)."""
+    kept = part.output if isinstance(part.output, dict) else {}
+    return {**kept, "error": part.error}

@@ -9,6 +9,7 @@ is :mod:`flows.node_task`), then records the result, hands it to an in-process c
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import ssl
 from collections.abc import Mapping
@@ -162,6 +163,12 @@ async def _execute(
             executor = Executor(state, resolved_inputs, resume_root or run_id)
             with TagsContext(current_tags=set()):
                 results = await executor.run()
+    except asyncio.CancelledError:
+        # Stopped from outside (Slack's Cancel, a worker told to cancel, a parent run that was
+        # cancelled): the record says so at once, not "failed: CancelledError".
+        if recorder is not None:
+            await _recording(recorder.finished(run_id, status="cancelled", error="cancelled while running"))
+        raise
     except BaseException as exc:
         if recorder is not None:
             await _recording(recorder.finished(run_id, status="failed", error=f"{type(exc).__name__}: {exc}"))

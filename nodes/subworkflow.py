@@ -30,10 +30,13 @@ class WorkflowOutput(BaseModel):
     run_id: str = Field(description="The child run's id (`switchboard runs show ID`).")
     status: str = Field(description="How the child run ended: completed, failed or cancelled.")
     outputs: dict[str, Any] = Field(description="The child workflow's declared outputs.")
+    workflow: str = Field(description="The workflow the child ran.")
+    version: int = Field(description="The stored version the child ran.")
+    flow_run_id: str | None = Field(default=None, description="The child's Prefect flow run (nested under this node).")
 
 
 class ChildRunFailed(NodeError):
-    """The child run did not complete; ``output`` is its ``{run_id, status, outputs}``, which
+    """The child run did not complete; ``output`` is its ``{run_id, status, outputs, ...}``, which
     ``on_error: continue`` passes on as the node's output."""
 
     def __init__(self, message: str, *, output: dict[str, Any] | None = None, node_id: str | None = None) -> None:
@@ -48,6 +51,8 @@ WORKFLOW_NODE = "core.workflow"
 @node(WORKFLOW_NODE)
 async def run_workflow(ctx: NodeContext, params: WorkflowParams) -> WorkflowOutput:
     """Run a stored workflow as a sub-workflow and output its run id, status and outputs.
+
+    The output also names the workflow, the version and the Prefect flow run the child ran.
 
     The child runs as a Prefect subflow nested under this node's task run, is recorded with
     this run as its parent, and its inputs are checked before it starts. A failed child fails

@@ -44,6 +44,9 @@ MISSED_HEARTBEATS = 3
 #: Flow-run states a run can be in while a worker owns it.
 _UNFINISHED = [StateType.PENDING, StateType.RUNNING, StateType.PAUSED, StateType.CANCELLING]
 _PAGE = 200
+#: The most levels of flow runs :meth:`PoolRuns.end` walks below a deployment run: its runner
+#: subflow, then the sub-workflow runs nested under the runner's nodes, and theirs.
+MAX_NESTING = 32
 
 
 @dataclass(frozen=True)
@@ -149,12 +152,19 @@ class PoolRuns:
         return crashed
 
     async def end(self, flow_run_ids: list[UUID], status: Literal["crashed", "cancelled"], message: str) -> None:
-        """End these deployment flow runs, their runner subflows and the runs' records as
-        ``status`` (Prefect Crashed or Cancelled) with ``message``; whatever completed stays so."""
-        children = await self._prefect.read_flow_runs(
-            flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=flow_run_ids))
-        )
-        open_children = [c.id for c in children if c.state is None or not c.state.is_completed()]
+        """End these deployment flow runs, the flow runs below them (the runner subflow, and
+        the sub-workflow runs nested under its nodes) and the runs' records as ``status``
+        (Prefect Crashed or Cancelled) with ``message``; whatever completed stays so."""
+        open_children: list[UUID] = []
+        level = flow_run_ids
+        for _ in range(MAX_NESTING):
+            children = await self._prefect.read_flow_runs(
+                flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=level))
+            )
+            level = [c.id for c in children if c.state is None or not c.state.is_completed()]
+            if not level:
+                break
+            open_children.extend(level)
         state: State[Any] = Crashed(message=message) if status == "crashed" else Cancelled(message=message)
         for flow_run_id in [*open_children, *flow_run_ids]:
             await self._prefect.set_flow_run_state(flow_run_id, state.model_copy(), force=True)

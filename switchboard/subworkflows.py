@@ -195,7 +195,14 @@ class SubWorkflows:
             child_resume_root(self._resume_root, task_label),
             parent,
         )
-        output = {"run_id": result.run_id, "status": result.status, "outputs": result.outputs}
+        output = {
+            "run_id": result.run_id,
+            "status": result.status,
+            "outputs": result.outputs,
+            "workflow": workflow,
+            "version": stored.version,
+            "flow_run_id": result.flow_run_id,
+        }
         if result.status != "completed":
             raise ChildRunFailed(
                 f"{label} (run {result.run_id}) {result.status}: {result.error or 'no error given'}",

@@ -120,6 +120,12 @@ class Workflows:
             )
             raise DefinitionError([problem], source=f"workflow '{workflow.name}'")
 
+    async def unknown_calls(self, workflow: Workflow) -> dict[str, str]:
+        """The workflow's literal ``core.workflow`` calls to workflows that are not stored:
+        node id -> name (storing it is allowed; its runs fail that node until one is)."""
+        lookup = stored_lookup(self._store)
+        return {node_id: name for node_id, name in static_calls(workflow).items() if await lookup(name) is None}
+
     async def list(self, *, include_archived: bool = False) -> list[WorkflowSummary]:
         """Stored workflows, by name."""
         return await self._store.list(include_archived=include_archived)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import openai
 from pydantic import BaseModel, Field, field_validator
 
 from nodes.ai import transport
@@ -36,7 +35,9 @@ class EmbedOutput(BaseModel):
 @node("ai.embed", credential="openai")
 async def embed(ctx: NodeContext, params: EmbedParams) -> EmbedOutput:
     """Turn texts into embedding vectors (for search, clustering or deduplication)."""
-    dimensions = params.dimensions if params.dimensions is not None else openai.omit
+    from openai import omit
+
+    dimensions = params.dimensions if params.dimensions is not None else omit
     response = await transport.request(
         ctx, lambda client: client.embeddings.create(model=params.model, input=params.texts, dimensions=dimensions)
     )

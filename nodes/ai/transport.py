@@ -1,6 +1,8 @@
 """The one place AI nodes talk to a model server: client construction and error mapping.
 
 The SDK's own retries are off (``max_retries=0``): retries are Prefect's, per node, and visible.
+The SDK is imported on the first call, not with the node registry: ``openai`` and its types cost
+about a second of CPU, which every process that only lists or validates nodes would pay.
 """
 
 from __future__ import annotations
@@ -8,17 +10,19 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import jsonschema
-import openai
-from openai import AsyncOpenAI
 
 from nodes.auth import with_token
 from nodes.context import NodeContext
 from nodes.errors import NodeConfigError, ProviderError
 from nodes.provider_errors import connection_error, error_for_status, timeout_error
 from nodes.providers import Provider, register_provider
+
+if TYPE_CHECKING:
+    import openai
+    from openai import AsyncOpenAI
 
 DESCRIPTOR = register_provider(
     Provider(
@@ -41,6 +45,8 @@ T = TypeVar("T")
 def client(key: str, base_url: str | None) -> AsyncOpenAI:
     """A client for a credential; its ``base_url`` selects any OpenAI-compatible server
     (without one, OpenAI's own: the SDK's ``OPENAI_BASE_URL`` is not read in a node)."""
+    from openai import AsyncOpenAI
+
     return AsyncOpenAI(api_key=key, base_url=base_url or DESCRIPTOR.base_url, max_retries=0, timeout=TIMEOUT_SECONDS)
 
 
@@ -52,6 +58,8 @@ def _message(exc: openai.APIStatusError) -> str:
 
 def translate(exc: openai.OpenAIError, ctx: NodeContext) -> Exception:
     """Map an SDK failure onto the node error tree."""
+    import openai
+
     if isinstance(exc, openai.APITimeoutError):
         return timeout_error(PROVIDER, TIMEOUT_SECONDS)
     if isinstance(exc, openai.APIConnectionError):
@@ -73,6 +81,7 @@ def translate(exc: openai.OpenAIError, ctx: NodeContext) -> Exception:
 async def request(ctx: NodeContext, call: Callable[[AsyncOpenAI], Awaitable[T]]) -> T:
     """Await ``call(client)`` with the node's credential, translating SDK errors (an OAuth
     token refused with 401 is refreshed once)."""
+    import openai
 
     async def attempt(key: str, base_url: str | None) -> T:
         async with client(key, base_url) as openai_client:

@@ -6,16 +6,18 @@ leaves the earlier batches applied (Airtable has no transactions).
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-from pyairtable import Api
-from pyairtable.api.types import RecordDict
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from nodes.airtable import transport
 from nodes.context import NodeContext
 from nodes.params import Params
 from nodes.registry import node
+
+if TYPE_CHECKING:
+    from pyairtable import Api
+    from pyairtable.api.types import RecordDict
 
 RECORD_ID_PATTERN = r"^rec[A-Za-z0-9]{14}$"
 RecordId = Annotated[str, Field(pattern=RECORD_ID_PATTERN)]

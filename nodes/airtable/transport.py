@@ -13,13 +13,11 @@ otherwise. Its bodies read ``{"error": {"type": ..., "message": ...}}`` or ``{"e
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 import pydantic
 import requests
-from pyairtable import Api, Table
-from pyairtable.api.types import RecordDict
 
 from nodes import safe_json
 from nodes.auth import with_token
@@ -28,6 +26,10 @@ from nodes.context import NodeContext
 from nodes.errors import NodeError, ProviderError
 from nodes.provider_errors import error_for_status
 from nodes.providers import ErrorRules, OAuth, Provider, register_provider
+
+if TYPE_CHECKING:  # pyairtable is imported on the first call (its models cost ~0.5 s of CPU)
+    from pyairtable import Api, Table
+    from pyairtable.api.types import RecordDict
 
 #: Airtable's documented penalty after a 429 when no ``Retry-After`` header says otherwise.
 RATE_LIMIT_WAIT_SECONDS = 30.0
@@ -55,8 +57,9 @@ TIMEOUT = (10, int(DESCRIPTOR.timeout))
 OPERATION_TIMEOUT_SECONDS = 300.0
 #: Airtable's largest list page.
 PAGE_SIZE = 100
-#: Airtable's largest write batch (create, update, upsert, delete).
-BATCH_SIZE = Api.MAX_RECORDS_PER_REQUEST
+#: Airtable's largest write batch (create, update, upsert, delete): pyairtable's
+#: ``Api.MAX_RECORDS_PER_REQUEST``.
+BATCH_SIZE = 10
 #: Longest Airtable error text carried into a node error.
 MESSAGE_LIMIT = 500
 
@@ -65,6 +68,8 @@ T = TypeVar("T")
 
 def client(token: str, base_url: str | None) -> Api:
     """A pyairtable client without retries (``base_url`` points at a proxy or a fake)."""
+    from pyairtable import Api
+
     return Api(
         token,
         endpoint_url=(base_url or DEFAULT_BASE_URL).rstrip("/"),

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import itertools
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from github import Github
 from pydantic import BaseModel, Field
 
 from nodes.context import NodeContext
 from nodes.github import transport
 from nodes.params import Params
 from nodes.registry import node
+
+if TYPE_CHECKING:
+    from github import Github
 
 REPO_FIELD = Field(pattern=r"^[\w.-]+/[\w.-]+$", description="The repository, `owner/name`.")
 PAGE_SIZE = 100  # GitHub's largest page

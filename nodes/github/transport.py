@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
-
-from github import Auth, Github, GithubException
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from nodes.auth import with_token
 from nodes.blocking_sdk import run_blocking
@@ -22,6 +20,9 @@ from nodes.context import NodeContext
 from nodes.errors import NodeError, parse_retry_after
 from nodes.provider_errors import error_for_status
 from nodes.providers import ErrorRules, OAuth, Provider, register_provider
+
+if TYPE_CHECKING:  # PyGithub is imported on the first call, not with the node registry
+    from github import Github, GithubException
 
 T = TypeVar("T")
 
@@ -68,6 +69,8 @@ OPERATION_TIMEOUT_SECONDS = 300.0
 
 def client(token: str, base_url: str | None) -> Github:
     """A PyGithub client (``base_url`` points at GitHub Enterprise or a fake)."""
+    from github import Auth, Github
+
     return Github(
         auth=Auth.Token(token),
         base_url=(base_url or DEFAULT_BASE_URL).rstrip("/"),
@@ -102,6 +105,8 @@ def _detail(error: object) -> str:
 
 def translate(exc: Exception, ctx: NodeContext, what: str | None = None) -> NodeError | None:
     """Map a PyGithub failure onto the node error tree (None: not PyGithub's)."""
+    from github import GithubException
+
     if not isinstance(exc, GithubException):
         return None
     return error_for_status(

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
-from github import Github, GithubException
-from github.Commit import Commit
-from github.ContentFile import ContentFile
-from github.Repository import Repository
 from pydantic import BaseModel, Field
 
 from nodes.context import NodeContext
@@ -15,6 +11,12 @@ from nodes.errors import ProviderError
 from nodes.github import transport
 from nodes.params import Params
 from nodes.registry import node
+
+if TYPE_CHECKING:
+    from github import Github
+    from github.Commit import Commit
+    from github.ContentFile import ContentFile
+    from github.Repository import Repository
 
 
 class WriteFileParams(Params):
@@ -41,6 +43,8 @@ class WriteFileOutput(BaseModel):
 
 def _current_sha(repo: Repository, name: str, path: str, branch: str | None) -> str | None:
     """The file's blob sha on ``branch``, or None when there is no such file."""
+    from github import GithubException
+
     try:
         found = repo.get_contents(path, **({"ref": branch} if branch else {}))
     except GithubException as exc:
@@ -64,7 +68,7 @@ async def write_file(ctx: NodeContext, params: WriteFileParams) -> WriteFileOutp
             result = repo.create_file(params.path, params.message, params.content, **branch)
         else:  # a stale sha: GitHub answers 409 "<path> does not match <sha>"
             result = repo.update_file(params.path, params.message, params.content, sha, **branch)
-        content, commit = cast(ContentFile, result["content"]), cast(Commit, result["commit"])
+        content, commit = cast("ContentFile", result["content"]), cast("Commit", result["commit"])
         return WriteFileOutput(path=content.path, sha=content.sha, commit_sha=commit.sha, created=sha is None)
 
     where = f"repository {params.repo}" + (f" branch {params.branch}" if params.branch else "")

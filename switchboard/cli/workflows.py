@@ -14,11 +14,13 @@ import yaml
 from prefect.exceptions import PrefectHTTPStatusError
 from rich.markup import escape
 from rich.table import Table
+from sqlalchemy.exc import SQLAlchemyError
 
 import switchboard
 from deployments.sync import SyncReport
 from deployments.sync import deploy as deploy_schedules
 from flows.graph import mermaid
+from flows.model import Workflow
 from switchboard.cli.output import (
     EXIT_FAILED,
     EXIT_INVALID,
@@ -30,6 +32,7 @@ from switchboard.cli.output import (
 from switchboard.cli.root import app
 from switchboard.cli.session import with_client
 from switchboard.errors import DefinitionError
+from switchboard.subworkflows import static_calls
 from switchboard.work_pool import WORK_POOL, api_url_configured
 
 _DEPLOY_STYLE = {"created": "green", "updated": "cyan", "paused": "yellow", "resumed": "green", "removed": "red"}
@@ -40,9 +43,15 @@ def validate(
     file: Annotated[Path, typer.Argument(help="Workflow file (YAML or JSON).")],
     graph: Annotated[bool, typer.Option("--graph", help="Print the workflow as a Mermaid flowchart.")] = False,
 ) -> None:
-    """Check a workflow file and print every problem (exit 2 if there are any)."""
+    """Check a workflow file and print every problem (exit 2 if there are any).
+
+    Its calls to stored workflows (`core.workflow`) are checked against the database too: a
+    cycle is a problem, a workflow that is not stored a warning.
+    """
     try:
         plan = switchboard.validate(file)
+        if static_calls(plan.workflow):
+            _check_stored_calls(plan.workflow)
     except DefinitionError as exc:
         print_problems(exc)
         raise typer.Exit(EXIT_INVALID) from None
@@ -50,6 +59,24 @@ def validate(
         sys.stdout.write(mermaid(plan))
         return
     out.print(f"[green]✔[/green] {plan.workflow.name}: {len(plan.nodes)} nodes, valid")
+
+
+def _check_stored_calls(workflow: Workflow) -> None:
+    """Refuse a cycle through the stored workflows (:class:`DefinitionError`) and warn of
+    calls to workflows that are not stored; without a reachable database, say what was not
+    checked (the file itself is valid)."""
+
+    async def check(client: switchboard.Client) -> dict[str, str]:
+        await client.workflows.check_calls(workflow)
+        return await client.workflows.unknown_calls(workflow)
+
+    try:
+        unknown = with_client(check)
+    except (OSError, SQLAlchemyError) as exc:
+        err.print(f"[yellow]![/yellow] calls to stored workflows not checked: no database ({escape(str(exc)[:200])})")
+        return
+    for node_id, name in unknown.items():
+        err.print(f"[yellow]![/yellow] node '{escape(node_id)}' calls workflow '{escape(name)}', which is not stored")
 
 
 @app.command()

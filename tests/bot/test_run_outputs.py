@@ -69,6 +69,13 @@ async def test_a_sub_workflow_runs_only_for_users_who_may_run_it(bot: Bot) -> No
 
     allowed = await apoll_until(lambda: final("C-ok"), message="the permitted run's summary")
     assert '`child` = "from the child"' in allowed
+    (child,) = [r for r in await RunStore(bot.engine).list(limit=10) if r.workflow == "secret-child"]
+    assert bot.runtime.prefect_ui is not None
+    link = f"{bot.runtime.prefect_ui.rstrip('/')}/runs/flow-run/{child.flow_run_id}"
+    (call_line,) = [line for line in allowed.splitlines() if "`call`" in line]
+    assert call_line.endswith(f"— ↳ `secret-child` v1 <{link}|run {child.id}> :white_check_mark: completed"), (
+        "the parent's message shows the child as one node, with its status, linking to it"
+    )
     refused = await apoll_until(lambda: final("C-no"), message="the refused run's summary")
     assert (
         "may not run workflow &#x27;secret-child&#x27;" in refused or "may not run workflow 'secret-child'" in refused
@@ -84,3 +91,34 @@ async def test_a_sub_workflow_runs_only_for_users_who_may_run_it(bot: Bot) -> No
     assert [(e.actor, e.target, e.detail) for e in refusals] == [
         ("slack:U2", "secret-child", {"called_by": "open-parent"})
     ]
+
+
+async def test_children_of_a_for_each_are_one_line_counting_them_by_status(bot: Bot) -> None:
+    await bot.apply(CHILD)
+    failing = {"name": "sometimes", "nodes": [{"id": "boom", "type": "core.fail", "params": {"message": "no"}}]}
+    await bot.apply(failing)
+    many = {
+        "name": "many-children",
+        "nodes": [
+            {
+                "id": "each",
+                "type": "core.workflow",
+                "for_each": ["secret-child", "sometimes", "secret-child"],
+                "params": {"workflow": "{{ item }}"},
+                "on_error": "continue",
+            }
+        ],
+    }
+    await bot.apply(many)
+    headers, body = slash_command("run many-children", user="U1", channel="C-many")
+    assert (await bot.post(headers, body)).status_code == 200
+    await bot.settle()
+
+    def each_line() -> str | None:
+        texts = [t for m in bot.slack.channel_messages("C-many") for t in _texts(m.blocks)]
+        lines = [line for text in texts for line in text.splitlines() if "`each`" in line and "↳" in line]
+        return lines[0] if lines else None
+
+    line = await apoll_until(each_line, message="the for_each node's line naming its children")
+    assert "↳ 3 child runs (2 completed, 1 failed): `secret-child` v1 <" in line, line
+    assert line.count("/runs/flow-run/") == 3 and ":x: failed" in line

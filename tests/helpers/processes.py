@@ -98,6 +98,7 @@ class Processes:
 
     Each process's stdout and stderr go to ``<logs>/<label>.log``. ``preexec_fn`` runs in each
     child before it starts (the bench puts children in their own session, dying with it).
+    ``python`` runs them (default: this one; a test of plugins gives a virtual environment's).
     """
 
     api: str = ""
@@ -109,8 +110,10 @@ class Processes:
         *,
         stop_timeout: float = 20.0,
         preexec_fn: Callable[[], None] | None = None,
+        python: str = sys.executable,
     ) -> None:
         self.env = env
+        self.python = python
         self.logs = logs
         self.stop_timeout = stop_timeout
         self.preexec_fn = preexec_fn
@@ -120,7 +123,7 @@ class Processes:
         """``switchboard ARGS`` in the background, logging to ``<label>.log``."""
         with (self.logs / f"{label}.log").open("wb") as log:
             process = await asyncio.create_subprocess_exec(
-                sys.executable,
+                self.python,
                 "-m",
                 "switchboard.cli",
                 *args,
@@ -135,7 +138,7 @@ class Processes:
     async def cli(self, *args: str, timeout: float = 60.0) -> tuple[int, str, str]:
         """``switchboard ARGS`` to its end: (exit code, stdout, stderr); killed after ``timeout``."""
         process = await asyncio.create_subprocess_exec(
-            sys.executable,
+            self.python,
             "-m",
             "switchboard.cli",
             *args,

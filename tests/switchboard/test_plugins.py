@@ -3,6 +3,7 @@ and Switchboard's processes there load it through the ``switchboard.nodes`` entr
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -11,12 +12,21 @@ import sysconfig
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+from uuid import UUID
 
 import pytest
 import yaml
+from prefect.client.orchestration import get_client
 
 from flows.model import DefinitionError
 from flows.plan import build_plan
+from storage.runs import RunStore
+from tests.bot.test_commands import block_text
+from tests.fakes.slack import slash_command
+from tests.helpers.bot_server import Bot
+from tests.helpers.polling import apoll_until
+from tests.helpers.processes import Processes
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "plugin-example"
@@ -88,12 +98,16 @@ def venv(tmp_path_factory: pytest.TempPathFactory, prefect_server: str) -> Itera
     yield created
 
 
-def test_an_installed_plugin_is_listed_runs_and_a_broken_one_is_reported(venv: Venv, tmp_path: Path) -> None:
-    """One test, one virtual environment: making one and installing into it is most of the cost."""
-    _listed_with_its_package(venv)
-    _runs_from_the_cli(venv, tmp_path)
-    _the_example_packages_own_test_passes(venv)
-    _a_broken_plugin_is_reported_by_name_and_the_others_load(venv, tmp_path)
+async def test_an_installed_plugin_is_listed_runs_and_a_broken_one_is_reported(
+    venv: Venv, tmp_path: Path, bot: Bot
+) -> None:
+    """One test, one virtual environment: making one and installing into it is most of the cost.
+    The steps block (they wait for processes) in a thread: the bot serves in this event loop."""
+    await asyncio.to_thread(_listed_with_its_package, venv)
+    await asyncio.to_thread(_runs_from_the_cli, venv, tmp_path)
+    await _a_parent_applied_from_a_folder_calls_a_plugin_child_from_the_cli_and_slack_on_a_worker(venv, bot, tmp_path)
+    await asyncio.to_thread(_the_example_packages_own_test_passes, venv)
+    await asyncio.to_thread(_a_broken_plugin_is_reported_by_name_and_the_others_load, venv, tmp_path)
 
 
 def _listed_with_its_package(venv: Venv) -> None:
@@ -114,6 +128,97 @@ def _runs_from_the_cli(venv: Venv, tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     result = json.loads(done.stdout)
     assert result["status"] == "completed" and result["outputs"] == {"reversed": "DRAOBHCTIWS", "length": 11}
+
+
+FOLDER: dict[str, dict[str, Any]] = {
+    "child.yaml": {
+        "name": "plugin-child",
+        "inputs": {"text": {"type": "string", "required": True}},
+        "outputs": {"reversed": "{{ nodes.flip.output.text }}"},
+        "nodes": [{"id": "flip", "type": "example.reverse", "params": {"text": "{{ inputs.text }}"}}],
+    },
+    "parent.yaml": {
+        "name": "plugin-parent",
+        "inputs": {"text": {"type": "string", "default": "parent"}},
+        "outputs": {"from_child": "{{ nodes.call.output.outputs.reversed }}"},
+        "nodes": [
+            {
+                "id": "call",
+                "type": "core.workflow",
+                "params": {"workflow": "plugin-child", "inputs": {"text": "{{ inputs.text }}"}},
+            }
+        ],
+    },
+}
+
+
+async def _nested_under_the_call_node(engine: Any, parent_run_id: str) -> None:
+    """The child's record names the parent, and Prefect nests its flow run under the parent's
+    ``call`` task run."""
+    (child,) = [r for r in await RunStore(engine).list(limit=50) if r.parent_run_id == parent_run_id]
+    parent = await RunStore(engine).get(parent_run_id)
+    assert (child.workflow, child.status, child.trigger) == ("plugin-child", "completed", "workflow")
+    async with get_client() as client:
+        child_flow_run = await client.read_flow_run(UUID(str(child.flow_run_id)))
+        assert child_flow_run.parent_task_run_id is not None, "the child is a subflow"
+        node_task_run = await client.read_task_run(child_flow_run.parent_task_run_id)
+    assert (node_task_run.name, str(node_task_run.flow_run_id)) == ("call", str(parent.flow_run_id))
+
+
+async def _a_parent_applied_from_a_folder_calls_a_plugin_child_from_the_cli_and_slack_on_a_worker(
+    venv: Venv, bot: Bot, tmp_path: Path
+) -> None:
+    folder = tmp_path / "workflows"
+    folder.mkdir()
+    for name, definition in FOLDER.items():
+        (folder / name).write_text(yaml.safe_dump(definition))
+    env = {
+        **venv.env,
+        "SWITCHBOARD_DATABASE_URL": bot.runtime.settings.effective_database_url,
+        "PREFECT_HOME": str(tmp_path / "prefect"),
+    }
+    on_bots_database = Venv(venv.python, env)
+
+    applied = await asyncio.to_thread(on_bots_database.run, "-m", "switchboard.cli", "apply", str(folder), "--json")
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert sorted((c["name"], c["change"]) for c in json.loads(applied.stdout)["changes"]) == [
+        ("plugin-child", "created"),
+        ("plugin-parent", "created"),
+    ]
+
+    ran = await asyncio.to_thread(
+        on_bots_database.run, "-m", "switchboard.cli", "run", "plugin-parent", "-i", "text=from the cli", "--json"
+    )
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    result = json.loads(ran.stdout)
+    assert result["status"] == "completed" and result["outputs"] == {"from_child": "ilc eht morf"}
+    await _nested_under_the_call_node(bot.engine, result["run_id"])
+
+    # The bot (this process) has no plugin: its runs go to a warm worker of the environment that has.
+    workers = Processes(env, tmp_path, python=str(venv.python))
+    try:
+        await workers.start_worker("plugin-worker")
+        bot.runtime.settings = bot.runtime.settings.model_copy(update={"execution": "remote"})
+        headers, body = slash_command("run plugin-parent text=slack", user="U1", channel="C-plugin")
+        assert (await bot.post(headers, body)).status_code == 200
+
+        def summary() -> str:
+            posted = bot.slack.channel_messages("C-plugin")
+            text = block_text(posted[0].blocks) if posted else ""
+            return text if "*Outputs*" in text or "*Error:*" in text else ""
+
+        shown = await apoll_until(summary, timeout=120, message="the Slack run's summary")
+        assert '`from_child` = "kcals"' in shown, shown
+        (record,) = [
+            r
+            for r in await RunStore(bot.engine).list(limit=50)
+            if r.triggered_by == "slack:U1" and r.workflow == "plugin-parent"
+        ]
+        assert record.status == "completed"
+        await _nested_under_the_call_node(bot.engine, record.id)
+        assert "↳ `plugin-child` v1" in shown, "the parent's message shows the child as one node"
+    finally:
+        await workers.stop_all()
 
 
 def _the_example_packages_own_test_passes(venv: Venv) -> None:

@@ -7,6 +7,7 @@ import asyncio
 from typing import Any
 
 import pytest
+import yaml
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from typer.testing import CliRunner
@@ -173,6 +174,27 @@ async def test_retrying_the_parent_resumes_the_child_without_repeating_its_side_
     assert len(fake_http.calls("/unstable")) == 2
 
 
+async def test_cancelling_the_parent_cancels_its_running_child(engine: Any) -> None:
+    slow = {"name": "slow-child", "nodes": [{"id": "nap", "type": "core.wait", "params": {"seconds": 120}}]}
+    await WorkflowStore(engine).apply(slow, actor="test")
+    running = asyncio.create_task(switchboard.arun(parent(call("c", "slow-child", {})), engine=engine))
+    store = RunStore(engine)
+
+    async def child_running() -> list[Any] | None:
+        return [r for r in await store.list(limit=10) if r.workflow == "slow-child" and r.status == "running"] or None
+
+    (child,) = await apoll_until(child_running, message="the child run to start")
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    records = {r.workflow: r for r in await store.list(limit=10)}
+    assert (records["slow-child"].status, records["caller"].status) == ("cancelled", "cancelled")
+    assert records["slow-child"].error == "cancelled while running"
+    async with get_client() as client:
+        child_flow_run = await client.read_flow_run(child.flow_run_id)
+    assert child_flow_run.state is not None and child_flow_run.state.is_final(), "the child's flow run ended too"
+
+
 async def test_without_a_database_the_node_says_what_it_needs() -> None:
     result = await switchboard.arun(parent(call("c", "square", {"n": 1})), record=False)
     assert result.status == "failed"
@@ -194,6 +216,26 @@ async def test_a_static_cycle_is_refused_at_apply_naming_it(engine: Any) -> None
             await client.workflows.apply({"name": "selfish", "nodes": [call("me", "selfish", {})]})
         templated = {"name": "gamma", "nodes": [call("back", "{{ 'alpha' }}", {})]}
         assert (await client.workflows.apply(templated)).version == 1, "a templated name is bounded at run time"
+
+
+async def test_validate_checks_calls_against_the_stored_workflows(
+    engine: Any, database_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    await WorkflowStore(engine).apply({"name": "beta", "nodes": [call("to_gamma", "gamma", {})]}, actor="test")
+    cyclic = tmp_path / "gamma.yaml"
+    cyclic.write_text(yaml.safe_dump({"name": "gamma", "nodes": [call("back", "beta", {})]}))
+    dangling = tmp_path / "delta.yaml"
+    dangling.write_text(yaml.safe_dump({"name": "delta", "nodes": [call("later", "not-yet", {})]}))
+    monkeypatch.setenv("SWITCHBOARD_DATABASE_URL", database_url)
+    runner = CliRunner()
+
+    refused = await asyncio.to_thread(runner.invoke, app, ["validate", str(cyclic)])
+    assert refused.exit_code == 2, refused.output
+    assert "calls itself through stored workflows: gamma → beta → gamma" in refused.output
+    warned = await asyncio.to_thread(runner.invoke, app, ["validate", str(dangling)])
+    assert warned.exit_code == 0, warned.output
+    assert "node 'later' calls workflow 'not-yet', which is not stored" in warned.stderr
+    assert "delta: 1 nodes, valid" in warned.stdout
 
 
 async def test_a_user_who_may_not_run_the_child_fails_the_node_here_and_is_refused_before_the_workers(
