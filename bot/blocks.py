@@ -87,10 +87,12 @@ class RunView:
 
 
 def flow_run_link(prefect_ui: str | None, flow_run_id: str | None) -> str | None:
-    """The page of a Prefect flow run in the UI at ``prefect_ui``, if both are known."""
+    """The page of a Prefect flow run in the UI at ``prefect_ui``, if both are known: in
+    Prefect 3.9's current UI (``/v2/``), which draws the run graph of the run's artifact (the
+    classic UI at ``/`` shows its Mermaid source)."""
     if not prefect_ui or not flow_run_id:
         return None
-    return f"{prefect_ui.rstrip('/')}/runs/flow-run/{flow_run_id}"
+    return f"{prefect_ui.rstrip('/')}/v2/runs/flow-run/{flow_run_id}"
 
 
 def _uuid(value: Any) -> str | None:

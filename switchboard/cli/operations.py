@@ -80,7 +80,7 @@ def server(
     command = processes.server_command(host, port, ui_api_url=ui_api_url)
     url = processes.api_url(host, port)
     out.print(f"Prefect server on {escape(processes.server_database(command.env))}")
-    out.print(f"UI: {url.removesuffix('/api')}")
+    out.print(f"UI: {url.removesuffix('/api')}/v2/ (each run's artifact draws its graph; the classic UI is at /)")
     out.print(f"for workers, bots and `switchboard deploy`: export PREFECT_API_URL={url}")
     if os.environ.get("PREFECT_API_URL") and os.environ["PREFECT_API_URL"].rstrip("/") != url:
         err.print(f"[yellow]![/yellow] PREFECT_API_URL is {escape(os.environ['PREFECT_API_URL'])} in this shell")

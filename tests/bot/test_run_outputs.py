@@ -71,7 +71,7 @@ async def test_a_sub_workflow_runs_only_for_users_who_may_run_it(bot: Bot) -> No
     assert '`child` = "from the child"' in allowed
     (child,) = [r for r in await RunStore(bot.engine).list(limit=10) if r.workflow == "secret-child"]
     assert bot.runtime.prefect_ui is not None
-    link = f"{bot.runtime.prefect_ui.rstrip('/')}/runs/flow-run/{child.flow_run_id}"
+    link = f"{bot.runtime.prefect_ui.rstrip('/')}/v2/runs/flow-run/{child.flow_run_id}"
     (call_line,) = [line for line in allowed.splitlines() if "`call`" in line]
     assert call_line.endswith(f"— ↳ `secret-child` v1 <{link}|run {child.id}> :white_check_mark: completed"), (
         "the parent's message shows the child as one node, with its status, linking to it"

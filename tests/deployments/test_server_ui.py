@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shutil
 import tempfile
 from urllib.parse import urljoin
@@ -79,3 +80,14 @@ async def test_the_ui_reaches_the_api_of_the_port_it_is_served_on(processes: Pro
         dom = await _render(f"{page}{ui}runs/flow-run/{flow_run_id}")
         assert "Oops" not in dom and "Something went wrong" not in dom, dom[-2000:]
         assert "branching draft · cli" in dom, dom[-2000:]
+
+    # The run's artifact draws the workflow (Mermaid): Prefect 3.9's current UI (/v2/, where
+    # Switchboard's links go) renders it as a picture; the classic UI shows the source text.
+    async with httpx.AsyncClient() as client:
+        found = await client.post(
+            f"{processes.api}/artifacts/filter", json={"artifacts": {"flow_run_id": {"any_": [flow_run_id]}}}
+        )
+    (artifact,) = found.json()
+    dom = await _render(f"{page}v2/artifacts/artifact/{artifact['id']}")
+    drawn = re.findall(r'<svg[^>]*id="(mermaid-[^"]*)"', dom)
+    assert drawn and "n_check" in dom, "the v2 UI draws the run graph: " + dom[-2000:]
