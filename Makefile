@@ -9,17 +9,27 @@ TEST_WORKERS ?= 3
 # Keep the embedded default's data inside the checkout unless told otherwise.
 export SWITCHBOARD_HOME ?= $(CURDIR)/.switchboard
 
-.PHONY: run test install lint typecheck bench clean postgres chromium docs
+.PHONY: run test install lock lint typecheck bench clean postgres chromium docs
 
-$(STAMP): pyproject.toml
+# Installs with uv (seconds, where pip takes over a minute), held to the versions in
+# requirements.lock (`make lock` renews it); pip does it if uv cannot be had.
+$(STAMP): pyproject.toml requirements.lock
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (Python 3.11+) on PATH"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip 2>&1 | grep -v "is ignored" || true
-	$(BIN)/python -m pip install -q --disable-pip-version-check -e ".[dev]" 2>&1 | grep -v "is ignored" || true
-	$(BIN)/python -c "import switchboard, prefect" 
+	$(BIN)/python -m pip install -q --disable-pip-version-check "uv>=0.5" 2>&1 | grep -v "is ignored" || true
+	if test -x $(BIN)/uv; then \
+		$(BIN)/uv pip install -q --python $(BIN)/python -c requirements.lock -e ".[dev]"; \
+	else \
+		$(BIN)/python -m pip install -q --disable-pip-version-check -c requirements.lock -e ".[dev]" 2>&1 | grep -v "is ignored" || true; \
+	fi
+	$(BIN)/python -c "import switchboard, prefect"
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# Renew requirements.lock from pyproject.toml's lower bounds (the newest versions the registry has).
+lock: $(STAMP)
+	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 --custom-compile-command "make lock" -q -o requirements.lock
 
 run: $(STAMP)
 	$(BIN)/switchboard validate examples/branching.yaml

@@ -28,13 +28,33 @@ pytest_plugins = ["tests.helpers.fixtures"]
 
 
 @pytest.fixture(scope="session")
-def prefect_server() -> Iterator[str]:
-    """A real Prefect API server (SQLite) for the whole session; yields its API URL."""
-    from prefect.settings import PREFECT_API_URL
-    from prefect.testing.utilities import prefect_test_harness
+def migrated_prefect_database(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A Prefect SQLite database migrated once for every test process of this run
+    (:mod:`tests.helpers.prefect_db`); servers that tests start copy it."""
+    from tests.helpers import prefect_db
 
-    with prefect_test_harness(server_startup_timeout=120):
-        yield str(PREFECT_API_URL.value())
+    # Under xdist each process has its own base temp directory; their parent is shared.
+    shared = tmp_path_factory.getbasetemp()
+    root = shared.parent if os.environ.get("PYTEST_XDIST_WORKER") else shared
+    return prefect_db.template(root)
+
+
+@pytest.fixture(scope="session")
+def prefect_server(migrated_prefect_database: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Prefect API server (SQLite) for the whole session; yields its API URL."""
+    import prefect.testing.utilities as harness
+    from prefect.settings import PREFECT_API_URL
+
+    from tests.helpers import prefect_db
+
+    # Prefect's harness keeps its database in a fresh mkdtemp(): one that holds the migrated copy.
+    where = tmp_path_factory.mktemp("prefect-harness")
+    prefect_db.seed(where, migrated_prefect_database)
+    (where / prefect_db.DATABASE_FILE).rename(where / "prefect-test.db")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(harness, "mkdtemp", lambda: str(where))
+        with harness.prefect_test_harness(server_startup_timeout=120):
+            yield str(PREFECT_API_URL.value())
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import prefect_db
 from tests.helpers.bot_server import Bot, serve_bot, serve_bots
 from tests.helpers.processes import Processes
 
@@ -30,9 +31,13 @@ async def two_bots(
 
 
 @pytest.fixture
-async def processes(tmp_path: Path) -> AsyncIterator[Processes]:
+async def processes(tmp_path: Path, migrated_prefect_database: Path) -> AsyncIterator[Processes]:
     """Real ``switchboard`` processes (see :class:`Processes`) with their own Prefect home,
-    Switchboard home and SQLite database under ``tmp_path``; all stopped at the end."""
+    Switchboard home and SQLite database under ``tmp_path``; all stopped at the end. Both
+    Prefect homes a server may use (PREFECT_HOME, and the embedded default's under
+    SWITCHBOARD_HOME) start with an already migrated Prefect database."""
+    for prefect_home in (tmp_path / "prefect", tmp_path / "home" / "prefect"):
+        prefect_db.seed(prefect_home, migrated_prefect_database)
     env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "PREFECT_PROFILES_PATH")}
     env |= {
         "PREFECT_HOME": str(tmp_path / "prefect"),
