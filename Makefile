@@ -41,11 +41,14 @@ postgres:
 chromium:
 	@bash scripts/ensure-chromium.sh
 
+# mypy (one core for most of a minute) runs beside the tests; its report follows theirs.
 test: $(STAMP) postgres chromium
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
-	$(BIN)/mypy
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal --durations=15
+	$(BIN)/mypy > $(VENV)/mypy.log 2>&1 & typing=$$!; \
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal --durations=15; tests=$$?; \
+	wait $$typing; typed=$$?; echo "mypy:"; cat $(VENV)/mypy.log; \
+	test $$tests -eq 0 && test $$typed -eq 0
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

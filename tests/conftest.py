@@ -103,9 +103,30 @@ async def drop_postgres_database(name: str) -> None:
     await _postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+#: Where every test that asks for a database gets both backends: the storage layer, the only
+#: code that speaks SQL. Above it a test gets PostgreSQL (what production runs on) unless it is
+#: marked ``both_databases`` (its behaviour differs by backend); the bot and process fixtures
+#: run the layers above on SQLite files, the embedded default.
+BOTH_DATABASES_UNDER = Path(__file__).parent / "storage"
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "database_url" not in metafunc.fixturenames:
+        return
+    both = metafunc.definition.path.is_relative_to(BOTH_DATABASES_UNDER) or (
+        metafunc.definition.get_closest_marker("both_databases") is not None
+    )
+    metafunc.parametrize("database_url", ["sqlite", "postgres"] if both else ["postgres"], indirect=True)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "both_databases: run on SQLite and on PostgreSQL (see tests/conftest.py)")
+
+
+@pytest.fixture
 async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    """A fresh, empty database per test: a SQLite file, or a new Postgres database."""
+    """A fresh, empty database per test: a SQLite file, or a new Postgres database
+    (which, and whether both, :func:`pytest_generate_tests` decides)."""
     if request.param == "sqlite":
         yield f"sqlite+aiosqlite:///{tmp_path / 'switchboard.db'}"
         return

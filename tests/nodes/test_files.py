@@ -11,6 +11,8 @@ from nodes.errors import NodeConfigError
 from storage.files import FileStore, FileStoreError
 from tests.nodes.context import call_node, make_context
 
+pytestmark = pytest.mark.both_databases  # file metadata rows, on both backends
+
 
 async def test_save_and_load_text_and_copies(files: FileStore) -> None:
     ctx = make_context(files=files)

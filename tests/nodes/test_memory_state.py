@@ -13,6 +13,8 @@ from nodes.errors import NodeConfigError, NodeError
 from storage.memory import MemoryStore
 from tests.nodes.context import call_node, make_context
 
+pytestmark = pytest.mark.both_databases  # memory and state rows: their SQL differs by backend
+
 
 @pytest.fixture
 def memory(engine: AsyncEngine) -> MemoryStore:

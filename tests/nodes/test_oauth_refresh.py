@@ -19,6 +19,8 @@ from tests.fakes.oauth import FakeOAuth
 from tests.fakes.openai import FakeOpenAI, completion
 from tests.nodes.context import call_node, make_context, store_resolver
 
+pytestmark = pytest.mark.both_databases  # token refresh locks rows on both backends
+
 
 async def test_a_refused_token_is_refreshed_once_for_five_concurrent_nodes(
     engine: AsyncEngine, fake_http: FakeHTTP

@@ -26,6 +26,8 @@ from tests.fakes.slack import slash_command
 from tests.helpers.bot_server import Bot
 from tests.helpers.polling import apoll_until
 
+pytestmark = pytest.mark.both_databases  # replay claims race on both backends
+
 NOW = 1_796_000_000
 BODY = b'{"name": "Ada"}'
 

@@ -24,6 +24,8 @@ from storage.runs import RunRecordNotFoundError, RunStore
 from switchboard.cli import app
 from switchboard.retention import parse_age
 
+pytestmark = pytest.mark.both_databases  # retention deletes, on both backends
+
 runner = CliRunner()
 
 

@@ -147,6 +147,7 @@ async def test_json_shape(engine: AsyncEngine, database_url: str, monkeypatch: p
     }
 
 
+@pytest.mark.both_databases  # SQLite migrates itself, PostgreSQL is upgraded by an operator
 @pytest.mark.usefixtures("prefect_server")
 async def test_a_database_behind_its_migrations(database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     behind = create_engine(database_url)
