@@ -9,16 +9,19 @@ TEST_WORKERS ?= 3
 # Keep the embedded default's data inside the checkout unless told otherwise.
 export SWITCHBOARD_HOME ?= $(CURDIR)/.switchboard
 
-.PHONY: run test install lock lint typecheck bench clean postgres chromium docs
+.PHONY: run test install lock bytecode lint typecheck bench clean postgres chromium docs
 
 # Installs with uv (seconds, where pip takes over a minute), held to the versions in
-# requirements.lock (`make lock` renews it); pip does it if uv cannot be had.
+# requirements.lock (`make lock` renews it); pip does it if uv cannot be had. Bytecode is
+# compiled at install (uv's --compile-bytecode; pip does it anyway): where
+# PYTHONDONTWRITEBYTECODE is set, as on this machine, every process would otherwise compile
+# every module it imports (twice the start-up CPU of a CLI command).
 $(STAMP): pyproject.toml requirements.lock
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (Python 3.11+) on PATH"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check "uv>=0.5" 2>&1 | grep -v "is ignored" || true
 	if test -x $(BIN)/uv; then \
-		$(BIN)/uv pip install -q --python $(BIN)/python -c requirements.lock -e ".[dev]"; \
+		$(BIN)/uv pip install -q --compile-bytecode --python $(BIN)/python -c requirements.lock -e ".[dev]"; \
 	else \
 		$(BIN)/python -m pip install -q --disable-pip-version-check -c requirements.lock -e ".[dev]" 2>&1 | grep -v "is ignored" || true; \
 	fi
@@ -31,7 +34,11 @@ install: $(STAMP)
 lock: $(STAMP)
 	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 --custom-compile-command "make lock" -q -o requirements.lock
 
-run: $(STAMP)
+# Switchboard's own modules, compiled once for every process the command starts (see above).
+bytecode: $(STAMP)
+	@$(BIN)/python -m compileall -q -j 0 bot deployments flows nodes storage switchboard bench tests > /dev/null
+
+run: $(STAMP) bytecode
 	$(BIN)/switchboard validate examples/branching.yaml
 	$(BIN)/switchboard run examples/branching.yaml -i count=7
 
@@ -42,7 +49,7 @@ chromium:
 	@bash scripts/ensure-chromium.sh
 
 # mypy (one core for most of a minute) runs beside the tests; its report follows theirs.
-test: $(STAMP) postgres chromium
+test: $(STAMP) bytecode postgres chromium
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	$(BIN)/mypy > $(VENV)/mypy.log 2>&1 & typing=$$!; \
