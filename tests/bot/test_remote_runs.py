@@ -126,6 +126,35 @@ async def test_cancelling_a_run_on_a_worker_cancels_it_there(bot: Bot) -> None:
 
 
 @pytest.mark.usefixtures("worker")
+async def test_cancelling_a_parent_on_a_worker_cancels_the_child_it_runs(bot: Bot) -> None:
+    await bot.apply({"name": "slow-child", "nodes": [{"id": "nap", "type": "core.wait", "params": {"seconds": 120}}]})
+    await bot.apply(
+        {
+            "name": "waits-on-child",
+            "nodes": [{"id": "call", "type": "core.workflow", "params": {"workflow": "slow-child"}}],
+        }
+    )
+    headers, body = slash_command("run waits-on-child", user="U1", channel="C3")
+    assert (await bot.post(headers, body)).status_code == 200
+
+    async def child_running() -> list[Any] | None:
+        records = await RunStore(bot.engine).list(limit=10)
+        return [r for r in records if r.workflow == "slow-child" and r.status == "running"] or None
+
+    (child,) = await apoll_until(child_running, timeout=60, message="the child run to start on the worker")
+    (run_id,) = list(bot.runtime.running)
+    headers, body = slash_command(f"cancel {run_id}", user="U1", channel="C3")
+    assert (await bot.post(headers, body)).status_code == 200
+    await bot.settle(timeout=60)
+    assert "*cancelled*" in block_text(run_message(bot, "C3").blocks)
+    records = {r.workflow: r for r in await RunStore(bot.engine).list(limit=10)}
+    assert (records["waits-on-child"].status, records["slow-child"].status) == ("cancelled", "cancelled")
+    async with get_client() as client:
+        child_flow_run = await client.read_flow_run(UUID(str(child.flow_run_id)))
+    assert child_flow_run.state is not None and child_flow_run.state.is_cancelled(), child_flow_run.state
+
+
+@pytest.mark.usefixtures("worker")
 async def test_a_node_on_the_worker_replies_in_the_runs_slack_thread(bot: Bot) -> None:
     store = credential_store(bot.engine, Settings())
     await store.add("slack-bot", provider="slack", secret=BOT_TOKEN, base_url=bot.slack.api_url, actor="test")

@@ -370,17 +370,21 @@ RETRY_AFTER_SECONDS = 5
 
 class Outage:
     """A provider endpoint that answers 503 (with Retry-After) for :data:`OUTAGE_SECONDS`
-    after its first request, then 200."""
+    after its first request, and to each run's first request (on a loaded machine a run may
+    start after the outage), then 200."""
 
     def __init__(self) -> None:
         self.began: float | None = None
+        self._seen: set[str] = set()
         self._lock = threading.Lock()
 
     def __call__(self, request: Recorded) -> Reply:
+        runs = set(request.query.get("run", []))
         with self._lock:
             if self.began is None:
                 self.began = request.at
-        if request.at - self.began < OUTAGE_SECONDS:
+            first_call, self._seen = not runs <= self._seen, self._seen | runs
+        if first_call or request.at - self.began < OUTAGE_SECONDS:
             return Reply(503, "upstream overloaded", headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
         return Reply(200, {"ok": True})
 
