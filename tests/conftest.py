@@ -119,29 +119,6 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize("database_url", ["sqlite", "postgres"] if both else ["postgres"], indirect=True)
 
 
-#: Modules of long tests (real servers, workers, a virtual environment, timed outages): run
-#: first, so the short tests fill the cores around them instead of leaving one test process
-#: busy with them at the end (`make test` hands tests out two at a time: --dist load).
-START_FIRST = (
-    "deployments/",
-    "switchboard/test_plugins.py",
-    "switchboard/test_child_processes.py",
-    "bot/test_embedded_start.py",
-    "bot/test_restart.py",
-    "bot/test_remote_runs.py",
-)
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    root = Path(__file__).parent
-
-    def long_first(item: pytest.Item) -> int:
-        where = item.path.relative_to(root).as_posix() if item.path.is_relative_to(root) else ""
-        return 0 if where.startswith(START_FIRST) else 1
-
-    items.sort(key=long_first)  # stable: the order within each group stays
-
-
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "both_databases: run on SQLite and on PostgreSQL (see tests/conftest.py)")
 

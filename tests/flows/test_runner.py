@@ -14,6 +14,7 @@ import switchboard
 from flows.events import NodeEvent
 from flows.results import RunResult
 from tests.fakes.http import FakeHTTP, Reply
+from tests.helpers.polling import apoll_until
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
@@ -45,13 +46,16 @@ def http_get(node_id: str, url: str, **extra: Any) -> dict[str, Any]:
 
 
 async def task_runs_of(flow_run_id: str, at_least: int = 1) -> list[Any]:
-    async with get_client() as client:
-        for _ in range(50):  # task-run rows are written asynchronously from events
+    """The flow run's task runs once ``at_least`` of them are final (rows are written
+    asynchronously from events)."""
+
+    async def final_runs() -> list[Any] | None:
+        async with get_client() as client:
             runs = await client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
-            if len(runs) >= at_least and all(r.state is not None and r.state.is_final() for r in runs):
-                return runs
-            await asyncio.sleep(0.2)
-    return runs
+        done = len(runs) >= at_least and all(r.state is not None and r.state.is_final() for r in runs)
+        return runs if done else None
+
+    return await apoll_until(final_runs, message=f"{at_least} final task runs of flow run {flow_run_id}")
 
 
 async def test_branching_skips_the_path_not_taken_and_merge_any_joins() -> None:
@@ -439,7 +443,7 @@ async def test_skipped_nodes_show_in_prefect_as_skipped_task_runs() -> None:
     )
     result = await run(definition, {"n": 5})
     assert result.status == "failed" and result.flow_run_id
-    runs = {r.name: r for r in await task_runs_of(result.flow_run_id)}
+    runs = {r.name: r for r in await task_runs_of(result.flow_run_id, at_least=len(result.nodes))}
     assert sorted(runs) == sorted(result.nodes), "every node of the workflow is a task run in Prefect"
     for name in ("small", "after_small", "after_boom"):
         state = runs[name].state
