@@ -49,8 +49,7 @@ def prefect_server(migrated_prefect_database: Path, tmp_path_factory: pytest.Tem
 
     # Prefect's harness keeps its database in a fresh mkdtemp(): one that holds the migrated copy.
     where = tmp_path_factory.mktemp("prefect-harness")
-    prefect_db.seed(where, migrated_prefect_database)
-    (where / prefect_db.DATABASE_FILE).rename(where / "prefect-test.db")
+    prefect_db.seed(where, migrated_prefect_database, name="prefect-test.db")
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(harness, "mkdtemp", lambda: str(where))
         with harness.prefect_test_harness(server_startup_timeout=120):

@@ -51,9 +51,10 @@ def template(root: Path) -> Path:
     return path
 
 
-def seed(prefect_home: Path, migrated: Path) -> None:
-    """Give the Prefect home ``prefect_home`` a copy of the migrated database (unless it has one)."""
+def seed(prefect_home: Path, migrated: Path, name: str = DATABASE_FILE) -> None:
+    """Give the Prefect home ``prefect_home`` a copy of the migrated database named ``name``
+    (unless it has one)."""
     prefect_home.mkdir(parents=True, exist_ok=True)
-    target = prefect_home / DATABASE_FILE
+    target = prefect_home / name
     if not target.exists():
         shutil.copyfile(migrated, target)
