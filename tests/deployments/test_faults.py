@@ -9,9 +9,9 @@ HTTP provider. What a user sees, proved here:
    ``switchboard retry --remote`` then finishes it on a worker: the node that had completed (an HTTP POST, a side
    effect) comes back from Prefect's result storage (``cached: true``) and is not sent again;
    the provider saw exactly one POST from each side-effecting node in total.
-2. **Postgres restarted mid-run** (the Prefect server's database and Switchboard's): five runs
-   waiting in a node while the cluster restarts all end, and each has its run record with a
-   final status; none is lost or left ``running``.
+2. **Postgres restarted mid-run** (the Prefect server's database and Switchboard's, in a
+   cluster of the test's own): five runs waiting in a node while the cluster restarts all
+   end, and each has its run record with a final status; none is lost or left ``running``.
 3. **A provider answering 503 for 30 s**: runs of a node with retries outlast the outage and
    complete (attempts > 1, spaced by the provider's Retry-After); runs of a node without
    retries fail at once with an error naming the 503. Nothing hangs.
@@ -31,6 +31,7 @@ import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
 from urllib.parse import urlsplit
@@ -54,7 +55,7 @@ from switchboard.runs import reconcile
 from tests.conftest import POSTGRES_ADMIN_DSN
 from tests.fakes.http import FakeHTTP, Recorded, Reply
 from tests.helpers.polling import apoll_until
-from tests.helpers.processes import Processes
+from tests.helpers.processes import Processes, free_port
 
 
 @asynccontextmanager
@@ -252,53 +253,78 @@ async def _run(*argv: str) -> tuple[int, str]:
     return process.returncode, output.decode(errors="replace")
 
 
-async def _postgres_cluster() -> list[str]:
-    """``pg_ctlcluster`` arguments for the local cluster the tests use (:data:`POSTGRES_ADMIN_DSN`),
-    run as whoever may control it; empty when there is no such cluster here."""
+@dataclass
+class Cluster:
+    """A PostgreSQL cluster of this test's own: restarting it disturbs no other test."""
+
+    version: str
+    name: str
+    port: int
+
+    @property
+    def control(self) -> list[str]:
+        return ["pg_ctlcluster", "--skip-systemctl-redirect", self.version, self.name]
+
+    @property
+    def admin_dsn(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    async def answers(self) -> bool:
+        try:
+            connection = await asyncpg.connect(self.admin_dsn, timeout=2)
+        except (OSError, asyncpg.PostgresError, TimeoutError):
+            return False
+        await connection.close()
+        return True
+
+    async def ensure_up(self) -> None:
+        """Start the cluster if a failed restart left it down; wait until it accepts connections."""
+        if not await self.answers():
+            await _run(*self.control, "start")
+        await apoll_until(self.answers, timeout=60, interval=0.2, message="PostgreSQL to accept connections again")
+
+    async def database(self, label: str) -> str:
+        """A new database in the cluster, as a SQLAlchemy URL."""
+        connection = await asyncpg.connect(self.admin_dsn, timeout=5)
+        try:
+            await connection.execute(f'CREATE DATABASE "sb_{label}"')
+        finally:
+            await connection.close()
+        return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/sb_{label}"
+
+
+@pytest.fixture
+async def own_cluster() -> AsyncIterator[Cluster]:
+    """A fresh PostgreSQL cluster (Debian's pg_createcluster, trust auth, a free port), dropped
+    at the end. The tests' shared cluster is never restarted: other tests run on it meanwhile."""
     dsn = urlsplit(POSTGRES_ADMIN_DSN)
-    if dsn.hostname not in ("127.0.0.1", "localhost", "::1") or None in (
-        shutil.which("pg_lsclusters"),
-        shutil.which("pg_ctlcluster"),
-    ):
-        return []
-    code, output = await _run("pg_lsclusters", "--no-header")
-    clusters = [line.split() for line in output.splitlines()] if code == 0 else []
-    found = next((c for c in clusters if len(c) >= 5 and c[2] == str(dsn.port or 5432)), None)
-    if found is None:
-        return []
-    version, name, owner = found[0], found[1], found[4]
-    argv = ["pg_ctlcluster", "--skip-systemctl-redirect", version, name]
-    # root and the cluster's owner may control it; anyone else needs a password-less sudo.
-    if os.geteuid() == 0 or pwd.getpwuid(os.geteuid()).pw_name == owner or shutil.which("sudo") is None:
-        return argv
-    return ["sudo", "-n", *argv]
-
-
-async def _postgres_answers() -> bool:
-    try:
-        connection = await asyncpg.connect(POSTGRES_ADMIN_DSN, timeout=2)
-    except (OSError, asyncpg.PostgresError, TimeoutError):
-        return False
-    await connection.close()
-    return True
-
-
-async def _ensure_postgres_up(cluster: list[str]) -> None:
-    """Start the cluster if a failed restart left it down; wait until it accepts connections."""
-    if not await _postgres_answers():
-        await _run(*cluster, "start")
-    await apoll_until(_postgres_answers, timeout=60, interval=0.2, message="PostgreSQL to accept connections again")
-
-
-async def test_postgres_restart_mid_run_loses_no_run(postgres_databases: Any, processes: Processes) -> None:
-    # postgres_databases first: its databases are dropped after the processes using them stop.
-    cluster = await _postgres_cluster()
-    if not cluster:
+    tools = [shutil.which(tool) for tool in ("pg_lsclusters", "pg_createcluster", "pg_ctlcluster", "pg_dropcluster")]
+    may_control = os.geteuid() == 0 or pwd.getpwuid(os.geteuid()).pw_name == "postgres"
+    if dsn.hostname not in ("127.0.0.1", "localhost", "::1") or None in tools or not may_control:
+        why = "needs Debian's PostgreSQL cluster tools, run as root or postgres"
         if os.environ.get("CI") == "true":
-            pytest.fail(f"no local PostgreSQL cluster to restart for {POSTGRES_ADMIN_DSN} (CI=true)")
-        pytest.skip(f"no local PostgreSQL cluster to restart for {POSTGRES_ADMIN_DSN} (pg_ctlcluster)")
-    prefect_db = await postgres_databases("prefect")
-    switchboard_db = await postgres_databases("switchboard")
+            pytest.fail(f"cannot make a PostgreSQL cluster to restart: {why} (CI=true)")
+        pytest.skip(f"cannot make a PostgreSQL cluster to restart: {why}")
+    code, output = await _run("pg_lsclusters", "--no-header")
+    versions = sorted({line.split()[0] for line in output.splitlines() if line.split()} if code == 0 else set())
+    assert versions, f"pg_lsclusters shows no PostgreSQL version: {output}"
+    cluster = Cluster(versions[-1], f"sbfaults{os.getpid()}", free_port())
+    code, output = await _run(
+        "pg_createcluster", cluster.version, cluster.name, "-p", str(cluster.port), "--start", "--", "--auth=trust"
+    )
+    assert code == 0, f"pg_createcluster: {output}"
+    try:
+        await cluster.ensure_up()
+        yield cluster
+    finally:
+        await _run("pg_dropcluster", "--stop", cluster.version, cluster.name)
+
+
+async def test_postgres_restart_mid_run_loses_no_run(own_cluster: Cluster, processes: Processes) -> None:
+    # own_cluster first: it is dropped after the processes using it stop.
+    cluster = own_cluster.control
+    prefect_db = await own_cluster.database("prefect")
+    switchboard_db = await own_cluster.database("switchboard")
     async with stack(processes, [PAUSING_WORKFLOW], prefect_db=prefect_db, switchboard_db=switchboard_db) as engine:
         store = RunStore(engine)
         workers = await asyncio.gather(
@@ -328,7 +354,7 @@ async def test_postgres_restart_mid_run_loses_no_run(postgres_databases: Any, pr
             restart_seconds = time.monotonic() - started
             assert code == 0, f"{' '.join(cluster)} restart: {output}"
         finally:
-            await _ensure_postgres_up(cluster)
+            await own_cluster.ensure_up()
         back_seconds = time.monotonic() - started
 
         results = await asyncio.gather(*waits, return_exceptions=True)
