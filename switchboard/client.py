@@ -13,8 +13,8 @@ A :class:`Client` owns one database engine (opened by ``async with``, schema che
 the caller already has), reaches Prefect through :meth:`Client.prefect`, and decides whether a
 run executes in this process or on workers (:attr:`Settings.runs_remotely`). Its parts group
 what front ends do: :attr:`workflows`, :attr:`runs`, :attr:`credentials`, :attr:`webhooks`,
-:attr:`audit`, :attr:`retention`, :meth:`pool_runs` for warm workers, and :attr:`slack` for the
-bot's own records. None of them
+:attr:`tokens` (API tokens), :attr:`idempotency`, :attr:`audit`, :attr:`retention`,
+:meth:`pool_runs` for warm workers, and :attr:`slack` for the bot's own records. None of them
 reads the environment: everything comes from the :class:`Settings` the client was given.
 
 :func:`default_client` is the one place in the library that builds settings from the
@@ -35,12 +35,14 @@ from switchboard.audit import Audit
 from switchboard.credentials import Credentials
 from switchboard.database import open_engine
 from switchboard.errors import ClientClosedError
+from switchboard.idempotency import IdempotentRequests
 from switchboard.pool_runs import PoolRuns
 from switchboard.remote import RemoteRun
 from switchboard.retention import Retention
 from switchboard.runs import Runs
 from switchboard.settings import Settings
 from switchboard.slack_records import SlackRecords
+from switchboard.tokens import ApiTokens
 from switchboard.webhooks import WebhookSecrets
 from switchboard.workflows import Workflows
 
@@ -122,6 +124,16 @@ class Client:
     def webhooks(self) -> WebhookSecrets:
         """Webhook secrets of stored workflows."""
         return WebhookSecrets.on(self.engine, self.settings)
+
+    @property
+    def tokens(self) -> ApiTokens:
+        """API tokens: create, list, revoke, authenticate."""
+        return ApiTokens(self.engine, self.actor)
+
+    @property
+    def idempotency(self) -> IdempotentRequests:
+        """Idempotency keys of run requests, shared by every process on the database."""
+        return IdempotentRequests(self.engine)
 
     @property
     def audit(self) -> Audit:

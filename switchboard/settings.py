@@ -141,6 +141,12 @@ class Settings(BaseSettings):
         description="The largest request body the bot's HTTP server reads, on every route (Slack, webhooks, "
         "OAuth callbacks); a larger one gets 413 without being read.",
     )
+    api_rate_limit: int = Field(
+        default=120,
+        ge=1,
+        le=100_000,
+        description="Requests a minute one API token may make to /api/v1 (per bot process); more get 429.",
+    )
 
     #: The environment variables read besides the fields, as they were when these settings were built.
     _environ: dict[str, str] = PrivateAttr(default_factory=dict)

@@ -6,6 +6,7 @@ audited under the caller's ``actor`` (default: the client's).
 
 from __future__ import annotations
 
+import builtins
 from pathlib import Path
 from typing import Any
 
@@ -133,6 +134,10 @@ class Workflows:
     async def get(self, name: str, version: int | None = None) -> StoredVersion:
         """One stored version (default: the latest); :class:`WorkflowNotFoundError` names the fix."""
         return await self._store.get(name, version)
+
+    async def versions(self, name: str) -> builtins.list[StoredVersion]:
+        """Every stored version of ``name``, oldest first; :class:`WorkflowNotFoundError`."""
+        return await self._store.versions(name)
 
     async def diff(self, name: str, old: int, new: int) -> str:
         """A unified diff of two versions' YAML (empty when they are equal)."""

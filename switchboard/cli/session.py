@@ -26,6 +26,7 @@ from switchboard.errors import (
 from switchboard.execution import NotRetryableError, RunNotFoundError
 from switchboard.remote import RemoteUnavailableError
 from switchboard.settings import Settings
+from switchboard.tokens import ApiTokenError
 from switchboard.webhooks import WebhookError
 
 T = TypeVar("T")
@@ -38,6 +39,7 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     CredentialError,
     SecretKeyError,
     WebhookError,
+    ApiTokenError,
     RunNotFoundError,
     NotRetryableError,
     RemoteUnavailableError,
