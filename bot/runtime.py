@@ -234,25 +234,42 @@ class BotRuntime:
         if not await access.may_run(await self.policy(record.workflow)):
             await self.audit_refusal(user, "retry", record.workflow, {"run_id": run_id})
             return f"You may not run `{escape(record.workflow)}`, so you may not retry its runs."
+        try:
+            await self.start_retry(
+                record, triggered_by=f"slack:{user}", user=user, channel=channel, client=client, team=team
+            )
+        except (NotRetryableError, RunNotFoundError) as exc:
+            return escape(str(exc))
+        return None
+
+    async def start_retry(
+        self,
+        record: RunRecord,
+        *,
+        triggered_by: str,
+        user: str | None = None,
+        channel: str | None = None,
+        client: AsyncWebClient | None = None,
+        team: str | None = None,
+    ) -> StartedRun:
+        """Resume the failed run ``record`` as a new run, with a live message in ``channel``
+        (None: none); the caller has checked who may. Raises :class:`NotRetryableError` or
+        :class:`RunNotFoundError` (from Prefect) when it cannot be resumed."""
+        await self.core.runs.check_retryable(record.id)
         view = RunView(
             run_id=new_run_id(), workflow=record.workflow, version=record.version, user=user, inputs=record.inputs
         )
 
         async def call(listen: Listener, slack_thread: tuple[str, str] | None) -> RunResult:
             return await self.core.runs.execute_retry(
-                run_id,
+                record.id,
                 new_run_id=view.run_id,
-                triggered_by=f"slack:{user}",
+                triggered_by=triggered_by,
                 listeners=[listen],
                 slack_thread=slack_thread,
             )
 
-        try:
-            await self.core.runs.check_retryable(run_id)
-        except (NotRetryableError, RunNotFoundError) as exc:
-            return escape(str(exc))
-        await self._launch(view, channel, call, client=client, team=team)
-        return None
+        return await self._launch(view, channel, call, client=client, team=team)
 
     async def _launch(
         self,
@@ -327,8 +344,10 @@ class BotRuntime:
         trigger: str,
         triggered_by: str | None = None,
         run_id: str | None = None,
+        user: str | None = None,
     ) -> StartedRun:
-        """Start a run no Slack user asked for (a webhook, a schedule) and return at once.
+        """Start a run no Slack user asked for in Slack (a webhook, a schedule, an API call) and
+        return at once.
 
         ``inputs`` must already be resolved against the workflow. The live message goes to the
         workflow's ``notify: {channel}`` if it has one; it is posted from the run's task, so a
@@ -336,6 +355,8 @@ class BotRuntime:
         message, not the run. Without ``notify`` the run has no Slack message. The run is
         recorded with ``trigger`` and ``triggered_by`` (default: the trigger's name), under
         ``run_id`` if given (a webhook claims its replay key with the id before starting).
+        ``user``: the Slack user the caller acts as (an API token's owner), whose permissions
+        govern the sub-workflows the run calls.
         """
         notify = workflow_of(stored).notify
         channel, client, team = notify.channel if notify else None, self.client, None
@@ -347,7 +368,7 @@ class BotRuntime:
                 logger.warning("a %s run of %s has no Slack message: %s", trigger, stored.name, exc)
                 channel = None
         view, call = self._fresh_run(
-            stored, inputs, user=None, trigger=trigger, triggered_by=triggered_by or trigger, run_id=run_id
+            stored, inputs, user=user, trigger=trigger, triggered_by=triggered_by or trigger, run_id=run_id
         )
         return await self._launch(view, channel, call, post_first=False, client=client, team=team)
 

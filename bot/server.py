@@ -1,12 +1,14 @@
 """The bot's HTTP server: Starlette routes under uvicorn.
 
 ``POST /slack/events`` takes slash commands, interactivity and events; ``GET /healthz`` says
-whether the database answers. In front of every route, :mod:`bot.request_limits` refuses a
-body over ``SWITCHBOARD_MAX_REQUEST_BYTES`` with 413 without reading it. A Slack request is
-then checked by signature (bad, missing or stale: 401, before anything runs), then by shape
-(a signed body Bolt could not read: 400), see :mod:`bot.slack_requests`. A request replayed
-inside Slack's five-minute window (same signature), to this bot process or to another one on
-the same database, is answered 200 and ignored (:mod:`storage.replays`).
+whether the database answers; ``/api/v1`` is the HTTP API (:mod:`bot.api`) and
+``POST /hooks/{workflow}`` the webhook triggers (:mod:`bot.webhooks`). In front of every
+route, :mod:`bot.request_limits` refuses a body over ``SWITCHBOARD_MAX_REQUEST_BYTES`` with
+413 without reading it. A Slack request is then checked by signature (bad, missing or stale:
+401, before anything runs), then by shape (a signed body Bolt could not read: 400), see
+:mod:`bot.slack_requests`. A request replayed inside Slack's five-minute window (same
+signature), to this bot process or to another one on the same database, is answered 200 and
+ignored (:mod:`storage.replays`).
 """
 
 from __future__ import annotations
@@ -27,9 +29,11 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
 from bot import connect
+from bot.api import PREFIX as API_PREFIX
+from bot.api import create_api
 from bot.app import INSTALL_PATH, REDIRECT_PATH, BotConfigError, create_app
 from bot.reporter import INTERVAL as REPORT_INTERVAL
 from bot.reporter import report_forever
@@ -163,6 +167,7 @@ def create_web_app(runtime: BotRuntime, *, report_interval: float = REPORT_INTER
             ),
             *connect.routes(runtime),
             Route("/hooks/{workflow}", webhook_endpoint(runtime), methods=["POST"]),
+            Mount(API_PREFIX, app=create_api(runtime)),
         ],
         lifespan=lifespan,
         middleware=[Middleware(RequestBodyLimit, max_bytes=max_bytes)],
