@@ -157,8 +157,10 @@ def _native_expression(source: str) -> str | None:
     return inner.strip()
 
 
-def _check_ast(ast: nodes.Template, source: str) -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
-    """Refuse unknown names and private attributes.
+def _check_ast(
+    ast: nodes.Template, source: str, scope: frozenset[str] = SCOPE_NAMES
+) -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
+    """Refuse unknown names (any outside ``scope``) and private attributes.
 
     Returns the node ids referenced, the scope names read and the inputs read.
     """
@@ -185,12 +187,12 @@ def _check_ast(ast: nodes.Template, source: str) -> tuple[frozenset[str], frozen
         if isinstance(n, nodes.Name):
             if n.ctx != "load" or n.name in stored:
                 continue
-            if n.name not in SCOPE_NAMES | _BUILTIN_NAMES:
+            if n.name not in scope | _BUILTIN_NAMES:
                 raise ExpressionError(
                     f"name {n.name!r} is not available in expressions "
-                    f"(use {', '.join(sorted(SCOPE_NAMES))}) in {excerpt(source)}"
+                    f"(use {', '.join(sorted(scope))}) in {excerpt(source)}"
                 )
-            if n.name in SCOPE_NAMES:
+            if n.name in scope:
                 names.add(n.name)
             if n.name == "nodes" and id(n) not in wrapped:
                 raise ExpressionError(
@@ -239,7 +241,7 @@ _SEGMENT = re.compile(rf"\.({_IDENT})|\[(\d+)\]|\['([^']*)'\]")
 _JINJA_MARKERS = ("{{", "{%", "{#", "}}", "%}", "#}")
 
 
-def _parse_simple(source: str) -> Template | None:
+def _parse_simple(source: str, scope: frozenset[str] = SCOPE_NAMES) -> Template | None:
     """The Template for a path-substitution-only string, or None if it needs the full parser."""
     refs: set[str] = set()
     names: set[str] = set()
@@ -247,7 +249,7 @@ def _parse_simple(source: str) -> Template | None:
     count = 0
     for match in _SIMPLE_EXPR.finditer(source):
         name, rest, filters = match.group(1), match.group(2), match.group(3)
-        if name not in SCOPE_NAMES:
+        if name not in scope:
             return None
         if rest.count(".") + rest.count("[") + filters.count("|") > template_shape.MAX_TREE_DEPTH // 2:
             return None  # a long chain: the full parse measures its depth
@@ -279,10 +281,14 @@ def _parse_simple(source: str) -> Template | None:
 
 
 @functools.lru_cache(maxsize=16384)
-def parse(source: str) -> Template:
-    """Parse and check one template string (cached: identical strings parse once)."""
+def parse(source: str, scope: frozenset[str] = SCOPE_NAMES) -> Template:
+    """Parse and check one template string (cached: identical strings parse once).
+
+    ``scope`` is the names it may read: a node's (:data:`SCOPE_NAMES`) unless told, e.g. a
+    trigger's ``event`` and ``headers`` (:mod:`flows.triggers`).
+    """
     template_shape.check_length(source)
-    simple = _parse_simple(source)
+    simple = _parse_simple(source, scope)
     if simple is not None:
         return simple
     try:
@@ -293,7 +299,7 @@ def parse(source: str) -> Template:
         raise ExpressionError(f"template syntax error: {exc.message} (line {exc.lineno}) in {excerpt(source)}") from exc
     except RecursionError as exc:  # the nesting check leaves far more room than this needs
         raise ExpressionError(f"template nests too deeply in {excerpt(source)}") from exc
-    refs, names, inputs = _check_ast(ast, source)
+    refs, names, inputs = _check_ast(ast, source, scope)
     expression = _native_from_ast(ast, source)
     return Template(
         source=source, native=expression is not None, refs=refs, expression=expression, names=names, inputs=inputs
@@ -328,10 +334,11 @@ def _render(value: Any, context: Mapping[str, Any]) -> Any:
     return value
 
 
-def compile_value(value: Any, path: str = "") -> Compiled:
+def compile_value(value: Any, path: str = "", *, scope: frozenset[str] = SCOPE_NAMES) -> Compiled:
     """Parse every template inside ``value`` (strings, nested in dicts and lists).
 
-    Raises :class:`ExpressionError` whose message starts with the path of the bad string.
+    ``scope``: the names its templates may read (as for :func:`parse`). Raises
+    :class:`ExpressionError` whose message starts with the path of the bad string.
     """
     refs: set[str] = set()
     names: set[str] = set()
@@ -346,7 +353,7 @@ def compile_value(value: Any, path: str = "") -> Compiled:
             if not is_template(v):
                 return v
             try:
-                template = parse(v)
+                template = parse(v, scope)
             except ExpressionError as exc:
                 raise ExpressionError(exc.message, path=where or None) from exc
             templated = True

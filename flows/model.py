@@ -35,6 +35,7 @@ from pydantic import (
 )
 
 from flows import limits, safe_yaml
+from flows.triggers import MAX_TRIGGERS, Trigger
 from nodes import safe_json
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9-]*$"
@@ -239,6 +240,9 @@ class Workflow(_Strict):
     description: str | None = None
     inputs: dict[str, InputSpec] = Field(default_factory=dict)
     schedule: Schedule | None = None
+    #: What may start a run over HTTP (``POST /hooks/<name>``): GitHub deliveries, other
+    #: signed webhooks; each maps the event to the inputs (:mod:`flows.triggers`).
+    triggers: list[Trigger] = Field(default_factory=list, max_length=MAX_TRIGGERS)
     permissions: Permissions | None = None
     notify: Notify | None = None
     #: A stored workflow started when a run of this one fails, with input ``failure``.
@@ -365,9 +369,11 @@ def _coerce(value: Any, type_: InputType, from_text: bool) -> Any:
 
 
 def _dotted(path: tuple[str | int, ...], most: int = 12) -> str:
-    """A data path as ``a.b.0.c``, cut after ``most`` parts (a cycle's path is endless)."""
-    parts = [str(part) for part in path[:most]]
-    return ".".join(parts) + (".…" if len(path) > most else "")
+    """A data path as ``a.b[0].c``, cut after ``most`` parts (a cycle's path is endless)."""
+    text = ""
+    for part in path[:most]:
+        text += f"[{part}]" if isinstance(part, int) else f".{part}" if text else str(part)
+    return text + (".…" if len(path) > most else "")
 
 
 def _loc_to_problem(raw: Mapping[str, Any], loc: tuple[Any, ...], message: str) -> Problem:

@@ -20,6 +20,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from flows import triggers
 from flows.expressions import Compiled, ExpressionError, Template, compile_value
 from flows.model import DefinitionError, NodeDef, Problem, Workflow, load_definition
 from nodes.plugins import failed_plugins
@@ -253,6 +254,9 @@ def _build_plan(source: Any, registry: Registry) -> Plan:
                     p.edges.append(Edge(ref, None, explicit=False))
 
     _check_schedule(workflow, problems)
+    problems.extend(
+        Problem(message, field=where) for where, message in triggers.problems(workflow.triggers, workflow.inputs)
+    )
     outputs = _compile_outputs(workflow, by_id, problems)
     order = _topological_order(planned, problems)
     if problems:

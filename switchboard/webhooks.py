@@ -2,7 +2,8 @@
 
 ``POST /hooks/<workflow>`` on the bot starts a run of the workflow's latest version with the
 request's JSON body (an object) as its inputs. Every request is signed with the workflow's
-webhook secret::
+webhook secret (a workflow's ``triggers:`` add GitHub's and other schemes, with inputs from the
+event: :mod:`switchboard.triggers`, docs/triggers.md); Switchboard's own is::
 
     X-Switchboard-Timestamp: 1718000000          (unix seconds, when the request was made)
     X-Switchboard-Signature: sha256=<hex>        (HMAC-SHA256, key: the secret,
@@ -20,8 +21,9 @@ replay guard keys a request on :func:`replay_key`, derived from what was verifie
 workflow and the signature over the canonical timestamp and the body), never on raw headers.
 
 Secrets are stored encrypted in the credential store (provider ``webhook``, credential name
-``webhook:<workflow>``); they are shown once, by :func:`add` and :func:`rotate`, and never
-listed, logged or posted.
+``webhook:<workflow>``); one generated here is shown once, by :meth:`WebhookSecrets.add` and
+:meth:`WebhookSecrets.rotate`, one chosen elsewhere (GitHub's, a provider's signing secret) is
+given to them and never shown; none is listed, logged or posted.
 """
 
 from __future__ import annotations
@@ -50,6 +52,9 @@ SIGNATURE_HEADER = "X-Switchboard-Signature"
 TOLERANCE_SECONDS = 300
 #: Unix seconds, spelled one way only (at most 12 digits: beyond the year 33000).
 TIMESTAMP_PATTERN = re.compile(r"[1-9][0-9]{0,11}")
+#: How long a secret chosen elsewhere (``add(secret=...)``) may be, in characters.
+MIN_SECRET_CHARS = 16
+MAX_SECRET_CHARS = 512
 
 
 class WebhookError(RuntimeError):
@@ -68,6 +73,24 @@ def credential_name(workflow: str) -> str:
 def new_secret() -> str:
     """A fresh secret: 32 random bytes, URL-safe base64 (43 characters)."""
     return secrets.token_urlsafe(32)
+
+
+def check_secret(secret: str) -> str:
+    """``secret`` if it can be a webhook secret chosen elsewhere (GitHub's, a provider's
+    signing secret): :data:`MIN_SECRET_CHARS` to :data:`MAX_SECRET_CHARS` printable ASCII
+    characters, no blanks at either end. Else :class:`WebhookError`, never showing it."""
+    if len(secret) < MIN_SECRET_CHARS:
+        raise WebhookError(
+            f"the secret is {'empty' if not secret else f'{len(secret)} characters'}: "
+            f"use at least {MIN_SECRET_CHARS} (e.g. `openssl rand -hex 32`)"
+        )
+    if len(secret) > MAX_SECRET_CHARS:
+        raise WebhookError(f"the secret is longer than {MAX_SECRET_CHARS} characters")
+    if not all(" " <= char <= "~" for char in secret):
+        raise WebhookError("the secret must be one line of printable ASCII characters (no tabs or control characters)")
+    if secret != secret.strip():
+        raise WebhookError("the secret starts or ends with a blank; senders would not sign with it")
+    return secret
 
 
 def signature(secret: str, timestamp: int | str, body: bytes) -> str:
@@ -157,22 +180,32 @@ class WebhookSecrets:
         token = data.get("token")
         return token if isinstance(token, str) else None
 
-    async def add(self, workflow: str, *, actor: str) -> str:
-        """Create ``workflow``'s secret and return it (the only time it is shown)."""
+    async def add(self, workflow: str, *, actor: str, secret: str | None = None) -> str:
+        """Create ``workflow``'s secret and return it (the only time it is shown).
+
+        ``secret``: one chosen elsewhere (GitHub's webhook settings ask you to type one, other
+        providers issue a signing secret), checked by :func:`check_secret`; default: a fresh
+        :func:`new_secret`.
+        """
+        if secret is not None:
+            check_secret(secret)
         await self.workflows.get(workflow)  # WorkflowNotFoundError names the fix
         if workflow in await self.names():
             raise WebhookError(
                 f"workflow {workflow!r} has a webhook secret already; "
                 f"`switchboard webhooks rotate {workflow}` replaces it"
             )
-        secret = new_secret()
+        secret = secret if secret is not None else new_secret()
         await self.credentials.add(credential_name(workflow), provider=PROVIDER, secret=secret, actor=actor)
         return secret
 
-    async def rotate(self, workflow: str, *, actor: str) -> str:
-        """Replace ``workflow``'s secret (the old one stops working at once); return the new one."""
+    async def rotate(self, workflow: str, *, actor: str, secret: str | None = None) -> str:
+        """Replace ``workflow``'s secret (the old one stops working at once); return the new one
+        (``secret``: one chosen elsewhere, as for :meth:`add`)."""
+        if secret is not None:
+            check_secret(secret)
         await self.remove(workflow, actor=actor)
-        secret = new_secret()
+        secret = secret if secret is not None else new_secret()
         await self.credentials.add(credential_name(workflow), provider=PROVIDER, secret=secret, actor=actor)
         return secret
 

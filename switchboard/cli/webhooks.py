@@ -1,18 +1,22 @@
 """``switchboard webhooks``: per-workflow secrets for ``POST /hooks/<workflow>``.
 
-A secret is printed once, by ``add`` and ``rotate``, with the URL and a signed curl example;
-``list`` shows only workflow names.
+A secret generated here is printed once, by ``add`` and ``rotate``, with the URL and a signed
+curl example; one chosen elsewhere (``--secret-stdin``: GitHub asks you to type one, Stripe,
+Slack and HubSpot issue theirs) is read from stdin and never printed. ``list`` shows only
+workflow names.
 """
 
 from __future__ import annotations
 
+import getpass
+import sys
 from typing import Annotated
 
 import typer
 from rich.markup import escape
 
 from switchboard import webhooks
-from switchboard.cli.output import out
+from switchboard.cli.output import EXIT_INVALID, err, out
 from switchboard.cli.session import settings, with_client
 from switchboard.settings import Settings
 
@@ -21,6 +25,26 @@ app = typer.Typer(
 )
 
 Name = Annotated[str, typer.Argument(help="A stored workflow's name.")]
+SecretStdin = Annotated[
+    bool,
+    typer.Option(
+        "--secret-stdin",
+        help="Read the secret from stdin (one line; one trailing newline is dropped) instead of generating one: "
+        "the secret you typed in GitHub's webhook settings, or a provider's signing secret. It is never printed.",
+    ),
+]
+
+
+def _read_secret() -> str:
+    """The secret on stdin, without one trailing newline (what ``echo`` or a file adds); asked
+    for without echo when stdin is a terminal."""
+    if sys.stdin.isatty():
+        return getpass.getpass("webhook secret (not echoed): ")
+    text = sys.stdin.read(webhooks.MAX_SECRET_CHARS + 3)  # room for CRLF, and one more to tell "too long"
+    for ending in ("\r\n", "\n"):
+        if text.endswith(ending):
+            return text[: -len(ending)]
+    return text
 
 
 def _show_secret(name: str, secret: str, what: str, on: Settings) -> None:
@@ -35,20 +59,53 @@ def _show_secret(name: str, secret: str, what: str, on: Settings) -> None:
     out.print(webhooks.curl_example(name, secret, on), markup=False)
 
 
+def _given(name: str, what: str, on: Settings) -> None:
+    """What to tell after storing a secret chosen elsewhere (never the secret)."""
+    out.print(f"[green]✔[/green] {what} webhook secret for {escape(name)} from stdin (stored encrypted; not shown)")
+    out.print(f"URL: {escape(webhooks.hook_url(name, on))}")
+    out.print(
+        "GitHub: Settings → Webhooks → Add webhook, Payload URL the URL above, content type application/json,\n"
+        "the same secret, and the events the workflow's github trigger lists. Other senders: see docs/triggers.md."
+    )
+
+
 @app.command("add")
-def add(name: Name) -> None:
-    """Create a webhook secret for a workflow and print it once, with the URL and a curl example."""
+def add(name: Name, secret_stdin: SecretStdin = False) -> None:
+    """Create a webhook secret for a workflow and print it once, with the URL and a curl example
+    (with --secret-stdin: store the one given on stdin, and print only the URL)."""
     on = settings()
-    secret = with_client(lambda client: client.webhooks.add(name, actor=client.actor), on=on)
-    _show_secret(name, secret, "created", on)
+    given = _read_secret() if secret_stdin else None
+    if given is not None:
+        _check(given)
+    secret = with_client(lambda client: client.webhooks.add(name, actor=client.actor, secret=given), on=on)
+    if given is not None:
+        _given(name, "stored", on)
+    else:
+        _show_secret(name, secret, "created", on)
 
 
 @app.command("rotate")
-def rotate(name: Name) -> None:
-    """Replace a workflow's webhook secret (the old one stops working at once); print the new one."""
+def rotate(name: Name, secret_stdin: SecretStdin = False) -> None:
+    """Replace a workflow's webhook secret (the old one stops working at once); print the new one
+    (with --secret-stdin: store the one given on stdin instead)."""
     on = settings()
-    secret = with_client(lambda client: client.webhooks.rotate(name, actor=client.actor), on=on)
-    _show_secret(name, secret, "rotated", on)
+    given = _read_secret() if secret_stdin else None
+    if given is not None:
+        _check(given)
+    secret = with_client(lambda client: client.webhooks.rotate(name, actor=client.actor, secret=given), on=on)
+    if given is not None:
+        _given(name, "rotated", on)
+    else:
+        _show_secret(name, secret, "rotated", on)
+
+
+def _check(secret: str) -> None:
+    """Refuse an unusable secret before opening the database (exit 2, the secret not shown)."""
+    try:
+        webhooks.check_secret(secret)
+    except webhooks.WebhookError as exc:
+        err.print(f"[red]✗[/red] {escape(str(exc))}")
+        raise typer.Exit(EXIT_INVALID) from None
 
 
 @app.command("remove")
