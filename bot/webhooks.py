@@ -27,6 +27,10 @@ Answers (always JSON):
   ``webhook`` trigger's ``delivery``) accepted in the last 7 days, by this bot process or
   another one on the same database: nothing runs again, the first run's id is returned (a
   2xx, so the sender does not retry);
+- ``200 {"run_id": "...", "duplicate": true}`` (and ``Idempotent-Replayed: true``): an
+  ``Idempotency-Key`` header seen with the same body in the last 24 h; nothing runs again.
+  The same key with another body is a ``409 {"error": ..., "run_id": ...}``, a malformed key
+  (not 1-255 printable ASCII characters) a 400;
 - ``401 {"error": ...}``: a missing or malformed header, a wrong signature, or a timestamp
   outside the scheme's window (300 s for Switchboard's own) — nothing runs. A name with no
   workflow, or a workflow with no webhook secret, is checked against a random secret nobody
@@ -44,7 +48,7 @@ Answers (always JSON):
   :mod:`bot.request_limits` before this endpoint runs.
 
 The order is: size cap, secret and workflow lookup, signature, workflow, body, trigger filter
-(ping, ignored), inputs, delivery or replay claim.
+(ping, ignored), inputs, Idempotency-Key, delivery or replay claim.
 """
 
 from __future__ import annotations
@@ -62,12 +66,15 @@ from flows.model import NAME_PATTERN, DefinitionError
 from switchboard import triggers, webhooks
 from switchboard.errors import WorkflowNotFoundError
 from switchboard.execution import new_run_id
+from switchboard.idempotency import IdempotencyConflictError
 from switchboard.webhooks import SignatureError, WebhookSecrets
 from switchboard.workflows import StoredVersion
 
 logger = logging.getLogger(__name__)
 
 Endpoint = Callable[[Request], Awaitable[Response]]
+#: Optional on every scheme: the same key and body within 24 h start one run, across bot processes.
+IDEMPOTENCY_HEADER = "Idempotency-Key"
 _NAME = re.compile(NAME_PATTERN)
 
 
@@ -135,10 +142,35 @@ def webhook_endpoint(runtime: BotRuntime) -> Endpoint:
 
         claim = decision.claim
         run_id = new_run_id()
+        key = delivery.headers.get(IDEMPOTENCY_HEADER.lower())
+        idempotency = runtime.core.idempotency
+        scope = f"webhook:{name}"
+        if key is not None:
+            try:
+                held = await idempotency.claim(scope, key, request=body, run_id=run_id)
+            except IdempotencyConflictError as exc:
+                return _error(409, str(exc), run_id=exc.run_id)
+            except ValueError as exc:  # a malformed key
+                return _error(400, str(exc), problems=[{"field": IDEMPOTENCY_HEADER, "message": str(exc)}])
+            if not held.won:
+                logger.info("an Idempotency-Key repeated to %s started nothing: run %s", name, held.run_id)
+                return JSONResponse(
+                    {"run_id": held.run_id, "duplicate": True}, status_code=200, headers={"Idempotent-Replayed": "true"}
+                )
+
+        async def release() -> None:
+            """Nothing started: the sender may send it again."""
+            if claim is not None:
+                await replays.release(claim.key)
+            if key is not None:
+                await idempotency.release(scope, key)
+
         # One INSERT decides, across every bot process on this database: a copy of this request
         # or a redelivery (here or in another process, at the same moment or later) loses.
         if claim is not None and not await replays.claim(claim.key, until=claim.until, run_id=run_id):
             first_run = await replays.holder(claim.key)
+            if key is not None:
+                await idempotency.release(scope, key)
             if claim.kind == "delivery":
                 logger.info("a redelivery to %s (%s) started nothing: run %s", name, decision.triggered_by, first_run)
                 return JSONResponse({"run_id": first_run, "duplicate": True}, status_code=200)
@@ -151,12 +183,10 @@ def webhook_endpoint(runtime: BotRuntime) -> Endpoint:
                 stored, decision.inputs, trigger=decision.trigger, triggered_by=decision.triggered_by, run_id=run_id
             )
         except DefinitionError as exc:  # the stored version no longer validates (a node was removed)
-            if claim is not None:
-                await replays.release(claim.key)
+            await release()
             return _error(500, f"workflow {name!r} v{stored.version} does not validate: {exc}")
-        except Exception:
-            if claim is not None:
-                await replays.release(claim.key)  # nothing started: the sender may send it again
+        except BaseException:
+            await release()
             raise
         return JSONResponse({"run_id": started.run_id}, status_code=202)
 

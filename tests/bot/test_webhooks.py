@@ -205,6 +205,66 @@ async def test_a_replayed_request_is_refused_with_409_and_the_first_run_id(bot: 
     assert [r.id for r in await run_rows(bot)] == [first.json()["run_id"]]
 
 
+async def test_an_idempotency_key_resent_with_a_fresh_signature_returns_the_first_run(bot: Bot) -> None:
+    await bot.apply(GREET)
+    secret = await add_secret(bot, "greet")
+    body = b'{"name": "Ada"}'
+    first = await bot.post({**signed(secret, body), "Idempotency-Key": "order-17"}, body, path="/hooks/greet")
+    assert first.status_code == 202
+    # The sender retries after a timeout: a new signature (another second), the same key and body.
+    later = signed(secret, body, timestamp=int(time.time()) + 1)
+    again = await bot.post({**later, "Idempotency-Key": "order-17"}, body, path="/hooks/greet")
+    assert again.status_code == 200
+    assert again.json() == {"run_id": first.json()["run_id"], "duplicate": True}
+    assert again.headers["Idempotent-Replayed"] == "true"
+
+    other = b'{"name": "Grace"}'
+    conflict = await bot.post({**signed(secret, other), "Idempotency-Key": "order-17"}, other, path="/hooks/greet")
+    assert conflict.status_code == 409
+    assert conflict.json()["run_id"] == first.json()["run_id"]
+    assert "another request" in conflict.json()["error"]
+
+    bad = await bot.post({**signed(secret, other), "Idempotency-Key": "has blanks"}, other, path="/hooks/greet")
+    assert bad.status_code == 400
+    assert bad.json()["problems"][0]["field"] == "Idempotency-Key"
+    await bot.settle()
+    assert [r.id for r in await run_rows(bot)] == [first.json()["run_id"]]
+
+
+async def test_a_copy_of_a_signed_request_with_its_key_returns_the_first_run(bot: Bot) -> None:
+    await bot.apply(GREET)
+    secret = await add_secret(bot, "greet")
+    body = b'{"name": "Ada"}'
+    headers = {**signed(secret, body), "Idempotency-Key": "k-1"}
+    assert (await bot.post(headers, body, path="/hooks/greet")).status_code == 202
+    # A copy of the same signed request: its key answers first, with the first run.
+    replayed = await bot.post(headers, body, path="/hooks/greet")
+    assert replayed.status_code == 200 and replayed.json()["run_id"] is not None
+    fresh = {**signed(secret, body, timestamp=int(time.time()) + 2), "Idempotency-Key": "k-1"}
+    again = await bot.post(fresh, body, path="/hooks/greet")
+    assert again.status_code == 200 and again.json()["duplicate"] is True
+    await bot.settle()
+    assert len(await run_rows(bot)) == 1
+
+
+async def test_a_key_that_came_with_a_refused_replay_stays_free(bot: Bot) -> None:
+    await bot.apply(GREET)
+    secret = await add_secret(bot, "greet")
+    body = b'{"name": "Ada"}'
+    headers = signed(secret, body)
+    first = await bot.post(headers, body, path="/hooks/greet")
+    assert first.status_code == 202
+    # The same signed request, now with a key (headers outside the signature): the replay guard
+    # refuses it, and the key must not stay bound to a run this request never started.
+    refused = await bot.post({**headers, "Idempotency-Key": "k-2"}, body, path="/hooks/greet")
+    assert refused.status_code == 409
+    fresh = {**signed(secret, body, timestamp=int(time.time()) + 2), "Idempotency-Key": "k-2"}
+    second = await bot.post(fresh, body, path="/hooks/greet")
+    assert second.status_code == 202
+    await bot.settle()
+    assert {r.id for r in await run_rows(bot)} == {first.json()["run_id"], second.json()["run_id"]}
+
+
 async def test_the_stored_secret_is_encrypted(bot: Bot, tmp_path: Path) -> None:
     await bot.apply(GREET)
     secret = await add_secret(bot, "greet")
