@@ -38,9 +38,9 @@ def bot(
         bool, typer.Option("--socket", help="Connect over Slack's Socket Mode (SLACK_APP_TOKEN) instead of HTTP.")
     ] = False,
 ) -> None:
-    """Serve the Slack bot over HTTP: /slack/events (commands, buttons, modals) and /healthz.
+    """Serve the Slack bot and the HTTP API: /slack/events, /api/v1, /hooks/NAME and /healthz.
 
-    With --socket, connect to Slack over Socket Mode instead: no public URL needed.
+    With --socket, connect to Slack over Socket Mode instead: no public URL needed (and no HTTP routes).
     """
     from bot import socket_mode
     from bot.app import BotConfigError
