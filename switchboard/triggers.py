@@ -260,9 +260,7 @@ def _json_kind(value: Any) -> str:
 def signed_url(workflow: str, settings: Settings, *, received: str, query: str) -> str:
     """The URL a sender was given for ``workflow`` (``SWITCHBOARD_PUBLIC_URL`` + the path, and
     the query if any); without a public URL, the one the request was ``received`` at."""
-    if not settings.public_url:
-        return received
-    url = webhooks.hook_url(workflow, settings)
+    url = webhooks.hook_url(workflow, settings) if settings.public_url else received
     return f"{url}?{query}" if query else url
 
 
