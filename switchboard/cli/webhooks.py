@@ -18,6 +18,7 @@ from rich.markup import escape
 from switchboard import webhooks
 from switchboard.cli.output import EXIT_INVALID, err, out
 from switchboard.cli.session import settings, with_client
+from switchboard.client import Client
 from switchboard.settings import Settings
 
 app = typer.Typer(
@@ -69,34 +70,37 @@ def _given(name: str, what: str, on: Settings) -> None:
     )
 
 
-@app.command("add")
-def add(name: Name, secret_stdin: SecretStdin = False) -> None:
-    """Create a webhook secret for a workflow and print it once, with the URL and a curl example
-    (with --secret-stdin: store the one given on stdin, and print only the URL)."""
+def _store(name: str, secret_stdin: bool, *, rotate: bool) -> None:
+    """Add or rotate ``name``'s secret: the one on stdin (checked first, never shown), else a
+    generated one, shown once."""
     on = settings()
     given = _read_secret() if secret_stdin else None
     if given is not None:
         _check(given)
-    secret = with_client(lambda client: client.webhooks.add(name, actor=client.actor, secret=given), on=on)
+
+    async def store(client: Client) -> str:
+        change = client.webhooks.rotate if rotate else client.webhooks.add
+        return await change(name, actor=client.actor, secret=given)
+
+    secret = with_client(store, on=on)
     if given is not None:
-        _given(name, "stored", on)
+        _given(name, "rotated" if rotate else "stored", on)
     else:
-        _show_secret(name, secret, "created", on)
+        _show_secret(name, secret, "rotated" if rotate else "created", on)
+
+
+@app.command("add")
+def add(name: Name, secret_stdin: SecretStdin = False) -> None:
+    """Create a webhook secret for a workflow and print it once, with the URL and a curl example
+    (with --secret-stdin: store the one given on stdin, and print only the URL)."""
+    _store(name, secret_stdin, rotate=False)
 
 
 @app.command("rotate")
 def rotate(name: Name, secret_stdin: SecretStdin = False) -> None:
     """Replace a workflow's webhook secret (the old one stops working at once); print the new one
     (with --secret-stdin: store the one given on stdin instead)."""
-    on = settings()
-    given = _read_secret() if secret_stdin else None
-    if given is not None:
-        _check(given)
-    secret = with_client(lambda client: client.webhooks.rotate(name, actor=client.actor, secret=given), on=on)
-    if given is not None:
-        _given(name, "rotated", on)
-    else:
-        _show_secret(name, secret, "rotated", on)
+    _store(name, secret_stdin, rotate=True)
 
 
 def _check(secret: str) -> None:

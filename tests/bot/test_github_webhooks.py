@@ -7,7 +7,6 @@ and ``X-GitHub-Delivery`` (a GUID) beside it, unsigned.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import json
@@ -18,7 +17,7 @@ import pytest
 
 from storage.runs import RunStore
 from tests.bot.test_commands import GREET
-from tests.bot.test_webhooks import add_secret, run_rows
+from tests.bot.test_webhooks import add_secret, nothing_started, run_rows
 from tests.helpers.bot_server import Bot
 
 WORKFLOW = "greet-github"
@@ -241,9 +240,7 @@ async def test_deliveries_not_signed_with_the_workflows_secret_get_401_and_run_n
         assert response.status_code == 401, (case, response.text)
         assert response.json() == {"error": error}, case
         assert secret not in response.text, case
-    await asyncio.sleep(0.3)  # nothing to poll for: a run, were one started, would show by now
-    assert bot.runtime.running == {}
-    assert await run_rows(bot) == []
+    await nothing_started(bot)
 
 
 async def test_authenticated_deliveries_no_trigger_matches_are_ignored_with_the_reason(bot: Bot) -> None:
@@ -280,9 +277,7 @@ async def test_authenticated_deliveries_no_trigger_matches_are_ignored_with_the_
         # Filters apply only once the sender is authenticated.
         forged = await bot.post(github_headers("not-the-secret", body, event=event), body, path=HOOK)
         assert (forged.status_code, forged.json()) == (401, {"error": MISMATCH}), case
-    await asyncio.sleep(0.3)  # nothing to poll for: a run, were one started, would show by now
-    assert bot.runtime.running == {}
-    assert await run_rows(bot) == []
+    await nothing_started(bot)
 
 
 async def test_a_redelivery_returns_the_first_run_and_starts_nothing(bot: Bot) -> None:
@@ -342,9 +337,7 @@ async def test_a_signed_ping_is_answered_with_the_zen_and_the_events_and_runs_no
     assert response.json() == {"ok": True, "zen": "Keep it logically awesome.", "events": ["issues.opened"]}
     forged = await bot.post(github_headers("not-the-secret", body, event="ping"), body, path=HOOK)
     assert (forged.status_code, forged.json()) == (401, {"error": MISMATCH})
-    await asyncio.sleep(0.3)  # nothing to poll for: a run, were one started, would show by now
-    assert bot.runtime.running == {}
-    assert await run_rows(bot) == []
+    await nothing_started(bot)
 
 
 async def test_an_unknown_workflow_answers_exactly_what_a_wrong_signature_does(bot: Bot) -> None:
@@ -374,9 +367,7 @@ async def test_an_unknown_workflow_answers_exactly_what_a_wrong_signature_does(b
         answer = await bot.post(borrowed, body, path=f"/hooks/{name}")
         assert (answer.status_code, answer.json()) == (401, {"error": MISMATCH}), name
         assert secret not in answer.text
-    await asyncio.sleep(0.3)  # nothing to poll for: a run, were one started, would show by now
-    assert bot.runtime.running == {}
-    assert await run_rows(bot) == []
+    await nothing_started(bot)
 
 
 async def test_inputs_the_payload_does_not_fit_get_400_naming_each_input_and_run_nothing(bot: Bot) -> None:
@@ -411,9 +402,7 @@ async def test_inputs_the_payload_does_not_fit_get_400_naming_each_input_and_run
     assert answer["error"].startswith("invalid inputs for workflow 'greet-assignee': ")
     assert all(field in answer["error"] for field in problems)
     assert secret not in response.text
-    await asyncio.sleep(0.3)  # nothing to poll for: a run, were one started, would show by now
-    assert bot.runtime.running == {}
-    assert await run_rows(bot) == []
+    await nothing_started(bot)
 
 
 async def test_an_idempotency_key_on_a_redelivery_stays_free_and_then_answers_its_own_run(bot: Bot) -> None:

@@ -45,6 +45,13 @@ async def run_rows(bot: Bot) -> list[Any]:
     return await RunStore(bot.engine).list(limit=50)
 
 
+async def nothing_started(bot: Bot) -> None:
+    """No run is running or recorded. Nothing to poll for: a run, were one started, shows by now."""
+    await asyncio.sleep(0.3)
+    assert bot.runtime.running == {}
+    assert await run_rows(bot) == []
+
+
 async def test_signed_request_runs_and_posts_to_the_notify_channel(bot: Bot) -> None:
     await bot.apply(NOTIFIED)
     secret = await add_secret(bot, "greet-notify")
@@ -133,9 +140,7 @@ async def test_unauthenticated_requests_get_401_and_run_nothing(bot: Bot) -> Non
         assert response.status_code == 401, case
         assert expected[case] in response.json()["error"], (case, response.json())
         assert secret not in response.text
-    await asyncio.sleep(0.3)  # nothing to poll for: a run, were one started, would show by now
-    assert bot.runtime.running == {}
-    assert await run_rows(bot) == []
+    await nothing_started(bot)
     assert bot.slack.calls() == []
 
 

@@ -19,7 +19,6 @@ and a delivery id seen before is one run (200 with the first run's id).
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import hmac
@@ -32,7 +31,7 @@ import pytest
 from flows.plan import build_plan
 from storage.runs import RunStore
 from tests.bot.test_commands import GREET
-from tests.bot.test_webhooks import add_secret, run_rows, signed
+from tests.bot.test_webhooks import add_secret, nothing_started, run_rows, signed
 from tests.helpers.bot_server import Bot
 
 PUBLIC_URL = "https://hooks.example.com"
@@ -113,9 +112,7 @@ def hubspot_signed(secret: str, url: str, body: bytes, *, millis: int | None = N
 
 async def nothing_ran(bot: Bot) -> None:
     """Nothing to poll for: a run, were one started, would be recorded by now."""
-    await asyncio.sleep(0.3)
-    assert bot.runtime.running == {}
-    assert await run_rows(bot) == []
+    await nothing_started(bot)
 
 
 async def refused(bot: Bot, path: str, headers: dict[str, Any], body: bytes, secret: str) -> str:
