@@ -15,6 +15,7 @@ from uuid import UUID
 
 from flows.artifact import preview, redact, value_preview
 from flows.results import NodeResult, RunResult
+from flows.usage import describe as describe_usage
 
 #: Slack refuses a section text over 3000 characters and a message over 50 blocks.
 SECTION_LIMIT = 2900
@@ -63,11 +64,14 @@ class RunView:
     calls: frozenset[str] = frozenset()
     #: The Prefect UI's address (from ``PREFECT_UI_URL``), for links to child runs.
     prefect_ui: str | None = None
+    #: Tokens and cost of the run's model calls, once it ended (the run result's ``usage``).
+    usage: dict[str, Any] = field(default_factory=dict)
 
     def finish(self, result: RunResult) -> None:
         self.status = result.status
         self.error = result.error
         self.outputs = result.outputs
+        self.usage = result.usage
         self.duration_s = time.monotonic() - self.started
         for node_id, node in result.nodes.items():
             self.nodes[node_id] = NodeLine(
@@ -195,8 +199,12 @@ def run_message(view: RunView) -> tuple[str, list[dict[str, Any]]]:
         blocks.append(_section("*Outputs*\n" + outputs_line(view.outputs)))
     if view.error:
         blocks.append(_section(f"*Error:* {escape(view.error)}"))
-    if view.duration_s is not None:
-        blocks.append(_context(f"took {view.duration_s:.1f}s"))
+    ended = [f"took {view.duration_s:.1f}s"] if view.duration_s is not None else []
+    spent = describe_usage(view.usage)
+    if spent:
+        ended.append(f"models: {escape(spent)}")
+    if ended:
+        blocks.append(_context(" · ".join(ended)))
     buttons: list[dict[str, Any]] = []
     if view.flow_run_url:
         buttons.append(

@@ -10,6 +10,8 @@ import re
 from typing import Any
 
 from flows.results import RunResult
+from flows.usage import describe as describe_usage
+from flows.usage import format_usd
 
 PREVIEW_CHARS = 80
 # "token" but not "tokens": usage counts such as total_tokens and max_tokens are not secrets.
@@ -73,13 +75,17 @@ def run_markdown(result: RunResult, graph: str | None = None) -> str:
         lines += ["", "| output | value |", "|---|---|"]
         for name, value in redact(result.outputs).items():
             lines.append(f"| {_cell(name)} | {_cell(value_preview(value, 200))} |")
-    used = result.usage
-    if used:
-        parts = ", ".join(
-            f"{count} {key.removesuffix('_tokens')}" for key, count in used.items() if key != "total_tokens"
-        )
-        total = used.get("total_tokens")
-        lines += ["", f"**Tokens:** {total if total is not None else '?'} in total" + (f" ({parts})" if parts else "")]
+    spent = describe_usage(result.usage)
+    if spent:
+        lines += ["", f"**Model usage:** {spent}"]
+        by_model = result.usage.get("by_model") or {}
+        if len(by_model) > 1:
+            lines += ["", "| model | calls | prompt | completion | cost |", "|---|---|---|---|---|"]
+            for model, used in by_model.items():
+                lines.append(
+                    f"| {_cell(model)} | {used.get('calls', 0)} | {used.get('prompt_tokens', 0):,} | "
+                    f"{used.get('completion_tokens', 0):,} | {format_usd(used.get('cost_usd'))} |"
+                )
     if result.error:
         lines += ["", f"**Error:** {_cell(result.error)}"]
     return "\n".join(lines) + "\n"

@@ -229,6 +229,21 @@ class Permissions(_Strict):
         return list(dict.fromkeys(entries))
 
 
+class BudgetSpec(_Strict):
+    """The most a run may spend on model calls (see :mod:`flows.usage`): ``usd`` by the price
+    table, ``tokens`` counted as the providers report them; a call that would pass either is
+    refused before it is made and the run fails."""
+
+    usd: float | None = Field(default=None, gt=0, le=1_000_000)
+    tokens: int | None = Field(default=None, gt=0, le=10**12)
+
+    @model_validator(mode="after")
+    def _one_bound(self) -> BudgetSpec:
+        if self.usd is None and self.tokens is None:
+            raise ValueError("a budget sets usd, tokens or both (e.g. budget: {usd: 0.50})")
+        return self
+
+
 class Notify(_Strict):
     channel: str
 
@@ -251,6 +266,8 @@ class Workflow(_Strict):
     #: What a run of the workflow returns: names -> values or templates over its inputs and
     #: nodes (``{{ nodes.x.output.y }}``), rendered once every node has finished.
     outputs: dict[OutputName, Any] = Field(default_factory=dict, max_length=MAX_OUTPUTS)
+    #: The most a run may spend on model calls (its sub-workflows' calls included).
+    budget: BudgetSpec | None = None
     nodes: list[NodeDef] = Field(min_length=1)
 
     def node(self, node_id: str) -> NodeDef:

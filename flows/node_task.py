@@ -178,6 +178,7 @@ async def node_task(
         files_backend=state.services.files,
         max_response_bytes=state.services.http_max_response_bytes,
         workflow_caller=state.services.workflow_caller,
+        usage_meter=state.meter,
         input_waiter=pauses.Pauser(
             key=pauses.pause_key(label, attempt),
             node_id=node_id,

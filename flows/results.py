@@ -7,8 +7,10 @@
 ``outputs`` holds the workflow's declared ``outputs:`` rendered over the finished run (``{}``
 when it declares none, or when the run did not complete).
 
-``usage`` sums the token usage that nodes report (an ``output.usage`` mapping of counts, as
-the ai.* nodes return; for_each nodes count every item), e.g. ``{"total_tokens": 18, ...}``.
+``usage`` is what the run's model calls spent (:mod:`flows.usage`; ``{}`` when it made none):
+``{"prompt_tokens", "completion_tokens", "total_tokens", "calls", "cost_usd", "by_model":
+{model: {...}}}``, with ``unpriced`` listing models without a price and ``budget`` the
+workflow's budget when it has one; sub-workflows' calls are included.
 """
 
 from __future__ import annotations
@@ -75,19 +77,12 @@ class RunResult:
     resumed_from: str | None = None
     #: The workflow's declared ``outputs``, rendered when the run completed (else empty).
     outputs: dict[str, Any] = field(default_factory=dict)
+    #: Tokens and cost of the run's model calls (see the module docstring).
+    usage: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
         return self.status == "completed"
-
-    @property
-    def usage(self) -> dict[str, int]:
-        """Token usage summed over the nodes that ran (cached nodes spent nothing this run)."""
-        totals: dict[str, int] = {}
-        for node in self.nodes.values():
-            if node.status == "completed" and not node.cached:
-                _add_usage(totals, node.output)
-        return totals
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-ready run result shape (see the module docstring)."""
@@ -119,16 +114,5 @@ class RunResult:
             error=data.get("error"),
             resumed_from=data.get("resumed_from"),
             outputs=data.get("outputs") or {},
+            usage=data.get("usage") or {},
         )
-
-
-def _add_usage(totals: dict[str, int], output: Any) -> None:
-    if isinstance(output, list):
-        for item in output:
-            _add_usage(totals, item)
-        return
-    used = output.get("usage") if isinstance(output, dict) else None
-    if isinstance(used, dict):
-        for key, count in used.items():
-            if isinstance(count, int) and not isinstance(count, bool):
-                totals[key] = totals.get(key, 0) + count

@@ -29,6 +29,7 @@ from flows.graph import mermaid
 from flows.plan import Plan, build_plan
 from flows.results import NodeResult, RunResult
 from flows.services import ActiveRun, RunRecordError, RunState, runs
+from flows.usage import Budget, Meter
 from nodes.context import RunInfo
 from nodes.http_guard import GuardedTransport
 
@@ -148,6 +149,12 @@ async def _execute(
                 parent_run_id=services.parent_run_id,
             )
         )
+    budget = plan.workflow.budget
+    meter = Meter(
+        services.prices,
+        Budget(usd=budget.usd, tokens=budget.tokens) if budget is not None else None,
+        parent=services.usage_parent,
+    )
     transport = GuardedTransport(
         services.allow_hosts, ssl_context=_tls_context(), max_response_bytes=services.http_max_response_bytes
     )
@@ -155,7 +162,7 @@ async def _execute(
         # trust_env=False: no proxy or netrc from the environment may reroute or decorate what
         # workflow authors send (the guard checks the addresses it connects to itself).
         async with httpx.AsyncClient(transport=transport, timeout=30.0, trust_env=False) as http:
-            state = active.state = RunState(services=services, plan=plan, run=run, http=http)
+            state = active.state = RunState(services=services, plan=plan, run=run, http=http, meter=meter)
             state.emit(NodeEvent(run_id, "", "run_started", "", flow_run_id=str(flow_run_id)))
             # The run's tags label the flow run only. Inherited by every task run, the unique
             # `switchboard-run:<id>` tag would defeat Prefect's tag-concurrency cache and cost
@@ -174,6 +181,9 @@ async def _execute(
             await _recording(recorder.finished(run_id, status="failed", error=f"{type(exc).__name__}: {exc}"))
         raise
     status, error = _run_status(plan, results)
+    if meter.refused is not None:
+        # The budget stops the run whichever node hit it (on_error: continue included).
+        status, error = "failed", meter.refused
     outputs: dict[str, Any] = {}
     if status == "completed":
         try:
@@ -191,6 +201,7 @@ async def _execute(
         error=error,
         resumed_from=resume_of,
         outputs=outputs,
+        usage=meter.summary(),
     )
     if recorder is not None:
         await _recording(recorder.finished(run_id, status=status, error=error, result=result.to_dict()))

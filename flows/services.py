@@ -27,6 +27,7 @@ from flows.events import Listener, NodeEvent
 from flows.expressions import DEFAULT_LIMITS, RenderLimits
 from flows.plan import Plan
 from flows.results import RunResult
+from flows.usage import DEFAULT_PRICES, Meter, PriceTable
 from nodes.context import CredentialResolver, FilesBackend, MemoryBackend, RunInfo, WorkflowCaller
 from nodes.http_guard import DEFAULT_MAX_RESPONSE_BYTES, AllowList
 
@@ -97,6 +98,11 @@ class RunServices:
     workflow_caller: WorkflowCaller | None = None
     #: The run whose ``core.workflow`` node started this one, for the record.
     parent_run_id: str | None = None
+    #: Model prices for the run's usage cost and ``budget: {usd}`` (SWITCHBOARD_PRICES).
+    prices: PriceTable = DEFAULT_PRICES
+    #: The meter of the run that started this one as a sub-workflow: what this run spends is
+    #: counted there too, and that run's budget holds this one.
+    usage_parent: Meter | None = None
 
 
 @dataclass
@@ -111,6 +117,8 @@ class RunState:
     attempts: dict[str, int] = field(default_factory=dict)
     #: One pause (``core.approval``) at a time: a flow run has one state.
     pause_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    #: What the run's model calls spent, and its budget.
+    meter: Meter = field(default_factory=Meter)
 
     def emit(self, event: NodeEvent) -> None:
         """Tell every listener; a listener that raises is logged, the run goes on."""

@@ -97,6 +97,14 @@ class WorkflowCaller(Protocol):
     ) -> dict[str, Any]: ...
 
 
+class UsageMeter(Protocol):
+    """Counts a run's model tokens and holds it to its budget (``flows.usage.Meter``)."""
+
+    def before_call(self, model: str, *, prompt_tokens: int) -> None: ...
+
+    def record(self, model: str, usage: Mapping[str, Any]) -> None: ...
+
+
 @dataclass
 class NodeContext:
     """Handed to every node call by the runner."""
@@ -120,6 +128,20 @@ class NodeContext:
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
     #: Runs stored workflows as children of this run (``core.workflow``); set by Switchboard.
     workflow_caller: WorkflowCaller | None = None
+    #: Counts the run's model tokens and enforces its budget; set by the runner.
+    usage_meter: UsageMeter | None = None
+
+    def before_model_call(self, model: str, *, prompt_tokens: int) -> None:
+        """Call before each model request: raises :class:`~nodes.errors.BudgetExceeded` when a
+        call with about ``prompt_tokens`` of prompt would take the run past its budget."""
+        if self.usage_meter is not None:
+            self.usage_meter.before_call(model, prompt_tokens=prompt_tokens)
+
+    def record_usage(self, model: str, usage: Mapping[str, Any]) -> None:
+        """Call after each model response with the tokens it reported (``prompt_tokens``,
+        ``completion_tokens``, ``total_tokens``): they go into the run's ``usage`` and cost."""
+        if self.usage_meter is not None:
+            self.usage_meter.record(model, usage)
 
     @property
     def memory(self) -> MemoryBackend:

@@ -5,6 +5,7 @@ alone, and providers map their own exceptions onto it at one seam (``raise ... f
 
     NodeError                      any node failure; permanent unless a subclass says otherwise
     ├── NodeConfigError            bad params or a bad template; fixing the workflow fixes it
+    ├── BudgetExceeded             the next model call would pass the run's budget; the run stops
     └── ProviderError              an upstream service said no (status, provider, message)
         ├── TransientError         429, 5xx, timeouts, connection errors: retried,
         │                          honouring ``retry_after`` when the provider sent one
@@ -33,6 +34,11 @@ class NodeError(Exception):
 
 class NodeConfigError(NodeError):
     """The node's params (or a template feeding them) are wrong; never retried."""
+
+
+class BudgetExceeded(NodeError):
+    """A model call was refused before it was made: it would take the run past its
+    ``budget`` (USD or tokens). Never retried; the run fails with this message."""
 
 
 class ProviderError(NodeError):

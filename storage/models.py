@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -103,6 +103,10 @@ class RunRow(Base):
     #: The run result (``RunResult.to_dict()``, node outputs included) once the run has ended;
     #: deferred: listing runs never loads it.
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None, deferred=True)
+    #: What the run's model calls spent (from the result's ``usage``; None: it made none).
+    total_tokens: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    #: Their estimated cost in USD by the price table (None: none made, or none priced).
+    cost_usd: Mapped[float | None] = mapped_column(Float, default=None)
 
 
 class MemoryMessageRow(Base):

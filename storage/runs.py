@@ -44,6 +44,9 @@ class RunRecord:
     slack_reported_at: datetime | None = None
     slack_team: str | None = None
     parent_run_id: str | None = None
+    #: Tokens the run's model calls spent, and their estimated cost (None: none made or priced).
+    total_tokens: int | None = None
+    cost_usd: float | None = None
 
     @property
     def is_final(self) -> bool:
@@ -62,6 +65,8 @@ class RunRecord:
             "error": self.error,
             "resumed_from": self.resumed_from,
             "parent_run_id": self.parent_run_id,
+            "total_tokens": self.total_tokens,
+            "cost_usd": self.cost_usd,
             "started_at": self.started_at.isoformat(),
             "ended_at": self.ended_at.isoformat() if self.ended_at else None,
         }
@@ -87,6 +92,19 @@ def _record(row: RunRow) -> RunRecord:
         slack_reported_at=row.slack_reported_at,
         slack_team=row.slack_team,
         parent_run_id=row.parent_run_id,
+        total_tokens=row.total_tokens,
+        cost_usd=row.cost_usd,
+    )
+
+
+def _spent(usage: Any) -> tuple[int | None, float | None]:
+    """Total tokens and cost from a run result's ``usage`` (either None when it lacks them)."""
+    if not isinstance(usage, Mapping):
+        return None, None
+    tokens, cost = usage.get("total_tokens"), usage.get("cost_usd")
+    return (
+        tokens if isinstance(tokens, int) and not isinstance(tokens, bool) else None,
+        float(cost) if isinstance(cost, int | float) and not isinstance(cost, bool) else None,
     )
 
 
@@ -154,6 +172,7 @@ class RunStore:
             if result is not None:
                 # JSON-safe whatever the node outputs hold (the CLI prints them the same way).
                 row.result = json.loads(json.dumps(dict(result), default=str))
+                row.total_tokens, row.cost_usd = _spent(result.get("usage"))
 
     async def result(self, run_id: str) -> dict[str, Any] | None:
         """The run result recorded when the run ended (None: not ended, or ended without one)."""

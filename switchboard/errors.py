@@ -4,6 +4,7 @@ that reach callers (re-exported, so a front end never imports ``storage`` to cat
 from __future__ import annotations
 
 from flows.model import DefinitionError, InputError
+from flows.usage import PriceError
 from storage.credentials import CredentialError
 from storage.crypto import SecretKeyError
 from storage.migrate import SchemaBehindError
@@ -15,6 +16,7 @@ __all__ = [
     "CredentialError",
     "DefinitionError",
     "InputError",
+    "PriceError",
     "RunRecordNotFoundError",
     "SchemaBehindError",
     "SecretKeyError",

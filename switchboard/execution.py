@@ -163,6 +163,8 @@ async def run_here(
         triggered_by=triggered_by,
         slack_thread=slack_thread,
         parent_run_id=parent.run_id if parent else None,
+        prices=settings.price_table(),
+        usage_parent=parent.usage if parent else None,
     )
     async with AsyncExitStack() as stack:
         if record:

@@ -15,6 +15,7 @@ from typing import Literal
 from pydantic import AliasChoices, Field, PrivateAttr, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from flows.usage import PriceTable, load_prices
 from nodes.http_guard import DEFAULT_MAX_RESPONSE_BYTES
 from switchboard.oauth_settings import ENV_PREFIX as OAUTH_ENV_PREFIX
 from switchboard.oauth_settings import OAuthProvider, configured_providers, read_provider
@@ -71,6 +72,12 @@ class Settings(BaseSettings):
         ge=1_000,
         le=100_000_000,
         description="Characters and items, nested ones counted, of any value a template builds or renders.",
+    )
+    prices: Path | None = Field(
+        default=None,
+        description="A YAML or JSON file of model prices, `{model: {input: N, output: N}}` in USD per "
+        "million prompt and completion tokens, overriding and extending the built-in list prices for the "
+        "cost in each run's usage and for `budget: {usd: ...}` (read once per process).",
     )
     retention_days: int = Field(
         default=30,
@@ -150,6 +157,7 @@ class Settings(BaseSettings):
 
     #: The environment variables read besides the fields, as they were when these settings were built.
     _environ: dict[str, str] = PrivateAttr(default_factory=dict)
+    _price_table: PriceTable | None = PrivateAttr(default=None)
 
     def model_post_init(self, context: object, /) -> None:
         names = {n.strip() for n in self.template_env.split(",") if n.strip()}
@@ -206,6 +214,13 @@ class Settings(BaseSettings):
     def oauth_providers(self) -> list[str]:
         """The providers ``/flow connect`` can connect (those with a client id)."""
         return configured_providers(self._environ)
+
+    def price_table(self) -> PriceTable:
+        """The model prices: the built-in ones, overridden by the ``prices`` file (read on first
+        use; a bad file raises :class:`flows.usage.PriceError` naming the model and field)."""
+        if self._price_table is None:
+            self._price_table = load_prices(self.prices.expanduser() if self.prices else None)
+        return self._price_table
 
     def template_env_values(self) -> dict[str, str]:
         names = [n.strip() for n in self.template_env.split(",") if n.strip()]

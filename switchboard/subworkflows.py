@@ -21,6 +21,7 @@ from prefect.context import TaskRunContext
 from flows.model import DefinitionError, InputError, Workflow
 from flows.plan import Plan, build_plan
 from flows.results import RunResult
+from flows.usage import Meter
 from nodes.context import NodeContext
 from nodes.errors import NodeConfigError
 from nodes.subworkflow import WORKFLOW_NODE, ChildRunFailed
@@ -40,6 +41,8 @@ class Parent:
     task_run: TaskRun | None
     #: The workflows from the top-level run down to the caller.
     chain: tuple[str, ...]
+    #: The caller's usage meter: the child's model calls count there too, under its budget.
+    usage: Meter | None = None
 
 
 #: Whether the run's user may run a stored workflow, by name: None if so, else why not. Front
@@ -186,6 +189,7 @@ class SubWorkflows:
             task.task if task is not None else None,
             task.task_run if task is not None else None,
             self._chain,
+            ctx.usage_meter if isinstance(ctx.usage_meter, Meter) else None,
         )
         result = await self._start(
             plan,

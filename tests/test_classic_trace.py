@@ -53,13 +53,34 @@ def test_classic_trace(fake_http: FakeHTTP, tmp_path: Path, monkeypatch: pytest.
     assert nodes["readme"]["output"]["content"] == README
     assert nodes["summary"]["output"]["text"] == "Acme API answers widget questions. It is small."
     assert nodes["summary"]["output"]["usage"]["total_tokens"] == 18
-    assert result["usage"] == {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
+    assert result["usage"] == {
+        "prompt_tokens": 11,
+        "completion_tokens": 7,
+        "total_tokens": 18,
+        "calls": 1,
+        "cost_usd": None,
+        "unpriced": ["fake-model"],
+        "by_model": {
+            "fake-model": {
+                "prompt_tokens": 11,
+                "completion_tokens": 7,
+                "total_tokens": 18,
+                "calls": 1,
+                "cost_usd": None,
+            }
+        },
+    }
     assert nodes["save"]["output"]["name"] == "acme-api-summary.md"
     assert [(m["role"], m["content"]) for m in nodes["history"]["output"]["messages"]] == [
         ("user", README),
         ("assistant", "Acme API answers widget questions. It is small."),
     ]
     assert ai.last_messages()[-1] == {"role": "user", "content": README}
+
+    listed = runner.invoke(app, ["runs", "--json"])
+    assert listed.exit_code == 0, listed.output
+    [record] = json.loads(listed.stdout)
+    assert (record["run_id"], record["total_tokens"], record["cost_usd"]) == (result["run_id"], 18, None)
 
     assert sorted(asyncio.run(_task_run_names(result["flow_run_id"]))) == ["history", "readme", "save", "summary"]
 

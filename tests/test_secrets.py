@@ -94,7 +94,8 @@ async def test_secrets_appear_nowhere(fake_http: FakeHTTP, caplog: pytest.LogCap
     ok = await switchboard.arun(WORKFLOW)
     assert ok.status == "completed", ok.error
     assert len(oauth.token_requests()) == 1, "the refused OAuth token was refreshed once"
-    assert ok.usage == {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
+    spent = {key: ok.usage[key] for key in ("prompt_tokens", "completion_tokens", "total_tokens", "calls")}
+    assert spent == {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18, "calls": 1}
 
     oauth.revoke()
     fake_http.accept_token("nothing-valid", only=True)
@@ -115,6 +116,6 @@ async def test_secrets_appear_nowhere(fake_http: FakeHTTP, caplog: pytest.LogCap
     texts += [record.getMessage() for record in caplog.records]
     texts += [str(record.exc_info[1]) for record in caplog.records if record.exc_info and record.exc_info[1]]
 
-    assert any("Tokens:** 18" in text for text in texts), "the artifact was among the texts searched"
+    assert any("Model usage:** 18 tokens" in text for text in texts), "the artifact was among the texts searched"
     assert any("refreshing it once" in text for text in texts), "the logs were among the texts searched"
     assert _leaks(texts) == []

@@ -95,7 +95,13 @@ class Run(BaseModel):
     ended_at: str | None = None
     outputs: dict[str, Any] | None = Field(default=None, description="The workflow's declared outputs (completed).")
     nodes: dict[str, Any] | None = Field(default=None, description="Each node's status, attempts, output, error.")
-    usage: dict[str, int] | None = Field(default=None, description="AI token usage summed over the run's nodes.")
+    total_tokens: int | None = Field(default=None, description="Tokens the run's model calls spent (None: none).")
+    cost_usd: float | None = Field(default=None, description="Their estimated cost in USD (None: none, or no price).")
+    usage: dict[str, Any] | None = Field(
+        default=None,
+        description="Tokens and cost of the run's model calls: prompt_tokens, completion_tokens, total_tokens, "
+        "calls, cost_usd, by_model (per model), unpriced (models without a price), budget.",
+    )
 
 
 class RunList(BaseModel):

@@ -38,6 +38,7 @@ async def embed(ctx: NodeContext, params: EmbedParams) -> EmbedOutput:
     from openai import omit
 
     dimensions = params.dimensions if params.dimensions is not None else omit
+    ctx.before_model_call(params.model, prompt_tokens=transport.estimate_tokens(*params.texts))
     response = await transport.request(
         ctx, lambda client: client.embeddings.create(model=params.model, input=params.texts, dimensions=dimensions)
     )
@@ -47,6 +48,5 @@ async def embed(ctx: NodeContext, params: EmbedParams) -> EmbedOutput:
             f"asked for {len(params.texts)} embeddings, the server returned {len(items)}", provider=transport.PROVIDER
         )
     vectors = [list(item.embedding) for item in items]
-    used = transport.usage(response)
-    ctx.logger.info("%s: model %s used %s tokens", ctx.node_id, response.model, used.get("total_tokens", "?"))
+    used = transport.counted(ctx, params.model, response)
     return EmbedOutput(vectors=vectors, dimensions=len(vectors[0]), usage=used, model=response.model)

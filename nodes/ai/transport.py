@@ -98,10 +98,11 @@ def usage(response: Any) -> dict[str, int]:
     used = getattr(response, "usage", None)
     if used is None:
         return {}
+    # Only counts that are whole numbers: a provider's body is as untrusted as any input.
     return {
-        k: int(getattr(used, k, 0) or 0)
+        k: value
         for k in ("prompt_tokens", "completion_tokens", "total_tokens")
-        if getattr(used, k, None) is not None
+        if isinstance(value := getattr(used, k, None), int) and not isinstance(value, bool) and value >= 0
     }
 
 
@@ -114,14 +115,29 @@ class Reply:
     usage: dict[str, int]
 
 
+def estimate_tokens(*texts: str) -> int:
+    """About how many tokens ``texts`` are (4 characters a token, OpenAI's rule of thumb for
+    English, plus a few a message): what a budget is checked against before a call."""
+    return sum(len(text) // 4 + 4 for text in texts)
+
+
+def counted(ctx: NodeContext, model: str, response: Any) -> dict[str, int]:
+    """The usage ``response`` reports, logged and counted in the run's usage (per answering model)."""
+    used = usage(response)
+    answered = str(getattr(response, "model", None) or model)
+    ctx.record_usage(answered, used)
+    ctx.logger.info("%s: model %s used %s tokens", ctx.node_id, answered, used.get("total_tokens", "?"))
+    return used
+
+
 async def complete(ctx: NodeContext, model: str, messages: list[dict[str, str]], **options: Any) -> Reply:
-    """One chat completion for the node; logs its token usage."""
+    """One chat completion for the node, held to the run's budget; counts its token usage."""
+    ctx.before_model_call(model, prompt_tokens=estimate_tokens(*(str(m.get("content") or "") for m in messages)))
     response = await request(
         ctx,
         lambda client: client.chat.completions.create(model=model, messages=messages, **options),  # type: ignore[arg-type]
     )
-    used = usage(response)
-    ctx.logger.info("%s: model %s used %s tokens", ctx.node_id, response.model, used.get("total_tokens", "?"))
+    used = counted(ctx, model, response)
     return Reply(text=response.choices[0].message.content or "", model=response.model, usage=used)
 
 

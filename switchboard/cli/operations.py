@@ -23,7 +23,7 @@ from switchboard.cli.output import (
     quiet_prefect_console,
 )
 from switchboard.cli.root import app
-from switchboard.cli.session import settings
+from switchboard.cli.session import run_settings, settings
 from switchboard.database import upgrade_database
 from switchboard.work_pool import WORK_POOL
 
@@ -48,9 +48,9 @@ def bot(
 
     try:
         if socket:
-            socket_mode.run(settings())
+            socket_mode.run(run_settings())
         else:
-            run(settings(), host=host, port=port)
+            run(run_settings(), host=host, port=port)
     except BotConfigError as exc:
         err.print(f"[red]✗[/red] {escape(str(exc))}")
         raise typer.Exit(EXIT_INVALID) from None
@@ -137,7 +137,7 @@ def worker(
     worker_logger.setLevel(logging.INFO)
     worker_logger.propagate = False
     with temporary_settings(updates=processes.worker_settings()):
-        asyncio.run(serve(limit=limit, name=name, grace=grace))
+        asyncio.run(serve(limit=limit, name=name, grace=grace, settings=run_settings()))
 
 
 @app.command()

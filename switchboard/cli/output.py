@@ -16,6 +16,7 @@ from flows.artifact import preview, redact, value_preview
 from flows.events import NodeEvent
 from flows.model import DefinitionError
 from flows.results import RunResult
+from flows.usage import describe as describe_usage
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -116,6 +117,9 @@ def report(result: RunResult, as_json: bool) -> None:
         out.print(node_table(result))
         for name, value in redact(result.outputs).items():
             out.print(f"[bold]{escape(name)}[/bold] = {escape(value_preview(value, 200))}")
+        spent = describe_usage(result.usage)
+        if spent:
+            out.print(f"models: {escape(spent)}")
         style = STATUS_STYLE.get(result.status, "")
         out.print(f"[{style}]{result.status}[/{style}]" + (f": {escape(result.error)}" if result.error else ""))
         if result.status in ("failed", "crashed"):

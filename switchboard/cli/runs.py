@@ -13,6 +13,7 @@ from rich.table import Table
 
 import switchboard
 from flows.results import RunResult
+from flows.usage import format_usd
 from switchboard.cli.output import (
     EXIT_FAILED,
     EXIT_INVALID,
@@ -28,7 +29,7 @@ from switchboard.cli.output import (
     report,
 )
 from switchboard.cli.root import app
-from switchboard.cli.session import settings, with_client
+from switchboard.cli.session import run_settings, settings, with_client
 from switchboard.client import Client
 from switchboard.errors import DefinitionError, WorkflowNotFoundError
 from switchboard.remote import RemoteRun
@@ -90,12 +91,13 @@ def run(
     except DefinitionError as exc:
         print_problems(exc)
         raise typer.Exit(EXIT_INVALID) from None
+    configured = run_settings()
     quiet_prefect_console(verbose)
     listeners = [] if as_json else [progress_listener]
     if not as_json:
         label = f" v{version}" if version is not None else ""
         out.print(f"[bold]{escape(workflow.name)}{label}[/bold]: running {len(workflow.nodes)} nodes")
-    client = Client(settings())  # not opened: the run opens the database for itself
+    client = Client(configured)  # not opened: the run opens the database for itself
     result = asyncio.run(
         client.runs.run(
             plan,
@@ -182,9 +184,9 @@ def retry(
     if remote:
         _retry_remote(run_id, as_json=as_json, wait=wait)
         return
+    client = Client(run_settings())
     quiet_prefect_console(verbose)
     listeners = [] if as_json else [progress_listener]
-    client = Client(settings())
     try:
         result = asyncio.run(client.runs.retry(run_id, listeners=listeners, triggered_by=client.actor))
     except (switchboard.RunNotFoundError, switchboard.NotRetryableError) as exc:
@@ -214,7 +216,7 @@ def runs(
         emit_json([r.to_dict() for r in records])
         return
     table = Table(title="runs", title_justify="left")
-    for column in ("run", "workflow", "status", "trigger", "by", "started", "error"):
+    for column in ("run", "workflow", "status", "trigger", "by", "started", "tokens · cost", "error"):
         table.add_column(column, overflow="fold", no_wrap=column == "run")
     for depth, r in _as_tree(records) if tree else ((0, r) for r in records):
         style = STATUS_STYLE.get(r.status, "")
@@ -226,9 +228,17 @@ def runs(
             r.trigger,
             escape(r.triggered_by or ""),
             f"{r.started_at:%Y-%m-%d %H:%M:%S}",
+            _spent(r),
             escape((r.error or "")[:80]),
         )
     out.print(table)
+
+
+def _spent(record: RunRecord) -> str:
+    """``1,234 · $0.0021`` for a run that called models (``· no price`` when none was priced)."""
+    if record.total_tokens is None:
+        return ""
+    return f"{record.total_tokens:,} · {format_usd(record.cost_usd)}"
 
 
 def _as_tree(records: list[RunRecord]) -> list[tuple[int, RunRecord]]:

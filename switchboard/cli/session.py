@@ -18,6 +18,7 @@ from switchboard.cli.output import EXIT_INVALID, err
 from switchboard.client import Client
 from switchboard.errors import (
     CredentialError,
+    PriceError,
     RunRecordNotFoundError,
     SchemaBehindError,
     SecretKeyError,
@@ -38,6 +39,7 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     SchemaBehindError,
     CredentialError,
     SecretKeyError,
+    PriceError,
     WebhookError,
     ApiTokenError,
     RunNotFoundError,
@@ -50,6 +52,18 @@ def settings() -> Settings:
     """The settings of this command, read from the environment (once per command: tests and
     long-lived shells change the environment between commands)."""
     return Settings.from_env()
+
+
+def run_settings() -> Settings:
+    """:func:`settings` for a command that runs workflows (run, retry, bot, worker): a setting
+    that only runs read (the price file) is checked now, a clear exit 2 before anything starts."""
+    configured = settings()
+    try:
+        configured.price_table()
+    except PriceError as exc:
+        err.print(f"[red]✗[/red] {escape(str(exc))}")
+        raise typer.Exit(EXIT_INVALID) from None
+    return configured
 
 
 def with_client(call: Callable[[Client], Awaitable[T]], *, on: Settings | None = None) -> T:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from storage.audit import entries
 from storage.runs import RunStore
+from switchboard.credentials import credential_store
+from tests.fakes.http import FakeHTTP
+from tests.fakes.openai import FakeOpenAI, completion
 from tests.fakes.slack import slash_command
 from tests.helpers.bot_server import Bot
 from tests.helpers.polling import apoll_until
@@ -122,3 +125,29 @@ async def test_children_of_a_for_each_are_one_line_counting_them_by_status(bot: 
     line = await apoll_until(each_line, message="the for_each node's line naming its children")
     assert "↳ 3 child runs (2 completed, 1 failed): `secret-child` v1 <" in line, line
     assert line.count("/runs/flow-run/") == 3 and ":x: failed" in line
+
+
+async def test_the_final_message_says_what_the_models_spent(bot: Bot, fake_http: FakeHTTP) -> None:
+    ai = FakeOpenAI(fake_http)
+    ai.reply(completion("A haiku.", model="gpt-4o-mini", prompt_tokens=1_200, completion_tokens=300))
+    await credential_store(bot.engine, bot.runtime.settings).add(
+        "llm", provider="openai", secret="sk-test", base_url=ai.base_url, actor="test"
+    )
+    await bot.apply(
+        {
+            "name": "poet",
+            "nodes": [{"id": "ask", "type": "ai.chat", "credential": "llm", "params": {"prompt": "a haiku"}}],
+        }
+    )
+    headers, body = slash_command("run poet", user="U1", channel="C-ai")
+    assert (await bot.post(headers, body)).status_code == 200
+
+    def footer() -> str:
+        blocks = [b for m in bot.slack.channel_messages("C-ai") for b in m.blocks if b.get("type") == "context"]
+        texts = [element["text"] for block in blocks for element in block["elements"]]
+        return next((text for text in texts if "models:" in text), "")
+
+    shown = await apoll_until(footer, message="the run message's model usage")
+    assert "models: 1,500 tokens (1,200 prompt, 300 completion) · $0.00036" in shown
+    (record,) = await RunStore(bot.engine).list(workflow="poet")
+    assert (record.total_tokens, record.cost_usd) == (1_500, 0.00036)

@@ -132,7 +132,7 @@ async def test_json_shape(engine: AsyncEngine, database_url: str, monkeypatch: p
     assert payload["ok"] is (result.exit_code == 0)
     names = [c["name"] for c in payload["checks"]]
     assert names[:5] == ["database", "migrations", "secret key", "stored secrets", "prefect"]
-    assert names[-3:] == ["slack", "public url", "node plugins"]
+    assert names[-4:] == ["slack", "public url", "node plugins", "model prices"]
     for check in payload["checks"]:
         assert set(check) == {"name", "status", "summary", "fix"}
         assert check["status"] in {"ok", "warn", "fail", "info"}
@@ -290,3 +290,19 @@ async def test_work_pool_missing_or_without_live_workers(monkeypatch: pytest.Mon
         _, workers = await prefect_checks._work_pool(client)
     assert workers.status == "fail" and "1 known, none with a recent heartbeat" in workers.summary
     assert "switchboard worker" in (workers.fix or "")
+
+
+async def test_model_prices(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert by_name((await invoke("--json", "--no-slack-api")).stdout)["model prices"]["status"] == "info"
+    prices = tmp_path / "prices.yaml"
+    prices.write_text("acme-llm: {input: 1, output: 2}\ngpt-4o: {input: 3, output: 9}\n")
+    monkeypatch.setenv("SWITCHBOARD_PRICES", str(prices))
+    good = by_name((await invoke("--json", "--no-slack-api")).stdout)["model prices"]
+    assert good["status"] == "ok" and "over the built-in list, 1 added" in good["summary"]
+    prices.write_text("gpt-4o: {input: free}\n")
+    result = await invoke("--json", "--no-slack-api")
+    bad = by_name(result.stdout)["model prices"]
+    assert result.exit_code != 0
+    assert bad["status"] == "fail"
+    assert bad["summary"] == f"{prices}: gpt-4o.input: expected a number of USD per million tokens"
+    assert "SWITCHBOARD_PRICES" in bad["fix"]

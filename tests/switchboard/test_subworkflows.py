@@ -296,3 +296,50 @@ async def test_runs_tree_shows_children_under_their_parent(
     assert len(rows) == 3 and result.run_id in rows[0]
     children = {result.nodes[n].output["run_id"] for n in ("one", "two")}
     assert all("└ " in row and any(child in row for child in children) for row in rows[1:])
+
+
+async def test_a_parents_usage_includes_its_children_and_its_budget_holds_them(
+    engine: Any, fake_http: FakeHTTP
+) -> None:
+    from tests.fakes.openai import FakeOpenAI, completion
+
+    ai = FakeOpenAI(fake_http)
+
+    async def resolve(name: str, kind: str | None, *, rejected: str | None = None) -> dict[str, Any]:
+        return {"token": "sk-test", "base_url": ai.base_url}
+
+    summarize = {
+        "name": "summarize",
+        "outputs": {"text": "{{ nodes.ask.output.text }}"},
+        "nodes": [{"id": "ask", "type": "ai.chat", "credential": "llm", "params": {"prompt": "hi", "model": "gpt-4o"}}],
+    }
+    await WorkflowStore(engine).apply(summarize, actor="test")
+    ai.reply(
+        *(completion(f"summary {i}", model="gpt-4o", prompt_tokens=1_000, completion_tokens=100) for i in range(3))
+    )
+
+    result = await switchboard.arun(
+        parent(call("first", "summarize", {}), call("second", "summarize", {}, needs=["first"])),
+        engine=engine,
+        credential_resolver=resolve,
+    )
+    assert result.status == "completed", result.error
+    assert (result.usage["total_tokens"], result.usage["calls"]) == (2_200, 2)
+    assert result.usage["cost_usd"] == round(2 * (1_000 * 2.5 + 100 * 10) / 1e6, 6)
+    child = await RunStore(engine).get(result.nodes["first"].output["run_id"])
+    assert (child.total_tokens, child.cost_usd) == (1_100, round((1_000 * 2.5 + 100 * 10) / 1e6, 6))
+    assert (await RunStore(engine).get(result.run_id)).total_tokens == 2_200
+
+    # The parent's budget allows one child's call, not the second's.
+    limited = await switchboard.arun(
+        parent(
+            call("first", "summarize", {}), call("second", "summarize", {}, needs=["first"]), budget={"tokens": 1_050}
+        ),
+        engine=engine,
+        credential_resolver=resolve,
+    )
+    assert limited.status == "failed"
+    assert limited.error is not None and limited.error.startswith("budget exceeded: 1,100 tokens spent")
+    assert "budget of 1,050 tokens" in limited.error
+    assert "budget exceeded" in (limited.nodes["second"].error or ""), "the child failed on the parent's budget"
+    assert len(ai.requests()) == 3

@@ -20,6 +20,7 @@ from switchboard.cli.doctor import prefect as prefect_checks
 from switchboard.cli.doctor import slack as slack_checks
 from switchboard.cli.doctor.checks import MARKS, TIMEOUT, Check, Status, reason, redact_url
 from switchboard.cli.doctor.plugins import plugins
+from switchboard.cli.doctor.prices import prices
 from switchboard.health import probe_database
 from switchboard.settings import Settings
 
@@ -56,4 +57,5 @@ async def run_checks(settings: Settings, *, slack_api: bool = True) -> list[Chec
     checks += await slack_checks.slack(settings, call_api=slack_api)
     checks.append(slack_checks.public_url(settings, webhooks=webhooks))
     checks.append(plugins())
+    checks.append(prices(settings))
     return checks
