@@ -41,6 +41,20 @@ class NodeLine:
     duration_ms: float = 0.0
     #: Slack mrkdwn, escaped (:meth:`RunView.node_detail`).
     detail: str = ""
+    #: An ``ai.agent``'s tool calls so far, and the one running or last ended (while it runs).
+    tool_calls: int = 0
+    tool_failures: int = 0
+    last_tool: str = ""
+
+    def tool_event(self, name: str, status: str) -> None:
+        """Fold an agent's ``tool`` event into the line: ``🔧 3 tool calls · search running``."""
+        if status == "running":
+            self.tool_calls += 1
+        elif status == "failed":
+            self.tool_failures += 1
+        failed = f", {self.tool_failures} failed" if self.tool_failures else ""
+        calls = "call" if self.tool_calls == 1 else "calls"
+        self.detail = f":wrench: {self.tool_calls} tool {calls}{failed} · `{escape(name[:64])}` {status}"
 
 
 @dataclass

@@ -75,6 +75,9 @@ class LiveThread:
             line.status = "running"
         elif event.kind == "waiting":
             line.status = "waiting"
+        elif event.kind == "tool":
+            tool = event.request or {}
+            line.tool_event(str(tool.get("tool", "?")), str(tool.get("status", "")))
         elif event.kind == "retrying":
             line.status, line.attempts = "retrying", max(line.attempts, event.attempt)
         elif event.kind == "finished" and event.result is not None:

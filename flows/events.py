@@ -15,7 +15,9 @@ from flows.results import NodeResult
 #: ``run_started`` comes once per run, before any node, with the Prefect flow-run id (its
 #: ``node_id`` and ``label`` are empty); the others come per node (or ``for_each`` item).
 #: ``waiting``: the node paused the flow run for a person's answer (``request`` says what).
-EventKind = Literal["run_started", "started", "retrying", "waiting", "finished"]
+#: ``tool``: an ``ai.agent`` node's tool call started or ended (``request``: ``{tool, status}``
+#: with status running, completed or failed; ``label`` is its task run's name).
+EventKind = Literal["run_started", "started", "retrying", "waiting", "tool", "finished"]
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,7 @@ from flows.expressions import ExpressionError, RenderLimits
 from flows.model import NodeDef
 from flows.plan import PlannedNode
 from flows.services import runs
+from flows.tool_tasks import ToolTasks
 from nodes.context import NodeContext
 from nodes.errors import NodeConfigError, TransientError
 
@@ -179,6 +180,7 @@ async def node_task(
         max_response_bytes=state.services.http_max_response_bytes,
         workflow_caller=state.services.workflow_caller,
         usage_meter=state.meter,
+        tool_runner=ToolTasks(state, node_id, attempt),
         input_waiter=pauses.Pauser(
             key=pauses.pause_key(label, attempt),
             node_id=node_id,

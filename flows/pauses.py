@@ -84,20 +84,25 @@ class Pauser:
     announce: Callable[[dict[str, Any]], None]
     #: The node asking (published with the question).
     node_id: str = ""
+    #: Pauses so far in this node attempt (an ``ai.agent`` asks once per approved tool call):
+    #: the first uses ``key``, later ones ``key-2``, ``key-3``..., each answered on its own.
+    asked: int = 0
 
     async def __call__(self, model: type[M], *, request: Mapping[str, Any], timeout: int) -> M:
         """Pause the flow run until an answer of type ``model`` arrives; raises
         :class:`~nodes.context.InputTimeoutError` after ``timeout`` seconds."""
+        self.asked += 1
+        key = self.key if self.asked == 1 else f"{self.key}-{self.asked}"
         async with self.lock:
-            question = {**request, "key": self.key, "timeout": timeout}
+            question = {**request, "key": key, "timeout": timeout}
             self.announce(question)
-            await _publish(self.key, {**question, "node_id": self.node_id})
+            await _publish(key, {**question, "node_id": self.node_id})
             try:
                 answer = await apause_flow_run(
-                    wait_for_input=_run_input_model(model), timeout=timeout, poll_interval=POLL_SECONDS, key=self.key
+                    wait_for_input=_run_input_model(model), timeout=timeout, poll_interval=POLL_SECONDS, key=key
                 )
             except FlowPauseTimeout as exc:
-                await _unpause(self.key)
+                await _unpause(key)
                 raise InputTimeoutError(f"no answer within {timeout} s") from exc
         return model.model_validate(answer.model_dump(include=set(model.model_fields)))
 

@@ -17,6 +17,17 @@ MAX_TIMEOUT = 7 * 24 * 3600
 _SLACK_ID = re.compile(r"^[UWSCG][A-Z0-9]+$")
 
 
+def slack_ids(approvers: list[str]) -> list[str]:
+    """``approvers`` if each is a Slack user, user group or channel id; else a ValueError saying which is not."""
+    for entry in approvers:
+        if not _SLACK_ID.match(entry):
+            raise ValueError(
+                f"{entry!r} is not a Slack id: use a user (U…), user group (S…) or channel (C…) id, "
+                "e.g. U024BE7LH (a user's profile → ⋮ → Copy member ID)"
+            )
+    return approvers
+
+
 class ApprovalParams(Params):
     message: str = Field(
         description="What is to be approved; shown above the buttons (Slack mrkdwn, templates allowed)."
@@ -34,13 +45,7 @@ class ApprovalParams(Params):
     @field_validator("approvers")
     @classmethod
     def _slack_ids(cls, approvers: list[str]) -> list[str]:
-        for entry in approvers:
-            if not _SLACK_ID.match(entry):
-                raise ValueError(
-                    f"{entry!r} is not a Slack id: use a user (U…), user group (S…) or channel (C…) id, "
-                    "e.g. U024BE7LH (a user's profile → ⋮ → Copy member ID)"
-                )
-        return approvers
+        return slack_ids(approvers)
 
 
 class ApprovalOutput(BaseModel):

@@ -5,8 +5,9 @@ Node code never reads settings or environment variables; everything it may use a
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -90,11 +91,25 @@ class WorkflowCaller(Protocol):
 
     ``version`` None is the latest at the time of the call; returns ``{"run_id", "status",
     "outputs"}`` of the child run, or raises a :class:`~nodes.errors.NodeError` saying why it
-    could not start or why it failed."""
+    could not start or why it failed. :meth:`describe` says what a call would take (an
+    ``ai.agent``'s workflow tools), refusing as a call would (unknown, not permitted)."""
 
     async def __call__(
         self, ctx: NodeContext, *, workflow: str, version: int | None, inputs: Mapping[str, Any]
     ) -> dict[str, Any]: ...
+
+    async def describe(self, ctx: NodeContext, *, workflow: str, version: int | None) -> dict[str, Any]:
+        """``{"name", "version", "description", "inputs": JSON Schema of its declared inputs}``."""
+        ...
+
+
+class ToolRunner(Protocol):
+    """Runs one tool call of an ``ai.agent`` as its own Prefect task run under the agent's
+    node (``flows.tool_tasks``), with ``retries`` (transient errors only) and ``timeout``."""
+
+    async def __call__(
+        self, name: str, call: Callable[[], Awaitable[Any]], *, retries: int, timeout: float | None
+    ) -> Any: ...
 
 
 class UsageMeter(Protocol):
@@ -130,6 +145,8 @@ class NodeContext:
     workflow_caller: WorkflowCaller | None = None
     #: Counts the run's model tokens and enforces its budget; set by the runner.
     usage_meter: UsageMeter | None = None
+    #: Runs an agent's tool calls as task runs; None: they run inline (tests, other callers).
+    tool_runner: ToolRunner | None = None
 
     def before_model_call(self, model: str, *, prompt_tokens: int) -> None:
         """Call before each model request: raises :class:`~nodes.errors.BudgetExceeded` when a
@@ -173,6 +190,27 @@ class NodeContext:
                 node_id=self.node_id,
             )
         return await self.workflow_caller(self, workflow=workflow, version=version, inputs=inputs)
+
+    async def describe_workflow(self, workflow: str, *, version: int | None) -> dict[str, Any]:
+        """What running the stored workflow ``workflow`` takes (see :class:`WorkflowCaller`)."""
+        if self.workflow_caller is None:
+            raise NodeConfigError(
+                f"node '{self.node_id}' uses the stored workflow '{workflow}', but this run has no "
+                "database to find it in (run it recorded, from the CLI, the bot or a worker)",
+                node_id=self.node_id,
+            )
+        return await self.workflow_caller.describe(self, workflow=workflow, version=version)
+
+    async def run_tool(
+        self, name: str, call: Callable[[], Awaitable[Any]], *, retries: int = 0, timeout: float | None = None
+    ) -> Any:
+        """Await ``call()`` as one tool call: a task run of its own when the runner gives one."""
+        if self.tool_runner is None:
+            if timeout is None:
+                return await call()
+            async with asyncio.timeout(timeout):
+                return await call()
+        return await self.tool_runner(name, call, retries=retries, timeout=timeout)
 
     async def wait_for_input(self, model: type[M], *, request: Mapping[str, Any], timeout: int) -> M:
         """Pause the run until someone answers with a ``model``; raises

@@ -18,14 +18,14 @@ from typing import Any
 from prefect.client.schemas.objects import TaskRun
 from prefect.context import TaskRunContext
 
-from flows.model import DefinitionError, InputError, Workflow
+from flows.model import DefinitionError, InputError, Workflow, load_definition
 from flows.plan import Plan, build_plan
 from flows.results import RunResult
 from flows.usage import Meter
 from nodes.context import NodeContext
 from nodes.errors import NodeConfigError
 from nodes.subworkflow import WORKFLOW_NODE, ChildRunFailed
-from storage.workflows import WorkflowNotFoundError, WorkflowStore
+from storage.workflows import StoredVersion, WorkflowNotFoundError, WorkflowStore
 
 #: The trigger recorded on a run started by a ``core.workflow`` node.
 SUBWORKFLOW_TRIGGER = "workflow"
@@ -51,6 +51,22 @@ Authorize = Callable[[str], Awaitable[str | None]]
 
 #: Starts a child run: ``(plan, inputs, version, run_id, resume_root, parent) -> result``.
 ChildRunner = Callable[[Plan, dict[str, Any], int, str, str, Parent], Awaitable[RunResult]]
+
+
+def inputs_schema(workflow: Workflow) -> dict[str, Any]:
+    """A workflow's declared inputs as a JSON Schema object (what an agent's model fills in)."""
+    properties: dict[str, Any] = {}
+    for name, spec in workflow.inputs.items():
+        prop: dict[str, Any] = {"type": spec.type}
+        if spec.description:
+            prop["description"] = spec.description
+        if spec.enum:
+            prop["enum"] = list(spec.enum)
+        if spec.default is not None:
+            prop["default"] = spec.default
+        properties[name] = prop
+    required = [name for name, spec in workflow.inputs.items() if spec.required and spec.default is None]
+    return {"type": "object", "properties": properties, "required": required, "additionalProperties": False}
 
 
 def child_resume_root(parent_resume_root: str, label: str) -> str:
@@ -154,6 +170,35 @@ class SubWorkflows:
         self._start = start
         self._new_run_id = new_run_id
 
+    async def _stored(self, ctx: NodeContext, workflow: str, version: int | None) -> StoredVersion:
+        """The stored version a call runs, once the run's user may run it."""
+        if self._authorize is not None:
+            refusal = await self._authorize(workflow)
+            if refusal is not None:
+                raise NodeConfigError(f"may not run workflow '{workflow}': {refusal}", node_id=ctx.node_id)
+        try:
+            return await self._store.get(workflow, version)
+        except WorkflowNotFoundError as exc:
+            raise NodeConfigError(str(exc), node_id=ctx.node_id) from exc
+
+    async def describe(self, ctx: NodeContext, *, workflow: str, version: int | None) -> dict[str, Any]:
+        """What calling ``workflow`` takes: its description and its declared inputs as a JSON
+        Schema (an ``ai.agent``'s workflow tool), refused as a call would be."""
+        stored = await self._stored(ctx, workflow, version)
+        try:
+            definition = load_definition(stored.definition)
+        except DefinitionError as exc:
+            problems = "; ".join(str(problem) for problem in exc.problems)
+            raise NodeConfigError(
+                f"workflow '{workflow}' v{stored.version} does not validate here: {problems}", node_id=ctx.node_id
+            ) from exc
+        return {
+            "name": definition.name,
+            "version": stored.version,
+            "description": definition.description or "",
+            "inputs": inputs_schema(definition),
+        }
+
     async def __call__(
         self, ctx: NodeContext, *, workflow: str, version: int | None, inputs: Mapping[str, Any]
     ) -> dict[str, Any]:
@@ -164,14 +209,7 @@ class SubWorkflows:
                 "SWITCHBOARD_MAX_WORKFLOW_DEPTH sets the limit",
                 node_id=ctx.node_id,
             )
-        if self._authorize is not None:
-            refusal = await self._authorize(workflow)
-            if refusal is not None:
-                raise NodeConfigError(f"may not run workflow '{workflow}': {refusal}", node_id=ctx.node_id)
-        try:
-            stored = await self._store.get(workflow, version)
-        except WorkflowNotFoundError as exc:
-            raise NodeConfigError(str(exc), node_id=ctx.node_id) from exc
+        stored = await self._stored(ctx, workflow, version)
         label = f"workflow '{workflow}' v{stored.version}"
         try:
             plan = build_plan(stored.definition)

@@ -130,15 +130,27 @@ def counted(ctx: NodeContext, model: str, response: Any) -> dict[str, int]:
     return used
 
 
-async def complete(ctx: NodeContext, model: str, messages: list[dict[str, str]], **options: Any) -> Reply:
-    """One chat completion for the node, held to the run's budget; counts its token usage."""
-    ctx.before_model_call(model, prompt_tokens=estimate_tokens(*(str(m.get("content") or "") for m in messages)))
+async def chat_completion(
+    ctx: NodeContext, model: str, messages: list[dict[str, Any]], *, prompt_extra: str = "", **options: Any
+) -> Any:
+    """One chat completion (the SDK's response), held to the run's budget and counted.
+    ``prompt_extra``: text sent besides the messages (tool schemas), for the budget estimate."""
+    texts = [json.dumps(m["content"]) if not isinstance(m.get("content"), str) else m["content"] for m in messages]
+    ctx.before_model_call(model, prompt_tokens=estimate_tokens(*texts, prompt_extra))
     response = await request(
         ctx,
         lambda client: client.chat.completions.create(model=model, messages=messages, **options),  # type: ignore[arg-type]
     )
-    used = counted(ctx, model, response)
-    return Reply(text=response.choices[0].message.content or "", model=response.model, usage=used)
+    counted(ctx, model, response)
+    if not getattr(response, "choices", None):
+        raise ProviderError("the reply has no choices", provider=PROVIDER)
+    return response
+
+
+async def complete(ctx: NodeContext, model: str, messages: list[dict[str, str]], **options: Any) -> Reply:
+    """One chat completion for the node, held to the run's budget; counts its token usage."""
+    response = await chat_completion(ctx, model, list(messages), **options)
+    return Reply(text=response.choices[0].message.content or "", model=response.model, usage=usage(response))
 
 
 def json_schema_format(schema: dict[str, Any], name: str = "reply") -> dict[str, Any]:
