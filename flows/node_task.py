@@ -181,6 +181,8 @@ async def node_task(
         workflow_caller=state.services.workflow_caller,
         usage_meter=state.meter,
         tool_runner=ToolTasks(state, node_id, attempt),
+        http_transport=state.transport,
+        mcp_commands=state.services.mcp_commands,
         input_waiter=pauses.Pauser(
             key=pauses.pause_key(label, attempt),
             node_id=node_id,

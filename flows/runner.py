@@ -162,7 +162,9 @@ async def _execute(
         # trust_env=False: no proxy or netrc from the environment may reroute or decorate what
         # workflow authors send (the guard checks the addresses it connects to itself).
         async with httpx.AsyncClient(transport=transport, timeout=30.0, trust_env=False) as http:
-            state = active.state = RunState(services=services, plan=plan, run=run, http=http, meter=meter)
+            state = active.state = RunState(
+                services=services, plan=plan, run=run, http=http, transport=transport, meter=meter
+            )
             state.emit(NodeEvent(run_id, "", "run_started", "", flow_run_id=str(flow_run_id)))
             # The run's tags label the flow run only. Inherited by every task run, the unique
             # `switchboard-run:<id>` tag would defeat Prefect's tag-concurrency cache and cost

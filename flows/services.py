@@ -100,6 +100,8 @@ class RunServices:
     parent_run_id: str | None = None
     #: Model prices for the run's usage cost and ``budget: {usd}`` (SWITCHBOARD_PRICES).
     prices: PriceTable = DEFAULT_PRICES
+    #: Executables an ``ai.agent`` may start as stdio MCP servers (SWITCHBOARD_MCP_COMMANDS).
+    mcp_commands: frozenset[str] = frozenset()
     #: The meter of the run that started this one as a sub-workflow: what this run spends is
     #: counted there too, and that run's budget holds this one.
     usage_parent: Meter | None = None
@@ -113,6 +115,8 @@ class RunState:
     plan: Plan
     run: RunInfo
     http: httpx.AsyncClient
+    #: ``http``'s guarded transport, lent to SDK clients that build their own (MCP over HTTP).
+    transport: httpx.AsyncBaseTransport | None = None
     #: Attempts so far per task label (a node, or ``node[i]`` for a ``for_each`` item).
     attempts: dict[str, int] = field(default_factory=dict)
     #: One pause (``core.approval``) at a time: a flow run has one state.

@@ -147,6 +147,10 @@ class NodeContext:
     usage_meter: UsageMeter | None = None
     #: Runs an agent's tool calls as task runs; None: they run inline (tests, other callers).
     tool_runner: ToolRunner | None = None
+    #: The run's guarded HTTP transport (``http``'s), for SDK clients that build their own client.
+    http_transport: httpx.AsyncBaseTransport | None = None
+    #: Executables an agent may start as stdio MCP servers (SWITCHBOARD_MCP_COMMANDS).
+    mcp_commands: frozenset[str] = frozenset()
 
     def before_model_call(self, model: str, *, prompt_tokens: int) -> None:
         """Call before each model request: raises :class:`~nodes.errors.BudgetExceeded` when a
@@ -242,6 +246,15 @@ class NodeContext:
                 node_id=self.node_id,
             )
         return await self.credential_resolver(self.credential_name, self.credential_kind, rejected=rejected)
+
+    async def named_credential(self, name: str) -> Mapping[str, Any]:
+        """A stored credential other than the node's own (an agent tool's), of any provider."""
+        if self.credential_resolver is None:
+            raise NodeConfigError(
+                f"node '{self.node_id}' uses credential '{name}', but this run has no credential store",
+                node_id=self.node_id,
+            )
+        return await self.credential_resolver(name, None)
 
     def token_of(self, credential: Mapping[str, Any]) -> tuple[str, str | None]:
         """A credential's token (or OAuth access token) and its ``base_url``, for provider clients."""

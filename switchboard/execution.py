@@ -164,6 +164,7 @@ async def run_here(
         slack_thread=slack_thread,
         parent_run_id=parent.run_id if parent else None,
         prices=settings.price_table(),
+        mcp_commands=settings.mcp_command_set,
         usage_parent=parent.usage if parent else None,
     )
     async with AsyncExitStack() as stack:

@@ -73,6 +73,12 @@ class Settings(BaseSettings):
         le=100_000_000,
         description="Characters and items, nested ones counted, of any value a template builds or renders.",
     )
+    mcp_commands: str = Field(
+        default="",
+        description="Comma-separated executables an `ai.agent` may start as stdio MCP servers (`npx`, `uvx`, "
+        "or a full path, which then must match exactly); empty: none (MCP servers over HTTP still work, "
+        "through the SSRF guard).",
+    )
     prices: Path | None = Field(
         default=None,
         description="A YAML or JSON file of model prices, `{model: {input: N, output: N}}` in USD per "
@@ -214,6 +220,10 @@ class Settings(BaseSettings):
     def oauth_providers(self) -> list[str]:
         """The providers ``/flow connect`` can connect (those with a client id)."""
         return configured_providers(self._environ)
+
+    @property
+    def mcp_command_set(self) -> frozenset[str]:
+        return frozenset(command.strip() for command in self.mcp_commands.split(",") if command.strip())
 
     def price_table(self) -> PriceTable:
         """The model prices: the built-in ones, overridden by the ``prices`` file (read on first

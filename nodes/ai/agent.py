@@ -10,6 +10,8 @@ node, and their results go back to it; the loop ends with a final answer or afte
   the model sees only the arguments' schema.
 * ``{workflow: NAME, version?}``: a stored workflow, run as a sub-workflow (recorded,
   permission-checked); its declared inputs are the arguments, its ``outputs`` the result.
+* ``{mcp: {command: [...]} | {url: URL}, include?, exclude?}``: the tools of an MCP server
+  (:mod:`nodes.ai.mcp_tools`).
 
 A tool that fails (bad arguments included) answers the model with the error, and the loop goes
 on; so does a call listed in ``approve`` that a person rejects in Slack. Everything the model
@@ -20,6 +22,7 @@ back are trimmed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import functools
 import json
@@ -31,7 +34,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from nodes import safe_json
-from nodes.ai import transport
+from nodes.ai import mcp_tools, transport
+from nodes.ai.mcp_tools import McpToolSpec
 from nodes.approval import MAX_TIMEOUT, ApprovalOutput, slack_ids
 from nodes.context import InputTimeoutError, NodeContext
 from nodes.errors import NodeConfigError, NodeError
@@ -87,10 +91,11 @@ class AgentParams(Params):
     prompt: str = Field(min_length=1, description="The user message: what the agent is asked to do.")
     system: str | None = Field(default=None, description="A system message placed first.")
     model: str = Field(default="gpt-4o-mini", description="The model name the server knows.")
-    tools: list[NodeToolSpec | WorkflowToolSpec] = Field(
+    tools: list[NodeToolSpec | WorkflowToolSpec | McpToolSpec] = Field(
         default_factory=list,
         max_length=MAX_TOOLS,
-        description="What the agent may call: `{node: TYPE, params, credential}` or `{workflow: NAME, version}`.",
+        description="What the agent may call: `{node: TYPE, params, credential}`, `{workflow: NAME, version}` or "
+        "`{mcp: {command: [...]} | {url, credential}, include, exclude, prefix}`.",
     )
     max_steps: int = Field(default=8, ge=1, le=MAX_STEPS, description="Most model calls before giving up.")
     output_schema: dict[str, Any] | None = Field(
@@ -123,8 +128,10 @@ class AgentParams(Params):
         tools = data.get("tools") if isinstance(data, dict) else None
         if isinstance(tools, list):
             for index, entry in enumerate(tools):
-                if not isinstance(entry, dict) or not ({"node", "workflow"} & set(entry)):
-                    raise ValueError(f"tools.{index}: a tool is `{{node: TYPE, ...}}` or `{{workflow: NAME, ...}}`")
+                if not isinstance(entry, dict) or len({"node", "workflow", "mcp"} & set(entry)) != 1:
+                    raise ValueError(
+                        f"tools.{index}: a tool is `{{node: TYPE, ...}}`, `{{workflow: NAME, ...}}` or `{{mcp: ...}}`"
+                    )
         return data
 
 
@@ -252,16 +259,81 @@ async def _workflow_tool(ctx: NodeContext, spec: WorkflowToolSpec, index: int) -
     )
 
 
-async def build_tools(ctx: NodeContext, params: AgentParams) -> dict[str, Tool]:
-    """The node's tools by name; a problem with any entry fails the node before a model call."""
+async def _mcp_tools(ctx: NodeContext, spec: McpToolSpec, index: int, stack: contextlib.AsyncExitStack) -> list[Tool]:
+    where = f"tools.{index}"
+    # The session gets a stack of its own until it is up: the SDK reports a failed connection
+    # by cancelling the call in progress and raising the cause when its context closes.
+    server = contextlib.AsyncExitStack()
+    try:
+        async with asyncio.timeout(mcp_tools.CONNECT_TIMEOUT):
+            session = await mcp_tools.open_session(ctx, spec.mcp, where, server)
+            listed = await mcp_tools.list_tools(session)
+    except BaseException as exc:
+        failure: BaseException = exc
+        try:
+            await server.aclose()
+        except BaseException as closing:
+            failure = closing
+        if isinstance(failure, NodeError):
+            raise failure from None
+        if isinstance(failure, asyncio.CancelledError):
+            raise  # the node itself was cancelled
+        if isinstance(failure, TimeoutError):
+            raise NodeConfigError(
+                f"{where}: the MCP server did not start and list its tools within {mcp_tools.CONNECT_TIMEOUT:.0f} s"
+            ) from None
+        raise NodeConfigError(f"{where}: could not reach the MCP server: {_reason(failure)}") from None
+    stack.push_async_exit(server)
+    names = {tool.name for tool in listed}
+    missing = sorted(set(spec.include or []) - names)
+    if missing:
+        raise NodeConfigError(f"{where}.include: the server has no tool(s) {', '.join(missing)}")
+    tools = []
+    for tool in listed:
+        if (spec.include is not None and tool.name not in spec.include) or tool.name in spec.exclude:
+            continue
+        tools.append(
+            Tool(
+                name=_default_name(f"{spec.prefix}_{tool.name}" if spec.prefix else tool.name),
+                description=(tool.description or tool.name)[:2_000],
+                parameters=mcp_tools.schema_of(tool),
+                invoke=mcp_tools.caller(session, tool.name, spec.timeout),
+                retries=spec.retries,
+                timeout=spec.timeout,
+            )
+        )
+    return tools
+
+
+def _innermost(exc: BaseException) -> BaseException:
+    """The first exception inside (nested) groups: the SDK wraps connection errors in task groups."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
+
+
+def _reason(exc: BaseException) -> str:
+    inner = _innermost(exc)
+    return f"{type(inner).__name__}: {inner}"[:500]
+
+
+async def build_tools(ctx: NodeContext, params: AgentParams, stack: contextlib.AsyncExitStack) -> dict[str, Tool]:
+    """The node's tools by name; a problem with any entry fails the node before a model call.
+    MCP sessions stay open on ``stack`` for the node's calls."""
     tools: dict[str, Tool] = {}
     for index, spec in enumerate(params.tools):
-        tool = (
-            _node_tool(ctx, spec, index) if isinstance(spec, NodeToolSpec) else await _workflow_tool(ctx, spec, index)
-        )
-        if tool.name in tools:
-            raise NodeConfigError(f"tools.{index}: two tools are named {tool.name!r}; give one a `name:`")
-        tools[tool.name] = tool
+        if isinstance(spec, NodeToolSpec):
+            made = [_node_tool(ctx, spec, index)]
+        elif isinstance(spec, WorkflowToolSpec):
+            made = [await _workflow_tool(ctx, spec, index)]
+        else:
+            made = await _mcp_tools(ctx, spec, index, stack)
+        for tool in made:
+            if tool.name in tools:
+                raise NodeConfigError(f"tools.{index}: two tools are named {tool.name!r}; give one a `name:`")
+            tools[tool.name] = tool
+        if len(tools) > MAX_TOOLS:
+            raise NodeConfigError(f"tools: more than {MAX_TOOLS} tools (use `include:` to pick an MCP server's)")
     unknown = sorted(set(params.approve) - set(tools))
     if unknown:
         raise NodeConfigError(f"approve: no tool named {', '.join(unknown)} (tools: {', '.join(tools) or 'none'})")
@@ -383,7 +455,17 @@ async def agent(ctx: NodeContext, params: AgentParams) -> AgentOutput:
     against `output_schema` when given) or fails after `max_steps` model calls.
     """
     _check_output_schema(params.output_schema)
-    tools = await build_tools(ctx, params)
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            return await _run(ctx, params, await build_tools(ctx, params, stack))
+    except BaseExceptionGroup as group:  # an MCP session that failed while the agent ran
+        first = _innermost(group)
+        if isinstance(first, NodeError):
+            raise first from None
+        raise NodeError(f"an MCP server connection failed: {_reason(first)}", node_id=ctx.node_id) from None
+
+
+async def _run(ctx: NodeContext, params: AgentParams, tools: dict[str, Tool]) -> AgentOutput:
     messages: list[dict[str, Any]] = []
     if params.system:
         messages.append({"role": "system", "content": params.system})

@@ -58,7 +58,7 @@ TOOLS = [
 ]
 
 
-async def _task_runs(flow_run_id: str, at_least: int) -> list[Any]:
+async def task_runs_of(flow_run_id: str, at_least: int) -> list[Any]:
     async def final() -> list[Any] | None:
         async with get_client() as client:
             runs = await client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
@@ -129,7 +129,7 @@ async def test_an_agent_calls_a_node_and_a_workflow_and_answers_in_the_schema(
 
     # Prefect: every tool call is a task run of its own whose parent is the agent's task run.
     assert result.flow_run_id is not None
-    runs = await _task_runs(result.flow_run_id, at_least=4)
+    runs = await task_runs_of(result.flow_run_id, at_least=4)
     by_name = {r.name: r for r in runs}
     assert set(by_name) == {"think", "agent.tool:read_file", "agent.tool:read_file #2", "agent.tool:square"}
     think = by_name["think"]
@@ -234,7 +234,7 @@ async def test_bad_tools_fail_before_any_model_call(
 def test_a_tool_of_no_known_kind_is_a_definition_error() -> None:
     with pytest.raises(switchboard.DefinitionError) as raised:
         switchboard.validate(agent({"prompt": "go", "tools": [{"script": "rm -rf /"}]}))
-    assert "tools.0: a tool is `{node: TYPE, ...}` or `{workflow: NAME, ...}`" in str(raised.value)
+    assert "tools.0: a tool is `{node: TYPE, ...}`, `{workflow: NAME, ...}` or `{mcp: ...}`" in str(raised.value)
 
 
 async def test_a_provider_error_fails_the_agent_node(ai: FakeOpenAI, fake_http: FakeHTTP) -> None:
