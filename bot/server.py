@@ -35,6 +35,7 @@ from bot import connect
 from bot.api import PREFIX as API_PREFIX
 from bot.api import create_api
 from bot.app import INSTALL_PATH, REDIRECT_PATH, BotConfigError, create_app
+from bot.mcp import MCP_PATH, McpEndpoint
 from bot.reporter import INTERVAL as REPORT_INTERVAL
 from bot.reporter import report_forever
 from bot.request_limits import RequestBodyLimit
@@ -145,11 +146,14 @@ def create_web_app(runtime: BotRuntime, *, report_interval: float = REPORT_INTER
         # and runs wait for it.
         return JSONResponse({"ok": True, "prefect": prefect, "running": len(runtime.running)})
 
+    mcp = McpEndpoint(runtime)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         background = start_background(runtime, report_interval)
         try:
-            yield
+            async with mcp.running():
+                yield
         finally:
             for task in background:
                 task.cancel()
@@ -168,6 +172,7 @@ def create_web_app(runtime: BotRuntime, *, report_interval: float = REPORT_INTER
             *connect.routes(runtime),
             Route("/hooks/{workflow}", webhook_endpoint(runtime), methods=["POST"]),
             Mount(API_PREFIX, app=create_api(runtime)),
+            Route(MCP_PATH, mcp, methods=["GET", "POST", "DELETE"]),
         ],
         lifespan=lifespan,
         middleware=[Middleware(RequestBodyLimit, max_bytes=max_bytes)],

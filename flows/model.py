@@ -268,6 +268,9 @@ class Workflow(_Strict):
     outputs: dict[OutputName, Any] = Field(default_factory=dict, max_length=MAX_OUTPUTS)
     #: The most a run may spend on model calls (its sub-workflows' calls included).
     budget: BudgetSpec | None = None
+    #: Where else the workflow is offered: ``mcp`` lists it as a tool of Switchboard's MCP
+    #: server (``switchboard mcp``, ``/mcp`` on the bot).
+    expose: list[Literal["mcp"]] = Field(default_factory=list, max_length=5)
     nodes: list[NodeDef] = Field(min_length=1)
 
     def node(self, node_id: str) -> NodeDef:
@@ -275,6 +278,21 @@ class Workflow(_Strict):
             if n.id == node_id:
                 return n
         raise KeyError(node_id)
+
+    def inputs_schema(self) -> dict[str, Any]:
+        """The declared inputs as a JSON Schema object (what an agent's model or an MCP client fills in)."""
+        properties: dict[str, Any] = {}
+        for name, spec in self.inputs.items():
+            prop: dict[str, Any] = {"type": spec.type}
+            if spec.description:
+                prop["description"] = spec.description
+            if spec.enum:
+                prop["enum"] = list(spec.enum)
+            if spec.default is not None:
+                prop["default"] = spec.default
+            properties[name] = prop
+        required = [name for name, spec in self.inputs.items() if spec.required and spec.default is None]
+        return {"type": "object", "properties": properties, "required": required, "additionalProperties": False}
 
     def to_dict(self) -> dict[str, Any]:
         """The definition as plain data (round-trips through :func:`load_definition`)."""

@@ -53,22 +53,6 @@ Authorize = Callable[[str], Awaitable[str | None]]
 ChildRunner = Callable[[Plan, dict[str, Any], int, str, str, Parent], Awaitable[RunResult]]
 
 
-def inputs_schema(workflow: Workflow) -> dict[str, Any]:
-    """A workflow's declared inputs as a JSON Schema object (what an agent's model fills in)."""
-    properties: dict[str, Any] = {}
-    for name, spec in workflow.inputs.items():
-        prop: dict[str, Any] = {"type": spec.type}
-        if spec.description:
-            prop["description"] = spec.description
-        if spec.enum:
-            prop["enum"] = list(spec.enum)
-        if spec.default is not None:
-            prop["default"] = spec.default
-        properties[name] = prop
-    required = [name for name, spec in workflow.inputs.items() if spec.required and spec.default is None]
-    return {"type": "object", "properties": properties, "required": required, "additionalProperties": False}
-
-
 def child_resume_root(parent_resume_root: str, label: str) -> str:
     """The resume root of the child a node (or ``for_each`` item) ``label`` starts: the same
     for every attempt of the node and every retry of the parent run."""
@@ -196,7 +180,7 @@ class SubWorkflows:
             "name": definition.name,
             "version": stored.version,
             "description": definition.description or "",
-            "inputs": inputs_schema(definition),
+            "inputs": definition.inputs_schema(),
         }
 
     async def __call__(
