@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from nodes import safe_json
 from nodes.ai import mcp_tools, transport
+from nodes.ai.fallback import MODELS_DESCRIPTION, Fallback, Models, first_answer
 from nodes.ai.mcp_tools import McpToolSpec
 from nodes.approval import MAX_TIMEOUT, ApprovalOutput, slack_ids
 from nodes.context import InputTimeoutError, NodeContext
@@ -90,7 +91,7 @@ class WorkflowToolSpec(_Tool):
 class AgentParams(Params):
     prompt: str = Field(min_length=1, description="The user message: what the agent is asked to do.")
     system: str | None = Field(default=None, description="A system message placed first.")
-    model: str = Field(default="gpt-4o-mini", description="The model name the server knows.")
+    model: Models = Field(default="gpt-4o-mini", description=MODELS_DESCRIPTION)
     tools: list[NodeToolSpec | WorkflowToolSpec | McpToolSpec] = Field(
         default_factory=list,
         max_length=MAX_TOOLS,
@@ -150,6 +151,7 @@ class AgentOutput(BaseModel):
     steps: list[Step] = Field(description="Every tool call, in the order they were asked for.")
     usage: dict[str, int] = Field(description="Token usage summed over the agent's model calls.")
     model: str = Field(description="The model that gave the final answer.")
+    fallbacks: list[Fallback] = Field(default_factory=list, description="Models passed over (transient failures).")
     model_calls: int = Field(description="How many model calls the agent made.")
 
     model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
@@ -358,13 +360,18 @@ class _Loop:
         self.ctx, self.params, self.tools = ctx, params, tools
         self.steps: list[Step] = []
         self.usage: dict[str, int] = {}
+        self.fallbacks: list[Fallback] = []
 
-    async def ask(self, model: str, messages: list[dict[str, Any]], **options: Any) -> Any:
+    async def ask(self, models: Models, messages: list[dict[str, Any]], **options: Any) -> Any:
         schemas = [tool.schema() for tool in self.tools.values()]
         if schemas:
             options["tools"] = schemas
-        response = await transport.chat_completion(
-            self.ctx, model, messages, prompt_extra=json.dumps(schemas) if schemas else "", **options
+        extra = json.dumps(schemas) if schemas else ""
+        response = await first_answer(
+            self.ctx,
+            models,
+            lambda on, model: transport.chat_completion(on, model, messages, prompt_extra=extra, **options),
+            self.fallbacks,
         )
         for key, count in transport.usage(response).items():
             self.usage[key] = self.usage.get(key, 0) + count
@@ -490,7 +497,13 @@ async def _run(ctx: NodeContext, params: AgentParams, tools: dict[str, Tool]) ->
                 await ctx.memory.append(params.memory_session, "user", params.prompt)
                 await ctx.memory.append(params.memory_session, "assistant", text)
             return AgentOutput(
-                text=text, json=data, steps=loop.steps, usage=loop.usage, model=response.model, model_calls=step
+                text=text,
+                json=data,
+                steps=loop.steps,
+                usage=loop.usage,
+                model=response.model,
+                model_calls=step,
+                fallbacks=loop.fallbacks,
             )
         messages.append(
             {

@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from nodes.ai import transport
+from nodes.ai.fallback import MODELS_DESCRIPTION, Fallback, Models, first_answer
 from nodes.context import NodeContext
 from nodes.params import Params
 from nodes.registry import node
@@ -16,7 +17,7 @@ MEMORY_TURNS = 50
 
 
 class ChatParams(Params):
-    model: str = Field(default="gpt-4o-mini", description="The model name the server knows.")
+    model: Models = Field(default="gpt-4o-mini", description=MODELS_DESCRIPTION)
     prompt: str = Field(min_length=1, description="The user message.")
     system: str | None = Field(default=None, description="A system message placed first.")
     temperature: float | None = Field(default=None, ge=0, le=2, description="Sampling temperature.")
@@ -34,6 +35,7 @@ class ChatOutput(BaseModel):
     data: Any = Field(default=None, description="The parsed reply, with `json_schema`.")
     usage: dict[str, int] = Field(description="Token usage reported by the server.")
     model: str = Field(description="The model that answered.")
+    fallbacks: list[Fallback] = Field(default_factory=list, description="Models passed over (transient failures).")
 
 
 @node("ai.chat", credential="openai")
@@ -54,10 +56,13 @@ async def chat(ctx: NodeContext, params: ChatParams) -> ChatOutput:
     if params.json_schema is not None:
         transport.check_schema(params.json_schema)
         options["response_format"] = transport.json_schema_format(params.json_schema)
-    reply = await transport.complete(ctx, params.model, messages, **options)
+    passed: list[Fallback] = []
+    reply = await first_answer(
+        ctx, params.model, lambda on, model: transport.complete(on, model, messages, **options), passed
+    )
     data = transport.parse_json_reply(reply.text, params.json_schema) if params.json_schema is not None else None
     text = reply.text
     if params.memory_session:
         await ctx.memory.append(params.memory_session, "user", params.prompt)
         await ctx.memory.append(params.memory_session, "assistant", text)
-    return ChatOutput(text=text, data=data, usage=reply.usage, model=reply.model)
+    return ChatOutput(text=text, data=data, usage=reply.usage, model=reply.model, fallbacks=passed)

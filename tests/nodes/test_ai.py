@@ -35,6 +35,7 @@ async def test_chat_returns_text_usage_and_model(ai: FakeOpenAI) -> None:
         "data": None,
         "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18},
         "model": "fake-model",
+        "fallbacks": [],
     }
     sent = ai.requests()[0]
     assert sent.headers["authorization"] == "Bearer sk-test"
