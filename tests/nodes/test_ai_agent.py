@@ -5,6 +5,7 @@ under the agent's node on a real Prefect test server."""
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 from uuid import UUID
 
@@ -15,6 +16,8 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 import switchboard
 from storage.runs import RunStore
 from storage.workflows import WorkflowStore
+from switchboard.client import Client
+from switchboard.settings import Settings
 from tests.fakes.github import FakeGitHub
 from tests.fakes.http import FakeHTTP, Reply
 from tests.fakes.openai import FakeOpenAI, completion, tool_calls
@@ -55,6 +58,7 @@ def agent(params: dict[str, Any], **extra: Any) -> dict[str, Any]:
 TOOLS = [
     {"node": "github.read_file", "name": "read_file", "credential": "gh", "params": {"repo": "acme/api"}},
     {"workflow": "square"},
+    {"mcp": {"command": [sys.executable, "-m", "tests.fakes.mcp_server"]}, "include": ["lookup_owner"]},
 ]
 
 
@@ -68,7 +72,7 @@ async def task_runs_of(flow_run_id: str, at_least: int) -> list[Any]:
     return await apoll_until(final, message=f"{at_least} final task runs of {flow_run_id}")
 
 
-async def test_an_agent_calls_a_node_and_a_workflow_and_answers_in_the_schema(
+async def test_an_agent_calls_a_node_a_workflow_and_an_mcp_tool_and_answers_in_the_schema(
     ai: FakeOpenAI, fake_http: FakeHTTP, engine: Any
 ) -> None:
     github = FakeGitHub(fake_http)
@@ -76,8 +80,8 @@ async def test_an_agent_calls_a_node_and_a_workflow_and_answers_in_the_schema(
     await WorkflowStore(engine).apply(SQUARE, actor="test")
     ai.reply(
         tool_calls(("read_file", {"path": "VERSION"})),
-        # Two calls at once (run in parallel), one of them with arguments that do not fit.
-        tool_calls(("square", {"n": 4}), ("read_file", {"path": ""})),
+        # Three calls at once (run in parallel), one of them with arguments that do not fit.
+        tool_calls(("square", {"n": 4}), ("read_file", {"path": ""}), ("lookup_owner", {"component": "payments"})),
         completion('{"version": 4, "squared": 16}', prompt_tokens=30, completion_tokens=8),
     )
     schema = {
@@ -85,7 +89,7 @@ async def test_an_agent_calls_a_node_and_a_workflow_and_answers_in_the_schema(
         "properties": {"version": {"type": "integer"}, "squared": {"type": "integer"}},
         "required": ["version", "squared"],
     }
-    result = await switchboard.arun(
+    result = await Client(Settings(mcp_commands=sys.executable)).runs.run(
         agent({"prompt": "What is the version, squared?", "tools": TOOLS, "output_schema": schema}),
         engine=engine,
         credential_resolver=resolver(fake_http),
@@ -98,6 +102,7 @@ async def test_an_agent_calls_a_node_and_a_workflow_and_answers_in_the_schema(
         (1, "read_file", "ok"),
         (2, "square", "ok"),
         (2, "read_file", "error"),
+        (2, "lookup_owner", "ok"),
     ]
     assert out["steps"][0]["arguments"] == {"path": "VERSION"}
     assert '"content": "4\\n"' in out["steps"][0]["result"]
@@ -107,7 +112,7 @@ async def test_an_agent_calls_a_node_and_a_workflow_and_answers_in_the_schema(
     # credential, the tool results (and the error) as tool messages.
     first = ai.sent(0)
     offered = {tool["function"]["name"]: tool["function"] for tool in first["tools"]}
-    assert set(offered) == {"read_file", "square"}
+    assert set(offered) == {"read_file", "square", "lookup_owner"}
     assert set(offered["read_file"]["parameters"]["properties"]) == {"path", "ref"}
     assert offered["read_file"]["parameters"]["required"] == ["path"]
     assert offered["square"]["description"] == "Square a whole number."
@@ -118,6 +123,7 @@ async def test_an_agent_calls_a_node_and_a_workflow_and_answers_in_the_schema(
     tool_messages = {m["tool_call_id"]: json.loads(m["content"]) for m in third if m["role"] == "tool"}
     assert tool_messages["call_0"]["outputs"] == {"squared": 16}
     assert "error" in tool_messages["call_1"]
+    assert tool_messages["call_2"] == {"component": "payments", "owner": "team-payments"}
 
     # Tokens of all three model calls, in the node's output and the run's usage.
     assert out["usage"]["total_tokens"] == 30 + 30 + 38
@@ -129,11 +135,12 @@ async def test_an_agent_calls_a_node_and_a_workflow_and_answers_in_the_schema(
 
     # Prefect: every tool call is a task run of its own whose parent is the agent's task run.
     assert result.flow_run_id is not None
-    runs = await task_runs_of(result.flow_run_id, at_least=4)
+    runs = await task_runs_of(result.flow_run_id, at_least=5)
     by_name = {r.name: r for r in runs}
-    assert set(by_name) == {"think", "agent.tool:read_file", "agent.tool:read_file #2", "agent.tool:square"}
+    calls = {"agent.tool:read_file", "agent.tool:read_file #2", "agent.tool:square", "agent.tool:lookup_owner"}
+    assert set(by_name) == {"think", *calls}
     think = by_name["think"]
-    for name in ("agent.tool:read_file", "agent.tool:read_file #2", "agent.tool:square"):
+    for name in calls:
         parents = [str(p.id) for p in by_name[name].task_inputs.get("__parents__", [])]
         assert parents == [str(think.id)], name
     assert by_name["agent.tool:read_file #2"].state.is_failed()
