@@ -13,6 +13,7 @@ this process, so any bot replica answers any request.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from contextvars import ContextVar
@@ -26,6 +27,7 @@ from bot.api.callers import Caller, RateLimiter, authenticate
 from bot.api.errors import ApiError
 from bot.runtime import BotRuntime, workflow_of
 from flows.model import InputError
+from switchboard.errors import RunRecordNotFoundError
 from switchboard.execution import new_run_id
 from switchboard.mcp_server import MCP_TRIGGER, ExposedWorkflow, ToolCallError, ToolRun, build_server, exposed
 
@@ -88,7 +90,12 @@ class McpEndpoint:
         started = await runtime.start_unattended(
             stored, inputs, trigger=MCP_TRIGGER, triggered_by=caller.actor, run_id=run_id, user=caller.token.owner
         )
-        await started.task
-        record = await runtime.core.runs.get(run_id)
+        # Shielded: a client that hangs up stops waiting, not the run.
+        with contextlib.suppress(Exception):
+            await asyncio.shield(started.task)
+        try:
+            record = await runtime.core.runs.get(run_id)
+        except RunRecordNotFoundError:
+            raise ToolCallError(f"the run of {item.name} did not start (run {run_id}); see the bot's log") from None
         result = await runtime.core.runs.result(run_id) or {}
         return ToolRun(run_id, record.status, dict(result.get("outputs") or {}), record.error)

@@ -174,13 +174,6 @@ class Budget:
     usd: float | None = None
     tokens: int | None = None
 
-    def describe(self) -> str:
-        parts = [
-            f"{format_usd(self.usd)}" if self.usd is not None else "",
-            f"{self.tokens:,} tokens" if self.tokens else "",
-        ]
-        return " and ".join(part for part in parts if part)
-
 
 @dataclass
 class _Counts:

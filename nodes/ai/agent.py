@@ -473,13 +473,9 @@ async def agent(ctx: NodeContext, params: AgentParams) -> AgentOutput:
 
 
 async def _run(ctx: NodeContext, params: AgentParams, tools: dict[str, Tool]) -> AgentOutput:
-    messages: list[dict[str, Any]] = []
-    if params.system:
-        messages.append({"role": "system", "content": params.system})
-    if params.memory_session:
-        for turn in await ctx.memory.history(params.memory_session, 50):
-            messages.append({"role": turn.role, "content": turn.content})
-    messages.append({"role": "user", "content": params.prompt})
+    messages = await transport.conversation(
+        ctx, params.prompt, system=params.system, memory_session=params.memory_session
+    )
     options: dict[str, Any] = {}
     if params.temperature is not None:
         options["temperature"] = params.temperature

@@ -41,13 +41,9 @@ class ChatOutput(BaseModel):
 @node("ai.chat", credential="openai")
 async def chat(ctx: NodeContext, params: ChatParams) -> ChatOutput:
     """Ask a chat model (any OpenAI-compatible server); optionally remember the conversation."""
-    messages: list[dict[str, str]] = []
-    if params.system:
-        messages.append({"role": "system", "content": params.system})
-    if params.memory_session:
-        for turn in await ctx.memory.history(params.memory_session, MEMORY_TURNS):
-            messages.append({"role": turn.role, "content": turn.content})
-    messages.append({"role": "user", "content": params.prompt})
+    messages = await transport.conversation(
+        ctx, params.prompt, system=params.system, memory_session=params.memory_session, turns=MEMORY_TURNS
+    )
     options: dict[str, Any] = {}
     if params.temperature is not None:
         options["temperature"] = params.temperature

@@ -153,6 +153,20 @@ async def complete(ctx: NodeContext, model: str, messages: list[dict[str, str]],
     return Reply(text=response.choices[0].message.content or "", model=response.model, usage=usage(response))
 
 
+async def conversation(
+    ctx: NodeContext, prompt: str, *, system: str | None, memory_session: str | None, turns: int = 50
+) -> list[dict[str, Any]]:
+    """The messages of a call: the system message, the memory session's earlier turns, the prompt."""
+    messages: list[dict[str, Any]] = []
+    if system:
+        messages.append({"role": "system", "content": system})
+    if memory_session:
+        for turn in await ctx.memory.history(memory_session, turns):
+            messages.append({"role": turn.role, "content": turn.content})
+    messages.append({"role": "user", "content": prompt})
+    return messages
+
+
 def json_schema_format(schema: dict[str, Any], name: str = "reply") -> dict[str, Any]:
     """The ``response_format`` asking for a JSON reply that matches ``schema``."""
     return {"type": "json_schema", "json_schema": {"name": name, "schema": schema}}

@@ -11,7 +11,6 @@ from uuid import UUID
 
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
 import switchboard
 from storage.runs import RunStore
@@ -21,7 +20,7 @@ from switchboard.settings import Settings
 from tests.fakes.github import FakeGitHub
 from tests.fakes.http import FakeHTTP, Reply
 from tests.fakes.openai import FakeOpenAI, completion, tool_calls
-from tests.helpers.polling import apoll_until
+from tests.switchboard.test_subworkflows import task_runs_of
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
@@ -60,16 +59,6 @@ TOOLS = [
     {"workflow": "square"},
     {"mcp": {"command": [sys.executable, "-m", "tests.fakes.mcp_server"]}, "include": ["lookup_owner"]},
 ]
-
-
-async def task_runs_of(flow_run_id: str, at_least: int) -> list[Any]:
-    async def final() -> list[Any] | None:
-        async with get_client() as client:
-            runs = await client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
-        done = len(runs) >= at_least and all(r.state is not None and r.state.is_final() for r in runs)
-        return runs if done else None
-
-    return await apoll_until(final, message=f"{at_least} final task runs of {flow_run_id}")
 
 
 async def test_an_agent_calls_a_node_a_workflow_and_an_mcp_tool_and_answers_in_the_schema(

@@ -14,7 +14,7 @@ from switchboard.settings import Settings
 from tests.fakes import mcp_server
 from tests.fakes.http import FakeHTTP
 from tests.fakes.openai import FakeOpenAI, completion, tool_calls
-from tests.nodes.test_ai_agent import task_runs_of
+from tests.switchboard.test_subworkflows import task_runs_of
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
