@@ -12,7 +12,7 @@ from slack_bolt.async_app import AsyncApp
 from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot import approvals, commands
+from bot import approvals, commands, mentions
 from bot.runtime import BotRuntime
 
 Ack = Callable[..., Awaitable[None]]
@@ -57,6 +57,7 @@ def create_app(runtime: BotRuntime, *, socket_mode: bool = False) -> AsyncApp:
             process_before_response=False,
         )
     commands.register(app, runtime)
+    mentions.register(app, runtime)
     register_run_buttons(app, runtime)
     approvals.register(app, runtime)
     return app

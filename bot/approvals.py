@@ -231,7 +231,7 @@ class ApprovalDesk:
             approval.approvers = list(workflow.permissions.approve)
         approval.ready = True  # before anyone can see the buttons
         if thread is not None and thread.ts is not None:
-            approval.channel, approval.thread_ts = thread.channel, thread.ts
+            approval.channel, approval.thread_ts = thread.channel, thread.root
         elif workflow.notify is not None:
             approval.channel = workflow.notify.channel
         else:

@@ -330,7 +330,7 @@ async def run_command(
     except InputError as exc:
         missing = [p.field.removeprefix("inputs.") for p in exc.problems if p.field and "missing" in p.message]
         others = [p for p in exc.problems if p.field and "missing" not in p.message]
-        if missing and not others:
+        if missing and not others and body.get("trigger_id"):  # a mention has no form to open
             await client.views_open(
                 trigger_id=body["trigger_id"], view=inputs_modal(workflow, stored, missing, given, body["channel_id"])
             )
@@ -341,7 +341,13 @@ async def run_command(
             f"Those inputs do not fit `{escape(workflow.name)}`:\n{problems}\nType: `{cmd} run {workflow.name} {usage}`"
         ) from None
     await runtime.start_run(
-        stored, inputs, user=user, channel=body["channel_id"], client=client, team=body.get("team_id")
+        stored,
+        inputs,
+        user=user,
+        channel=body["channel_id"],
+        client=client,
+        team=body.get("team_id"),
+        thread_ts=body.get("thread_ts"),
     )
 
 

@@ -145,15 +145,17 @@ class BotRuntime:
         trigger: str = "slack",
         client: AsyncWebClient | None = None,
         team: str | None = None,
+        thread_ts: str | None = None,
     ) -> StartedRun:
         """Post the run's message and start the run in the background.
 
         ``inputs`` must already be resolved (typed and validated) against the workflow.
         ``client`` posts the run's messages (default :attr:`client`; a listener's client carries
-        its workspace's token); ``team`` is that workspace, remembered with the run.
+        its workspace's token); ``team`` is that workspace, remembered with the run; ``thread_ts``
+        posts the message as a reply in that thread (a mention).
         """
         view, call = self._fresh_run(stored, inputs, user=user, trigger=trigger, triggered_by=None, client=client)
-        return await self._launch(view, channel, call, client=client, team=team)
+        return await self._launch(view, channel, call, client=client, team=team, thread_ts=thread_ts)
 
     def _fresh_run(
         self,
@@ -280,6 +282,7 @@ class BotRuntime:
         post_first: bool = True,
         client: AsyncWebClient | None = None,
         team: str | None = None,
+        thread_ts: str | None = None,
     ) -> StartedRun:
         """Run ``call`` in the background with a live message in ``channel`` (None: no message).
 
@@ -287,10 +290,12 @@ class BotRuntime:
         task (webhooks and schedules answer at once; a channel Slack refuses costs the message,
         not the run). ``client`` posts it (default :attr:`client`) in workspace ``team``.
         """
-        thread = LiveThread(client or self.client, self.pacer, channel, view) if channel else None
+        thread = LiveThread(client or self.client, self.pacer, channel, view, thread_ts=thread_ts) if channel else None
         self.launching += 1
         try:
-            slack_thread = (thread.channel, await thread.post()) if thread and post_first else None
+            if thread and post_first:
+                await thread.post()
+            slack_thread = (thread.channel, thread.root or "") if thread and post_first else None
         except BaseException:
             self.launching -= 1
             raise

@@ -49,6 +49,8 @@ class LiveThread:
     channel: str
     view: RunView
     ts: str | None = None
+    #: Post the message as a reply in this thread (a run started by a mention replies to it).
+    thread_ts: str | None = None
     updates_sent: int = 0
     #: Whether the last update reached Slack (after :meth:`finish`: whether the summary did).
     last_update_ok: bool = True
@@ -60,7 +62,12 @@ class LiveThread:
         """Post the message (starting state) and start the writer; returns its ``ts``."""
         text, blocks = run_message(self.view)
         await asyncio.sleep(self.pacer.reserve(self.channel))
-        response = await self.client.chat_postMessage(channel=self.channel, text=text, blocks=blocks)
+        if self.thread_ts:
+            response = await self.client.chat_postMessage(
+                channel=self.channel, text=text, blocks=blocks, thread_ts=self.thread_ts
+            )
+        else:
+            response = await self.client.chat_postMessage(channel=self.channel, text=text, blocks=blocks)
         self.ts = str(response["ts"])
         self._writer = asyncio.create_task(self._write_loop(), name=f"slack-thread-{self.view.run_id}")
         return self.ts
@@ -85,6 +92,12 @@ class LiveThread:
             line.status, line.attempts, line.duration_ms = result.status, result.attempts, result.duration_ms
             line.detail = view.node_detail(event.node_id, result, final=False)
         self._dirty.set()
+
+    @property
+    def root(self) -> str | None:
+        """The ts replies about the run go under: the thread it was posted in, else its message
+        (Slack threads have one level: a reply's replies belong to its parent)."""
+        return self.thread_ts or self.ts
 
     async def finish(self, result: RunResult) -> None:
         """Show the summary (status, duration, node table, trimmed outputs) and stop the writer."""

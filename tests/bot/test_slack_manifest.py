@@ -41,7 +41,9 @@ def test_manifest_points_slack_at_routes_the_bot_serves(tmp_path: Path) -> None:
 
     (command,) = manifest["features"]["slash_commands"]
     assert command["command"] == Settings.model_fields["slack_command"].default
-    for url in (command["url"], manifest["settings"]["interactivity"]["request_url"]):
+    events = manifest["settings"]["event_subscriptions"]
+    assert sorted(events["bot_events"]) == ["app_mention", "message.im"]
+    for url in (command["url"], manifest["settings"]["interactivity"]["request_url"], events["request_url"]):
         parts = urlsplit(url)
         assert parts.scheme == "https" and parts.netloc == "YOUR_HOST"
         assert (parts.path, "POST") in served
@@ -52,7 +54,16 @@ def test_manifest_asks_only_for_the_documented_scopes_and_is_quoted_in_the_docs(
     text = MANIFEST.read_text()
     scopes = yaml.safe_load(text)["oauth_config"]["scopes"]["bot"]
     assert sorted(scopes) == sorted(
-        ["commands", "chat:write", "chat:write.public", "usergroups:read", "channels:read", "groups:read"]
+        [
+            "commands",
+            "chat:write",
+            "chat:write.public",
+            "usergroups:read",
+            "channels:read",
+            "groups:read",
+            "app_mentions:read",
+            "im:history",
+        ]
     )
     docs = (ROOT / "docs" / "slack.md").read_text()
     assert f"```yaml\n{text}```" in docs, "docs/slack.md quotes the manifest as shipped"

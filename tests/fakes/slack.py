@@ -377,6 +377,38 @@ def slash_command(
     return sign(body, secret=secret, timestamp=timestamp), body
 
 
+def event_callback(
+    event: dict[str, Any],
+    *,
+    event_id: str = "Ev001",
+    team: str = TEAM,
+    secret: str = SIGNING_SECRET,
+    timestamp: int | None = None,
+) -> tuple[dict[str, str], bytes]:
+    """A signed Events API delivery (JSON) of ``event`` from workspace ``team``."""
+    body = json.dumps(
+        {
+            "token": "deprecated-verification-token",
+            "team_id": team,
+            "api_app_id": "A0APP",
+            "type": "event_callback",
+            "event_id": event_id,
+            "event_time": int(time.time()),
+            "authorizations": [{"team_id": team, "user_id": "UBOT", "is_bot": True}],
+            "event": event,
+        }
+    ).encode()
+    return {**sign(body, secret=secret, timestamp=timestamp), "Content-Type": "application/json"}, body
+
+
+def mention(
+    text: str, *, user: str = "U1", channel: str = "C1", ts: str = "1700000000.000100", **options: Any
+) -> tuple[dict[str, str], bytes]:
+    """A signed ``app_mention`` of the bot (``UBOT``) saying ``text``."""
+    event = {"type": "app_mention", "user": user, "channel": channel, "ts": ts, "text": f"<@UBOT> {text}"}
+    return event_callback(event, **options)
+
+
 def interaction(
     payload: dict[str, Any], *, secret: str = SIGNING_SECRET, timestamp: int | None = None
 ) -> tuple[dict[str, str], bytes]:
