@@ -29,7 +29,7 @@ from flows.graph import mermaid
 from flows.plan import Plan, build_plan
 from flows.results import NodeResult, RunResult
 from flows.services import ActiveRun, RunRecordError, RunState, runs
-from flows.usage import Budget, Meter
+from flows.usage import Meter
 from nodes.context import RunInfo
 from nodes.http_guard import GuardedTransport
 
@@ -149,12 +149,7 @@ async def _execute(
                 parent_run_id=services.parent_run_id,
             )
         )
-    budget = plan.workflow.budget
-    meter = Meter(
-        services.prices,
-        Budget(usd=budget.usd, tokens=budget.tokens) if budget is not None else None,
-        parent=services.usage_parent,
-    )
+    meter = Meter(services.prices, plan.workflow.budget, parent=services.usage_parent)
     transport = GuardedTransport(
         services.allow_hosts, ssl_context=_tls_context(), max_response_bytes=services.http_max_response_bytes
     )

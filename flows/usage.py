@@ -31,6 +31,7 @@ from typing import Any
 import yaml
 
 from flows import safe_yaml
+from flows.model import BudgetSpec
 from nodes.errors import BudgetExceeded
 
 #: The largest price file read (a table of thousands of models fits in far less).
@@ -167,14 +168,6 @@ def load_prices(path: Path | None) -> PriceTable:
     return DEFAULT_PRICES if path is None else DEFAULT_PRICES.merged(PriceTable.from_file(path))
 
 
-@dataclass(frozen=True)
-class Budget:
-    """The most a run may spend on models: USD (priced by the run's table) and/or tokens."""
-
-    usd: float | None = None
-    tokens: int | None = None
-
-
 @dataclass
 class _Counts:
     prompt_tokens: int = 0
@@ -195,7 +188,7 @@ class Meter:
     call SDKs in threads record from there)."""
 
     def __init__(
-        self, prices: PriceTable = DEFAULT_PRICES, budget: Budget | None = None, *, parent: Meter | None = None
+        self, prices: PriceTable = DEFAULT_PRICES, budget: BudgetSpec | None = None, *, parent: Meter | None = None
     ) -> None:
         self.prices = prices
         self.budget = budget

@@ -489,9 +489,7 @@ async def _run(ctx: NodeContext, params: AgentParams, tools: dict[str, Tool]) ->
         if not calls:
             text = message.content or ""
             data = _final(text, params.output_schema)
-            if params.memory_session:
-                await ctx.memory.append(params.memory_session, "user", params.prompt)
-                await ctx.memory.append(params.memory_session, "assistant", text)
+            await transport.remember(ctx, params.memory_session, params.prompt, text)
             return AgentOutput(
                 text=text,
                 json=data,

@@ -58,7 +58,5 @@ async def chat(ctx: NodeContext, params: ChatParams) -> ChatOutput:
     )
     data = transport.parse_json_reply(reply.text, params.json_schema) if params.json_schema is not None else None
     text = reply.text
-    if params.memory_session:
-        await ctx.memory.append(params.memory_session, "user", params.prompt)
-        await ctx.memory.append(params.memory_session, "assistant", text)
+    await transport.remember(ctx, params.memory_session, params.prompt, text)
     return ChatOutput(text=text, data=data, usage=reply.usage, model=reply.model, fallbacks=passed)

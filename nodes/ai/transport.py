@@ -167,6 +167,13 @@ async def conversation(
     return messages
 
 
+async def remember(ctx: NodeContext, memory_session: str | None, prompt: str, answer: str) -> None:
+    """Keep this turn (the prompt and the answer) in the memory session, when there is one."""
+    if memory_session:
+        await ctx.memory.append(memory_session, "user", prompt)
+        await ctx.memory.append(memory_session, "assistant", answer)
+
+
 def json_schema_format(schema: dict[str, Any], name: str = "reply") -> dict[str, Any]:
     """The ``response_format`` asking for a JSON reply that matches ``schema``."""
     return {"type": "json_schema", "json_schema": {"name": name, "schema": schema}}
